@@ -1,0 +1,12 @@
+"""RAM: compress a long context for a query by close reading relevant segments and skimming the rest.
+
+See ``docs/ram.md``. Public API: :class:`RAMConfig`, :class:`RAMModel` (``compress``, ``answer``,
+``generate``, ``save_pretrained`` / ``from_pretrained``), :func:`make_dataset`, :func:`train`.
+"""
+
+from longlore.ram.config import RAMConfig
+from longlore.ram.data import QARecord, load_qa, make_dataset
+from longlore.ram.model import Compressed, RAMModel
+from longlore.ram.trainer import TrainArgs, evaluate, train
+
+__all__ = ["RAMConfig", "RAMModel", "Compressed", "QARecord", "load_qa", "make_dataset", "TrainArgs", "train", "evaluate"]
