@@ -1,0 +1,145 @@
+"""A trained tagger with its tokenizer and labels: prediction, evaluation, save and load.
+
+``NERPipeline.save_pretrained(dir)`` writes ``encoder/`` (the fine-tuned encoder and tokenizer,
+Hugging Face format), ``heads.safetensors`` (everything that is not the encoder: label heads,
+fusion layers, graph buffers) and ``lstner.json`` (kind, labels, config, format version);
+``from_pretrained(dir)`` rebuilds it offline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from seqeval.metrics import classification_report, f1_score
+from seqeval.scheme import IOB2
+
+from longlore.core.errors import LongloreError
+from longlore.core.io import atomic_write_text
+from longlore.core.models import load_encoder
+from longlore.lstner.config import LSTNERConfig
+from longlore.lstner.data import LabelSet, Sentence, batches, encode_sentence
+from longlore.lstner.model import LSTNERModel, MultiTaskTagger, Tagger
+
+FORMAT_VERSION = 1
+KINDS = ("tagger", "multitask", "lstner")
+
+
+@dataclass
+class NERPipeline:
+    """``model`` (a Tagger subclass) + ``tokenizer`` + target ``labels`` (+ source labels if any)."""
+
+    model: Tagger
+    tokenizer: object
+    labels: LabelSet
+    config: LSTNERConfig
+    kind: str = "tagger"
+    source_labels: LabelSet | None = None
+    extra: dict = field(default_factory=dict)  # e.g. the source graph's label distributions
+
+    # --- inference ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_tags(self, sentences: list[Sentence], batch_size: int = 64) -> list[list[str]]:
+        """IOB2 tags per word (argmax at each word's first sub-token; truncated words get ``O``)."""
+        self.model.eval()
+        enc = [encode_sentence(s, self.tokenizer, None, self.config.max_len) for s in sentences]
+        out: list[list[str]] = []
+        names = self.labels.labels
+        for start in range(0, len(enc), batch_size):
+            chunk = enc[start:start + batch_size]
+            batch = batches(chunk, len(chunk), self.tokenizer.pad_token_id)[0]
+            pred = self.model(batch["input_ids"], batch["attention_mask"]).argmax(-1)  # (B, T)
+            for b, e in enumerate(chunk):
+                out.append([names[int(pred[b, p])] if p >= 0 else "O" for p in e.word_pos])
+        return out
+
+    def evaluate(self, sentences: list[Sentence]) -> dict:
+        """Strict span F1 (seqeval, IOB2, mode='strict'): micro P/R/F1 and per-type scores, in %."""
+        gold = [s.tags for s in sentences]
+        pred = self.predict_tags(sentences)
+        report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+        per_type = {t: round(100 * float(v["f1-score"]), 2) for t, v in report.items() if not t.endswith("avg")}
+        micro = report["micro avg"]
+        f1 = float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
+        return {"f1": round(100 * f1, 2), "precision": round(100 * float(micro["precision"]), 2),
+                "recall": round(100 * float(micro["recall"]), 2),
+                "per_type": per_type, "n_sentences": len(sentences)}
+
+    def predict_text(self, text: str) -> list[dict]:
+        """Entity spans in raw text: ``[{"text", "type", "start", "end"}]`` (word indices, end exclusive)."""
+        words = tokenize_words(text)
+        if not words:
+            return []
+        tags = self.predict_tags([Sentence(words, ["O"] * len(words))])[0]
+        return [{"text": " ".join(words[s:e]), "type": t, "start": s, "end": e} for t, s, e in strict_spans(tags)]
+
+    # --- persistence ----------------------------------------------------------------------
+    def save_pretrained(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        out_dir = Path(out_dir)
+        meta_path = out_dir / "lstner.json"
+        if meta_path.exists() and not overwrite:
+            raise LongloreError(f"{out_dir}: already holds a model; pass --overwrite to replace it")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.encoder.save_pretrained(out_dir / "encoder")
+        self.tokenizer.save_pretrained(out_dir / "encoder")
+        heads = {k: v.detach().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
+        save_file(heads, str(out_dir / "heads.safetensors"))
+        meta = {"format_version": FORMAT_VERSION, "kind": self.kind, "types": self.labels.types,
+                "source_types": self.source_labels.types if self.source_labels else None,
+                "config": self.config.to_dict(), "extra": self.extra}
+        # Written last: its presence marks a complete save.
+        atomic_write_text(meta_path, json.dumps(meta, indent=2), overwrite=True)
+        return out_dir
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path) -> "NERPipeline":
+        model_dir = Path(model_dir)
+        meta_path = model_dir / "lstner.json"
+        if not meta_path.is_file():
+            raise LongloreError(f"{model_dir}: no lstner.json; pass a folder written by `longlore lstner train-*`")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("kind") not in KINDS:
+            raise LongloreError(f"{meta_path}: field 'kind' is {meta.get('kind')!r}; expected one of {list(KINDS)}")
+        config = LSTNERConfig.from_dict(meta["config"])
+        encoder, tokenizer = load_encoder(str(model_dir / "encoder"))
+        labels = LabelSet(meta["types"])
+        source_labels = LabelSet(meta["source_types"]) if meta.get("source_types") else None
+        model = build_model(meta["kind"], encoder, labels, source_labels, config)
+        missing, unexpected = model.load_state_dict(load_file(str(model_dir / "heads.safetensors")), strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise LongloreError(f"{model_dir}/heads.safetensors does not match a '{meta['kind']}' model "
+                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain or use a matching version")
+        return cls(model.eval(), tokenizer, labels, config, meta["kind"], source_labels, meta.get("extra", {}))
+
+
+def build_model(kind: str, encoder, labels: LabelSet, source_labels: LabelSet | None, config: LSTNERConfig) -> Tagger:
+    """An untrained model of ``kind`` around ``encoder``."""
+    if kind == "tagger":
+        return Tagger(encoder, len(labels), config.dropout)
+    if source_labels is None:
+        raise LongloreError(f"a '{kind}' model needs the source label set")
+    if kind == "multitask":
+        return MultiTaskTagger(encoder, len(labels), len(source_labels), config.dropout)
+    return LSTNERModel(encoder, len(labels), len(labels.types), len(source_labels), config)
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Split raw text into words and punctuation (the same convention as the synthetic corpora)."""
+    return re.findall(r"[\w'&.-]+|[^\w\s]", text)
+
+
+def strict_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end) spans under strict IOB2: B-X opens, I-X continues; a stray I-X is dropped."""
+    spans, cur = [], None
+    for i, tag in enumerate(tags + ["O"]):
+        if cur is not None and tag != f"I-{cur[0]}":
+            spans.append((cur[0], cur[1], i))
+            cur = None
+        if tag.startswith("B-"):
+            cur = (tag[2:], i)
+    return spans

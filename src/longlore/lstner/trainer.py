@@ -1,0 +1,209 @@
+"""Training: the source tagger, the few-shot target baselines and LST-NER.
+
+Methods for the target domain (``METHODS``):
+
+* ``target-only``: the pretrained encoder and a fresh head, trained on the target sentences.
+* ``source-then-target``: the source tagger's encoder, a fresh target head, fine-tuned.
+* ``multi-task``: the pretrained encoder with a source head and a target head, each step one
+  target batch plus one source batch.
+* ``lstner``: the source tagger's encoder and a fresh target head (``head_init="label-dist"``
+  starts it at ``E_t = P E_s`` instead); the target label graph from the label distributions is
+  fused into the token states, and the loss is ``CE + l_aux * BCE + l_gw * GW``. The ablations
+  set ``use_graph=False`` or ``l_gw=0`` in the config.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+
+import torch
+
+from longlore.core.errors import LongloreError
+from longlore.core.models import load_encoder
+from longlore.core.progress import console, track
+from longlore.lstner.config import LSTNERConfig
+from longlore.lstner.data import LabelSet, Sentence, batches, encode_sentence
+from longlore.lstner.graph import build_adjacency, label_distributions, normalize_adjacency
+from longlore.lstner.loss import aux_bce, token_ce, total_loss
+from longlore.lstner.model import LSTNERModel, MultiTaskTagger, Tagger, graph_cost
+from longlore.lstner.pipeline import NERPipeline
+
+METHODS = ("target-only", "source-then-target", "multi-task", "lstner")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _optimizer(model: torch.nn.Module, cfg: LSTNERConfig, total_steps: int):
+    """AdamW with the encoder at ``lr`` and everything new at ``head_lr``; warm-up then linear decay."""
+    enc = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
+    new = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr}, {"params": new, "lr": cfg.head_lr}], weight_decay=0.01)
+    warm = max(1, int(cfg.warmup * total_steps))
+
+    def factor(step: int) -> float:
+        return (step + 1) / warm if step < warm else max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def fit(model: torch.nn.Module, encoded: list, n_types: int, pad_id: int, cfg: LSTNERConfig,
+        step_loss: Callable[[dict], tuple[torch.Tensor, dict]], desc: str) -> list[dict]:
+    """Shuffle, batch and optimise ``step_loss`` for ``cfg.epochs``; returns per-epoch mean losses."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = (len(encoded) + cfg.batch_size - 1) // cfg.batch_size
+    opt, sched = _optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    model.train()
+    history = []
+    for epoch in track(range(cfg.epochs), desc):
+        sums: dict[str, float] = {}
+        for batch in batches(encoded, cfg.batch_size, pad_id, n_types, generator=gen):
+            loss, parts = step_loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        history.append({"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()}})
+    model.eval()
+    return history
+
+
+def _encode(sentences: list[Sentence], tokenizer, labels: LabelSet, cfg: LSTNERConfig) -> list:
+    return [encode_sentence(s, tokenizer, labels, cfg.max_len) for s in sentences]
+
+
+def train_source(sentences: list[Sentence], cfg: LSTNERConfig, dev: list[Sentence] | None = None) -> NERPipeline:
+    """Train the source tagger and record the source label graph's distributions p(Y_s | y_s).
+
+    The distributions are measured on ``dev`` (held-out source sentences) when given, else on
+    the training sentences.
+    """
+    seed_everything(cfg.seed)
+    labels = LabelSet.from_sentences(sentences)
+    encoder, tokenizer = load_encoder(cfg.encoder, seed=cfg.seed)
+    model = Tagger(encoder, len(labels), cfg.dropout)
+    enc = _encode(sentences, tokenizer, labels, cfg)
+    pipe = NERPipeline(model, tokenizer, labels, cfg, "tagger")
+    pipe.extra["history"] = fit(model, enc, 0, tokenizer.pad_token_id, cfg,
+                                lambda b: _ce_step(model, b), "train source tagger")
+    dist_on = _encode(dev or sentences, tokenizer, labels, cfg)
+    dist = label_distributions(model, batches(dist_on, 64, tokenizer.pad_token_id), len(labels), cfg.temperature)
+    pipe.extra["source_dist"] = dist.tolist()
+    return pipe
+
+
+def _ce_step(model: Tagger, batch: dict) -> tuple[torch.Tensor, dict]:
+    loss = token_ce(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+    return loss, {"ce": loss.detach()}
+
+
+def _check_source(source: NERPipeline | None, method: str) -> NERPipeline:
+    if source is None:
+        raise LongloreError(f"method '{method}' needs a source tagger; run `longlore lstner train-source` and pass --source")
+    if "source_dist" not in source.extra:
+        raise LongloreError("the source model has no label distributions (extra.source_dist); retrain it with train-source")
+    return source
+
+
+def build_lstner(source: NERPipeline, train: list[Sentence], labels: LabelSet, cfg: LSTNERConfig) -> LSTNERModel:
+    """LST-NER model initialised from the source tagger and the target sentences' label graph."""
+    src_model, tok = source.model, source.tokenizer
+    model = LSTNERModel(copy.deepcopy(src_model.encoder), len(labels), len(labels.types), len(source.labels), cfg)
+    enc = _encode(train, tok, labels, cfg)
+    dist_t = label_distributions(src_model, batches(enc, 64, tok.pad_token_id), len(labels), cfg.temperature)  # (L, S)
+    dist_s = torch.tensor(source.extra["source_dist"])  # (S, S)
+    e_s, b_s = src_model.head.label_emb.detach(), src_model.head.bias.detach()
+    with torch.no_grad():
+        if cfg.head_init == "label-dist":
+            # Target label embeddings start as the distribution-weighted source embeddings: a
+            # target label the source tagger reads as "mostly LOC" starts next to LOC. (Labels
+            # the source reads as "O" all start next to O, which few-shot training struggles
+            # to pull apart; hence not the default.)
+            model.head.label_emb.copy_(dist_t @ e_s)
+            model.head.bias.copy_(dist_t @ b_s)
+        model.label_dist.copy_(dist_t)
+        adj_t = build_adjacency(dist_t, cfg.edge_rule, cfg.edge_threshold, cfg.edge_k)
+        model.adj.copy_(adj_t)
+        model.adj_hat.copy_(normalize_adjacency(adj_t))
+        adj_s = build_adjacency(dist_s, cfg.edge_rule, cfg.edge_threshold, cfg.edge_k)
+        model.source_cost.copy_(graph_cost(e_s, adj_s))
+    return model
+
+
+def train_target(train: list[Sentence], cfg: LSTNERConfig, method: str = "lstner",
+                 source: NERPipeline | None = None, source_sentences: list[Sentence] | None = None,
+                 labels: LabelSet | None = None) -> NERPipeline:
+    """Train a target-domain tagger with ``method`` (see ``METHODS``) on the few-shot ``train``.
+
+    Args:
+        train: target sentences.
+        cfg: hyper-parameters (``use_graph`` / ``l_gw`` select LST-NER's ablations).
+        method: one of ``METHODS``.
+        source: the source tagger (all methods except ``target-only``).
+        source_sentences: source training sentences (``multi-task`` only).
+        labels: the target label set; defaults to the types seen in ``train``.
+    """
+    if method not in METHODS:
+        raise LongloreError(f"method '{method}' is unknown; use one of {list(METHODS)}")
+    seed_everything(cfg.seed)
+    labels = labels or LabelSet.from_sentences(train)
+    if method == "target-only":
+        encoder, tok = load_encoder(cfg.encoder, seed=cfg.seed)
+        model = Tagger(encoder, len(labels), cfg.dropout)
+        pipe = NERPipeline(model, tok, labels, cfg, "tagger")
+        pipe.extra["history"] = fit(model, _encode(train, tok, labels, cfg), 0, tok.pad_token_id, cfg,
+                                    lambda b: _ce_step(model, b), "train target-only")
+        return pipe
+    source = _check_source(source, method)
+    tok = source.tokenizer
+    enc = _encode(train, tok, labels, cfg)
+    if method == "source-then-target":
+        model = Tagger(copy.deepcopy(source.model.encoder), len(labels), cfg.dropout)
+        pipe = NERPipeline(model, tok, labels, cfg, "tagger")
+        pipe.extra["history"] = fit(model, enc, 0, tok.pad_token_id, cfg, lambda b: _ce_step(model, b),
+                                    "train source-then-target")
+        return pipe
+    if method == "multi-task":
+        if not source_sentences:
+            raise LongloreError("method 'multi-task' needs the source training sentences (--source-data)")
+        # Same starting point as target-only: the pretrained encoder, both heads fresh.
+        encoder, _ = load_encoder(cfg.encoder, seed=cfg.seed)
+        model = MultiTaskTagger(encoder, len(labels), len(source.labels), cfg.dropout)
+        src_enc = _encode(source_sentences, tok, source.labels, cfg)
+        src_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        src_iter = iter(())
+
+        def mt_step(batch: dict) -> tuple[torch.Tensor, dict]:
+            nonlocal src_iter
+            src_batch = next(src_iter, None)
+            if src_batch is None:
+                src_iter = iter(batches(src_enc, cfg.batch_size, tok.pad_token_id, generator=src_gen))
+                src_batch = next(src_iter)
+            ce_t = token_ce(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+            ce_s = token_ce(model.source_logits(src_batch["input_ids"], src_batch["attention_mask"]), src_batch["labels"])
+            return ce_t + ce_s, {"ce": ce_t.detach(), "ce_source": ce_s.detach()}
+
+        pipe = NERPipeline(model, tok, labels, cfg, "multitask", source.labels)
+        pipe.extra["history"] = fit(model, enc, 0, tok.pad_token_id, cfg, mt_step, "train multi-task")
+        return pipe
+    model = build_lstner(source, train, labels, cfg)
+    n_types = len(labels.types)
+
+    def lst_step(batch: dict) -> tuple[torch.Tensor, dict]:
+        logits, type_logits = model.forward_all(batch["input_ids"], batch["attention_mask"])
+        ce = token_ce(logits, batch["labels"])
+        bce = aux_bce(type_logits, batch["types"])
+        gw = model.gw_loss() if cfg.l_gw > 0 else torch.zeros(())
+        return total_loss(ce, bce, gw, cfg.l_aux, cfg.l_gw), {"ce": ce.detach(), "bce": bce.detach(), "gw": gw.detach()}
+
+    pipe = NERPipeline(model, tok, labels, cfg, "lstner", source.labels)
+    pipe.extra["history"] = fit(model, enc, n_types, tok.pad_token_id, cfg, lst_step, "train LST-NER")
+    console.log(f"LST-NER trained: final epoch {pipe.extra['history'][-1]}")
+    return pipe
