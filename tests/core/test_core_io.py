@@ -65,3 +65,12 @@ def test_failed_write_leaves_target_untouched(tmp_path: Path) -> None:
         write_jsonl(path, records(), overwrite=True)
     assert path.read_text() == "old\n"
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_write_uses_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = atomic_write_text(tmp_path / "perm.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -1,0 +1,231 @@
+"""Build tower inputs from a dataset, train the three-tower retriever, and serve scores from it."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from longlore.core.errors import LongloreError
+from longlore.core.io import atomic_write_text
+from longlore.core.progress import console, track
+from longlore.recgpt.config import RecGPTConfig
+from longlore.recgpt.data import Dataset, Split, descriptor_tags, frequent_attributes
+from longlore.recgpt.loss import multi_positive_softmax, recgpt_loss, sampled_softmax
+from longlore.recgpt.model import ThreeTower, fuse
+
+MAX_ATTRS = 64  # attributes kept per item (actor lists are long; the mean of 64 is stable)
+
+
+def user_feature_tokens(feats: dict[str, Any]) -> list[str]:
+    """Categorical user features as tokens; ages are bucketed by decade."""
+    out = []
+    for key, value in feats.items():
+        if key == "zip_code":
+            continue
+        if key == "age" and str(value).isdigit():
+            value = f"{int(value) // 10 * 10}s"
+        out.append(f"{key}={value}")
+    return out
+
+
+@dataclass
+class Features:
+    """Tensors the towers read, derived once from a dataset (and saved with the model)."""
+
+    user_ids: list[str]
+    item_ids: list[str]
+    genres: list[str]
+    user_vocab: list[str]
+    attr_vocab: list[str]
+    user_feats: torch.Tensor   # (U, F) padded with len(user_vocab)
+    item_genres: torch.Tensor  # (N, G)
+    item_attrs: torch.Tensor   # (N, MAX_ATTRS) padded with len(attr_vocab)
+
+    @classmethod
+    def build(cls, data: Dataset) -> Features:
+        user_tokens = {u: user_feature_tokens(data.users.get(u, {})) for u in data.user_ids}
+        user_vocab = sorted({t for ts in user_tokens.values() for t in ts})
+        vi = {t: i for i, t in enumerate(user_vocab)}
+        width = max([len(ts) for ts in user_tokens.values()] + [1])
+        user_feats = torch.full((data.n_users, width), len(user_vocab), dtype=torch.long)
+        for row, u in enumerate(data.user_ids):
+            for col, tok in enumerate(user_tokens[u]):
+                user_feats[row, col] = vi[tok]
+        gi = {g: i for i, g in enumerate(data.genres)}
+        item_genres = torch.zeros(data.n_items, max(len(data.genres), 1))
+        attr_vocab = frequent_attributes(data)
+        ai = {a: i for i, a in enumerate(attr_vocab)}
+        item_attrs = torch.full((data.n_items, MAX_ATTRS), len(attr_vocab), dtype=torch.long)
+        for row, iid in enumerate(data.item_ids):
+            item = data.items[iid]
+            for g in item.genres:
+                item_genres[row, gi[g]] = 1.0
+            known = [ai[a] for a in item.attributes if a in ai][:MAX_ATTRS]
+            item_attrs[row, :len(known)] = torch.tensor(known, dtype=torch.long)
+        return cls(data.user_ids, data.item_ids, data.genres, user_vocab, attr_vocab, user_feats, item_genres, item_attrs)
+
+
+def history_window(indices: list[int], length: int, pad: int) -> list[int]:
+    """The last ``length`` item indices, left-padded with ``pad``."""
+    tail = indices[-length:]
+    return [pad] * (length - len(tail)) + tail
+
+
+def embed_texts(embedder: Any, texts: list[str]) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(embedder.embed(list(texts)), dtype=np.float32))
+
+
+class Retriever:
+    """A trained three-tower model with its features and tag encoder; scores users against all items."""
+
+    def __init__(self, model: ThreeTower, features: Features, config: RecGPTConfig, embedder: Any) -> None:
+        self.model, self.features, self.config, self.embedder = model.eval(), features, config, embedder
+        self.item_index = {iid: i for i, iid in enumerate(features.item_ids)}
+        self.user_index = {uid: i for i, uid in enumerate(features.user_ids)}
+        self._text_cache: dict[str, torch.Tensor] = {}  # tag text -> frozen embedding (serving reuses tags)
+        with torch.no_grad():
+            self.item_vectors = model.item()  # (N, D), cached for serving
+
+    @torch.no_grad()
+    def user_vectors(self, users: list[str], histories: list[list[str]]) -> torch.Tensor:
+        """(B, D) user vectors given each user's item-id history (oldest first)."""
+        pad = len(self.features.item_ids)
+        for u in users:
+            if u not in self.user_index:
+                raise LongloreError(f"unknown user id '{u}': the retriever was trained on {len(self.user_index)} users")
+        rows = [self.user_index[u] for u in users]
+        hist = torch.tensor([history_window([self.item_index[i] for i in h if i in self.item_index],
+                                            self.config.history_len, pad) for h in histories], dtype=torch.long)
+        return self.model.user(torch.tensor(rows), self.features.user_feats[rows], hist)
+
+    @torch.no_grad()
+    def tag_vectors(self, tags: list[str]) -> torch.Tensor:
+        """(T, D) tag-tower vectors; text embeddings are cached per tag string."""
+        if not tags:
+            return torch.zeros(0, self.config.dim)
+        new = [t for t in dict.fromkeys(tags) if t not in self._text_cache]
+        if new:
+            self._text_cache.update(zip(new, embed_texts(self.embedder, new)))
+        return self.model.tag(torch.stack([self._text_cache[t] for t in tags]))
+
+    @torch.no_grad()
+    def scores(self, user: str, history: list[str], tags: list[str] | None = None,
+               beta: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fused scores over all items (N,) and, with tags, the index of the best tag per item (N,)."""
+        beta = self.config.beta if beta is None else beta
+        y_col = self.user_vectors([user], [history])[0] @ self.item_vectors.T  # (N,)
+        if not tags:
+            return y_col, None
+        per_tag = self.tag_vectors(tags) @ self.item_vectors.T                 # (T, N)
+        y_sem, best = per_tag.max(dim=0)  # an item is retrieved by the tag closest to it
+        return fuse(y_col, y_sem, beta), best
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = self.features
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(folder / "model.safetensors"))
+        meta = {"config": self.config.to_dict(), "user_ids": f.user_ids, "item_ids": f.item_ids, "genres": f.genres,
+                "user_vocab": f.user_vocab, "attr_vocab": f.attr_vocab, "text_dim": self.model.tag_mlp[0].in_features,
+                "user_feats": f.user_feats.tolist(), "item_attrs": f.item_attrs.tolist(), "item_genres": f.item_genres.tolist()}
+        atomic_write_text(folder / "retriever.json", json.dumps(meta), overwrite=True)
+
+    @classmethod
+    def load(cls, folder: Path, embedder: Any = None) -> Retriever:
+        if not (folder / "retriever.json").exists():
+            raise LongloreError(f"{folder}: no retriever.json; train one with `longlore recgpt train`")
+        meta = json.loads((folder / "retriever.json").read_text())
+        config = RecGPTConfig.from_dict(meta["config"])
+        feats = Features(meta["user_ids"], meta["item_ids"], meta["genres"], meta["user_vocab"], meta["attr_vocab"],
+                         torch.tensor(meta["user_feats"]), torch.tensor(meta["item_genres"]), torch.tensor(meta["item_attrs"]))
+        model = _new_model(feats, meta["text_dim"], config.dim)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        if embedder is None:
+            from longlore.core.models import load_embedder
+
+            embedder = load_embedder(config.tag_embedder)
+        return cls(model, feats, config, embedder)
+
+
+def _new_model(f: Features, text_dim: int, dim: int) -> ThreeTower:
+    return ThreeTower(len(f.user_ids), len(f.item_ids), len(f.user_vocab), f.item_genres, f.item_attrs,
+                      len(f.attr_vocab), text_dim, dim)
+
+
+def train_retriever(data: Dataset, split: Split, config: RecGPTConfig, embedder: Any = None,
+                    log_every: int = 0) -> tuple[Retriever, dict]:
+    """Train on every (user, next item) pair of the training logs; each pair also draws one of the
+    item's descriptor tags for L_tag / L_cate. Returns the retriever and a summary with losses."""
+    if embedder is None:
+        from longlore.core.models import load_embedder
+
+        embedder = load_embedder(config.tag_embedder)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    feats = Features.build(data)
+    item_index = {iid: i for i, iid in enumerate(feats.item_ids)}
+    gi = {g: i for i, g in enumerate(feats.genres)}
+    pad = len(feats.item_ids)
+    tag_vocab: dict[str, int] = {}
+    item_tags: list[list[tuple[int, int]]] = []
+    for iid in feats.item_ids:
+        item_tags.append([(tag_vocab.setdefault(t, len(tag_vocab)), gi.get(c, -1) if c else -1)
+                          for t, c in descriptor_tags(data.items[iid])])
+    tag_text = embed_texts(embedder, list(tag_vocab))  # (T, E), frozen
+    users, items, hists = [], [], []
+    for uid, seq in split.train.items():
+        idx = [item_index[x.item_id] for x in seq]
+        for k, v in enumerate(idx):
+            users.append(data.user_index[uid])
+            items.append(v)
+            hists.append(history_window(idx[:k], config.history_len, pad))
+    if not items:
+        raise LongloreError("no training interactions: every user needs at least one training event")
+    users_t, items_t, hists_t = torch.tensor(users), torch.tensor(items), torch.tensor(hists)
+    model = _new_model(feats, tag_text.shape[1], config.dim)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(items) // config.batch_size)
+    history: list[dict] = []
+    start = time.time()
+    for epoch in track(range(config.epochs), "RecGPT: training the three towers"):
+        order = torch.randperm(len(items))
+        totals = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
+        for step in range(steps_per_epoch):
+            b = order[step * config.batch_size:(step + 1) * config.batch_size]
+            v = items_t[b]
+            choices = [rng.choice(item_tags[i]) if item_tags[i] else (-1, -1) for i in v.tolist()]
+            has_tag = torch.tensor([t >= 0 for t, _ in choices])
+            tags = torch.tensor([max(t, 0) for t, _ in choices])
+            cats = torch.tensor([c for _, c in choices])
+            negatives = torch.randint(0, len(feats.item_ids), (config.n_negatives,))
+            cand_ids = torch.cat([v, negatives])                               # (C,) = B + K
+            cand = model.item(cand_ids)                                       # (C, D)
+            positive = torch.arange(len(b))
+            hit = cand_ids[None, :] == v[:, None]                             # (B, C) accidental hits
+            hit[positive, positive] = False
+            h_u = model.user(users_t[b], feats.user_feats[users_t[b]], hists_t[b])
+            l_col = sampled_softmax(h_u, cand, positive, config.temperature, hit)
+            h_t = model.tag(tag_text[tags[has_tag]])
+            l_tag = sampled_softmax(h_t, cand, positive[has_tag], config.temperature, hit[has_tag])
+            cat_ok = cats[has_tag] >= 0
+            same_cat = feats.item_genres[cand_ids][:, cats[has_tag].clamp(min=0)].T > 0  # (B', C)
+            l_cate = multi_positive_softmax(h_t[cat_ok], cand, same_cat[cat_ok], config.temperature)
+            loss = recgpt_loss(l_col, l_tag, l_cate, config.alpha, config.semantic_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for key, value in (("loss", loss), ("col", l_col), ("tag", l_tag), ("cate", l_cate)):
+                totals[key] += value.item() / steps_per_epoch
+        history.append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in totals.items()}})
+        if log_every and (epoch + 1) % log_every == 0:
+            console.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items()))
+    summary = {"pairs": len(items), "epochs": config.epochs, "seconds": round(time.time() - start, 1),
+               "descriptor_tags": len(tag_vocab), "history": history}
+    return Retriever(model, feats, config, embedder), summary
