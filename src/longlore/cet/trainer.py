@@ -1,0 +1,237 @@
+"""Fine-tuning loop shared by CET and its baselines.
+
+Lifecycle of :func:`train`: load the encoder and a fresh head -> precompute what the method needs
+at the pretrained weights theta0 (CET: neighbours in h0 space; EWC: diagonal Fisher) -> epochs of
+mini-batches with the method's loss -> evaluation after each epoch. The loss of one batch is
+:meth:`Trainer.batch_loss`, a dispatch over small functions from :mod:`longlore.cet.loss`.
+
+Example::
+
+    from longlore.cet import CETConfig, train, load_questions
+    result = train(CETConfig(method="cet", encoder="minilm"), load_questions("train.jsonl"),
+                   eval_sets={"test": load_questions("test.jsonl")})
+    print(result.history[-1])
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from longlore.cet.config import CETConfig
+from longlore.cet.data import MCQuestion
+from longlore.cet.loss import CET_LOSSES, ewc_penalty, symmetric_kl
+from longlore.cet.model import MCScorer, PairBatch, accuracy, encode_pairs, zero_shot_accuracy
+from longlore.cet.neighbours import NeighbourTable, build_neighbours
+from longlore.cet.recadam import RecAdam
+from longlore.core.errors import LongloreError
+from longlore.core.models import load_encoder
+from longlore.core.progress import console, track
+
+_NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
+
+
+@dataclass
+class TrainResult:
+    """The trained scorer, its tokenizer, per-epoch metrics and the neighbour table (CET only)."""
+
+    scorer: MCScorer
+    tokenizer: Any
+    config: CETConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    neighbours: NeighbourTable | None = None
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def estimate_fisher(scorer: MCScorer, tokenizer: Any, questions: list[MCQuestion], max_len: int) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of the encoder: the mean over questions of squared per-question gradients
+    of the cross-entropy, at the current (pretrained) weights. Dropout is off so the estimate is
+    deterministic. Scaled to mean 1 over all entries so ``ewc_lambda`` is comparable across encoders."""
+    params = {n: p for n, p in scorer.encoder.named_parameters() if p.requires_grad}
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    was_training = scorer.training
+    scorer.eval()
+    for q in questions:
+        batch = encode_pairs(tokenizer, [q], max_len).to(next(scorer.parameters()).device)
+        scorer.zero_grad(set_to_none=True)
+        F.cross_entropy(scorer(batch), batch.labels).backward()
+        for n, p in params.items():
+            if p.grad is not None:
+                fisher[n] += p.grad.detach().pow(2) / len(questions)
+    scorer.zero_grad(set_to_none=True)
+    scorer.train(was_training)
+    total = sum(f.sum() for f in fisher.values())
+    count = sum(f.numel() for f in fisher.values())
+    scale = count / total.clamp(min=1e-30)
+    return {n: f * scale for n, f in fisher.items()}
+
+
+class Trainer:
+    """Holds the scorer, the optimiser and the method's precomputed state for one run."""
+
+    def __init__(self, config: CETConfig, train_questions: list[MCQuestion], cache_dir: Path | None = None) -> None:
+        if len(train_questions) < 2:
+            raise LongloreError(f"training needs at least 2 questions, got {len(train_questions)}")
+        if config.method == "recadam" and config.lr * config.recadam_gamma >= 1.0:
+            raise LongloreError(f"`lr` x `recadam_gamma` = {config.lr * config.recadam_gamma:g} >= 1: the pull "
+                                "towards theta0 would overshoot; lower recadam_gamma or lr")
+        self.config = config
+        self.questions = train_questions
+        seed_everything(config.seed)
+        encoder, self.tokenizer = load_encoder(config.encoder, seed=config.seed)
+        self.scorer = MCScorer(encoder, hidden=config.head_hidden)
+        self.device = next(encoder.parameters()).device
+        self.neighbours: NeighbourTable | None = None
+        self.fisher: dict[str, torch.Tensor] | None = None
+        self.theta0: dict[str, torch.Tensor] | None = None
+        if config.method == "cet":
+            # h0 space: the encoder before any update (this runs before the first step)
+            self.neighbours = build_neighbours(train_questions, encoder, self.tokenizer, encoder_id=config.encoder,
+                                               space=config.neighbour_space, k=config.k, theta=config.theta,
+                                               max_len=config.max_len, cache_dir=cache_dir)
+        if config.method == "ewc":
+            rng = random.Random(config.seed)
+            sample = rng.sample(train_questions, min(config.fisher_samples, len(train_questions)))
+            self.fisher = estimate_fisher(self.scorer, self.tokenizer, sample, config.max_len)
+            self.theta0 = {n: p.detach().clone() for n, p in self.scorer.encoder.named_parameters()}
+        if config.method == "frozen":
+            for p in self.scorer.encoder.parameters():
+                p.requires_grad_(False)
+        self.optimizer = self._build_optimizer()
+        steps = config.epochs * ((len(train_questions) + config.batch_size - 1) // config.batch_size)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(0.1 * steps), steps)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        groups = []
+        for module, lr, anneal in ((self.scorer.encoder, cfg.lr, True), (self.scorer.head, cfg.head_lr, False)):
+            named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+            for decay in (True, False):
+                params = [p for n, p in named if any(tag in n for tag in _NO_DECAY) != decay]
+                if params:
+                    groups.append({"params": params, "lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0,
+                                   "anneal": anneal})
+        if cfg.method == "recadam":
+            return RecAdam(groups, gamma=cfg.recadam_gamma, k=cfg.recadam_k, t0=cfg.recadam_t0)
+        for g in groups:
+            g.pop("anneal")
+        return torch.optim.AdamW(groups)
+
+    # --- losses -------------------------------------------------------------------------------
+
+    def _neighbour_logits(self, anchors: list[MCQuestion], anchor_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, C) logits of each anchor's options under its neighbours' questions, and the (B, K) mask.
+
+        Only existing neighbours are run through the model; the rest of the tensor is zeros."""
+        assert self.neighbours is not None
+        index = self.neighbours.index[anchor_ids]  # (B, K)
+        mask = torch.from_numpy(index >= 0)
+        B, K = index.shape
+        C = max(len(q.options) for q in anchors)
+        logits = torch.zeros(B, K, C, device=self.device)
+        pairs = [(i, k) for i in range(B) for k in range(K) if index[i, k] >= 0]
+        if pairs:
+            # a neighbour's input: its own question, the anchor's options, the anchor's label
+            pseudo = [MCQuestion(f"nb{i}-{k}", self.questions[index[i, k]].question, anchors[i].options,
+                                 anchors[i].label) for i, k in pairs]
+            batch = encode_pairs(self.tokenizer, pseudo, self.config.max_len).to(self.device)
+            flat = self.scorer(batch)  # (M, C') with C' <= C
+            rows, cols = zip(*pairs)
+            logits[list(rows), list(cols), : flat.shape[1]] = flat
+            if flat.shape[1] < C:
+                logits[list(rows), list(cols), flat.shape[1]:] = -1e4
+        return logits, mask.to(self.device)
+
+    def batch_loss(self, anchor_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's loss on a batch of training questions; returns (loss, anchor logits)."""
+        cfg = self.config
+        anchors = [self.questions[i] for i in anchor_ids]
+        batch: PairBatch = encode_pairs(self.tokenizer, anchors, cfg.max_len).to(self.device)
+        if cfg.method == "r3f":
+            embeds = self.scorer.word_embeddings(batch)  # (N, T, D)
+            logits = self.scorer(batch, inputs_embeds=embeds)
+            noise = torch.empty_like(embeds).uniform_(-cfg.r3f_eps, cfg.r3f_eps)
+            noised = self.scorer(batch, inputs_embeds=embeds.detach() + noise)
+            return F.cross_entropy(logits, batch.labels) + cfg.r3f_lambda * symmetric_kl(noised, logits), logits
+        logits = self.scorer(batch)  # (B, C)
+        if cfg.method == "cet":
+            nb_logits, nb_mask = self._neighbour_logits(anchors, anchor_ids)
+            return CET_LOSSES[cfg.variant](logits, batch.labels, nb_logits, nb_mask, cfg.w0), logits
+        loss = F.cross_entropy(logits, batch.labels)
+        if cfg.method == "ewc":
+            assert self.fisher is not None and self.theta0 is not None
+            params = dict(self.scorer.encoder.named_parameters())
+            loss = loss + ewc_penalty(params, self.theta0, self.fisher, cfg.ewc_lambda)
+        return loss, logits  # vanilla, recadam (its regulariser lives in the optimiser), frozen
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def evaluate(self, eval_sets: dict[str, list[MCQuestion]] | None = None,
+                 retention_sets: dict[str, list[MCQuestion]] | None = None) -> dict[str, float]:
+        """``{name}_acc``: the scorer's accuracy; ``{name}_zs``: zero-shot embedding accuracy of the
+        (fine-tuned) encoder alone, i.e. how much of what the pretrained encoder knew it still knows."""
+        row = {f"{name}_acc": accuracy(self.scorer, self.tokenizer, qs, self.config.max_len)
+               for name, qs in (eval_sets or {}).items()}
+        row.update({f"{name}_zs": zero_shot_accuracy(self.scorer.encoder, self.tokenizer, qs, self.config.max_len)
+                    for name, qs in (retention_sets or {}).items()})
+        return row
+
+    def fit(self, eval_sets: dict[str, list[MCQuestion]] | None = None, progress: bool = True,
+            retention_sets: dict[str, list[MCQuestion]] | None = None, eval_each_epoch: bool = True) -> TrainResult:
+        """Train for ``config.epochs``; evaluate after each epoch (or only the last one)."""
+        cfg = self.config
+        rng = random.Random(cfg.seed)
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        self.scorer.train()
+        for epoch in range(1, cfg.epochs + 1):
+            order = list(range(len(self.questions)))
+            rng.shuffle(order)
+            batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            total, correct, seen = 0.0, 0, 0
+            iterator = track(batches, f"{cfg.method} epoch {epoch}/{cfg.epochs}") if progress else batches
+            for ids in iterator:
+                loss, logits = self.batch_loss(ids)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.scorer.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                total += loss.item() * len(ids)
+                correct += int((logits.argmax(-1).cpu() == torch.tensor([self.questions[i].label for i in ids])).sum())
+                seen += len(ids)
+            row: dict[str, float] = {"epoch": epoch, "train_loss": total / seen, "train_acc": correct / seen}
+            if eval_each_epoch or epoch == cfg.epochs:
+                row.update(self.evaluate(eval_sets, retention_sets))
+            history.append(row)
+            if progress:
+                console.print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        self.scorer.eval()
+        return TrainResult(self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start)
+
+
+def train(config: CETConfig, train_questions: list[MCQuestion], eval_sets: dict[str, list[MCQuestion]] | None = None,
+          cache_dir: Path | None = None, progress: bool = True,
+          retention_sets: dict[str, list[MCQuestion]] | None = None, eval_each_epoch: bool = True) -> TrainResult:
+    """Fine-tune a fresh scorer on ``train_questions`` with ``config.method``; see module docstring.
+
+    ``eval_sets`` are scored by the trained scorer (``{name}_acc``); ``retention_sets`` by the
+    fine-tuned encoder alone, zero-shot (``{name}_zs``), the same way the pretrained one is scored.
+    """
+    return Trainer(config, train_questions, cache_dir=cache_dir).fit(
+        eval_sets, progress=progress, retention_sets=retention_sets, eval_each_epoch=eval_each_epoch)
