@@ -19,14 +19,13 @@ Every bad record raises one :class:`LongloreError` line naming the file, the lin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from longlore.core.errors import LongloreError
-from longlore.core.io import write_jsonl
+from longlore.core.io import iter_jsonl_numbered, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -121,21 +120,9 @@ def parse_question(record: dict[str, Any], where: str) -> MCQuestion:
 
 def load_questions(path: str | Path) -> list[MCQuestion]:
     """Read a JSONL file of multiple-choice questions in either form (see module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LongloreError(f"{path}: no such file; check the path")
     questions = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LongloreError(f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise LongloreError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            questions.append(parse_question(record, f"{path}:{line_no}"))
+    for line_no, record in iter_jsonl_numbered(path):
+        questions.append(parse_question(record, f"{path}:{line_no}"))
     if not questions:
         raise LongloreError(f"{path}: no questions found; the file is empty")
     return questions

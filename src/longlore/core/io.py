@@ -46,8 +46,9 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
-def iter_jsonl(path: str | Path, schema: type[M] | None = None) -> Iterable[Any]:
-    """Yield the records of a JSONL file (blank lines skipped), validated if ``schema`` is given."""
+def iter_jsonl_numbered(path: str | Path) -> Iterable[tuple[int, dict]]:
+    """Yield ``(line number, record)`` for each JSON object of a JSONL file (blank lines skipped);
+    for callers that validate records themselves and need the line for their own errors."""
     path = _existing_file(path)
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -58,12 +59,15 @@ def iter_jsonl(path: str | Path, schema: type[M] | None = None) -> Iterable[Any]
             except json.JSONDecodeError as err:
                 raise LongloreError(f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno}); "
                                     "each line must be one JSON object") from None
-            if schema is not None:
-                yield validate_record(record, schema, f"{path}:{line_no}")
-            else:
-                if not isinstance(record, dict):
-                    raise LongloreError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-                yield record
+            if not isinstance(record, dict):
+                raise LongloreError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            yield line_no, record
+
+
+def iter_jsonl(path: str | Path, schema: type[M] | None = None) -> Iterable[Any]:
+    """Yield the records of a JSONL file (blank lines skipped), validated if ``schema`` is given."""
+    for line_no, record in iter_jsonl_numbered(path):
+        yield validate_record(record, schema, f"{path}:{line_no}") if schema is not None else record
 
 
 def read_jsonl(path: str | Path, schema: type[M] | None = None) -> list[Any]:
