@@ -105,7 +105,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     lengths = [r["length"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lengths, [r["full_e2e_s"] for r in rows], "o-", label="full context, end-to-end")
-    ax.plot(lengths, [r["ram_e2e_s"] for r in rows], "o-", label=f"RAM ({1 / results['ratio']:.0f}x keep), end-to-end")
+    ax.plot(lengths, [r["ram_e2e_s"] for r in rows], "o-", label=f"RAM (keep 1/{1 / results['ratio']:.0f} of segments), end-to-end")
     ax.plot(lengths, [r["full_ttft_s"] for r in rows], "x--", label="full context, TTFT")
     ax.plot(lengths, [r["ram_ttft_s"] for r in rows], "x--", label="RAM, TTFT")
     for r in rows:
