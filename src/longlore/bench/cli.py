@@ -72,7 +72,6 @@ def run(
 ) -> None:
     """Evaluate a model on tasks; writes results.json, samples_*.jsonl, report.md and plots."""
     from longlore.bench.config import BenchConfig
-    from longlore.bench.report import write_run
     from longlore.bench.runner import evaluate
 
     _check_out(out, overwrite)
@@ -80,6 +79,13 @@ def run(
                          judge=judge, scoring=scoring, judge_parser=judge_parser,  # type: ignore[arg-type]
                          batch_size=batch_size, max_new_tokens=max_new_tokens, data=data)
     results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite")
+    _write_and_summarise(out, results, samples, overwrite)
+
+
+def _write_and_summarise(out: Path, results: dict, samples: list, overwrite: bool) -> None:
+    """Shared end of `run` and `score`: record the command, write the run folder, print the summary."""
+    from longlore.bench.report import write_run
+
     results["config"]["command"] = _command()
     write_run(out, results, samples, overwrite=overwrite)
     _print_summary(results)
@@ -98,17 +104,13 @@ def score(
 ) -> None:
     """Score responses produced elsewhere with the same graders."""
     from longlore.bench.config import BenchConfig
-    from longlore.bench.report import write_run
     from longlore.bench.runner import score_responses
 
     _check_out(out, overwrite)
     config = BenchConfig(tasks=[task], model="", scoring=scoring, judge=judge,  # type: ignore[arg-type]
                          judge_parser=judge_parser)  # type: ignore[arg-type]
     results, samples = score_responses(task, responses, config)
-    results["config"]["command"] = _command()
-    write_run(out, results, samples, overwrite=overwrite)
-    _print_summary(results)
-    console.print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+    _write_and_summarise(out, results, samples, overwrite)
 
 
 @app.command("report")
