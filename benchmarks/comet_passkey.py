@@ -29,7 +29,7 @@ from longlore.comet.trainer import TrainArgs, train
 from longlore.core.io import read_json
 
 FULL = {"backbone": "scratch-4x128", "chunk_size": 128, "num_global": 16, "temp_stride": 8, "temp_budget": 64, "rank": 8,
-            "curriculum": "1:300,2:300,4:400,8:500,16:700", "batch_size": 4, "lr": 1e-3,
+            "curriculum": "1:1500,2:600,4:600,8:600,16:700", "batch_size": 4, "lr": 1e-3,
             "lengths": "4096,16384,65536,262144,1048576", "depths": "0,25,50,75,100", "keys": 4}
 SMOKE = dict(FULL, backbone="scratch-1x64", chunk_size=32, num_global=4, temp_budget=16, rank=2,
              curriculum="1:3,2:3", batch_size=2, lengths="256,1024", depths="0,100", keys=1)
@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Results JSON (default benchmarks/results/comet_passkey[_smoke].json).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-eval", action="store_true", help="Train (or resume) only.")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="End training at this step (the lr schedule still spans the whole curriculum), "
+                             "e.g. to stop after a curriculum stage when the CPU budget is spent.")
     for key, value in FULL.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"default {value}")
     args = parser.parse_args()
@@ -58,16 +61,23 @@ def main() -> None:
     model = CometModel(base, tokenizer, config, seed=args.seed)
     batches, total = curriculum_batches(model, parse_curriculum(opts["curriculum"]), opts["batch_size"])
     start = time.perf_counter()
-    train(model, batches, ckpt, TrainArgs(steps=total, seed=args.seed, checkpoint_every=50 if not args.smoke else 2))
+    train(model, batches, ckpt, TrainArgs(steps=total, seed=args.seed, checkpoint_every=50 if not args.smoke else 2,
+                                          stop_after=args.stop_after))
+    trained = min(total, args.stop_after or total)
+    stages, end = [], 0
+    for chunks, steps in parse_curriculum(opts["curriculum"]):
+        if end < trained:
+            stages.append(chunks)
+        end += steps
     model.save_pretrained(ckpt / "final", include_backbone=True)
     history = read_json(ckpt / "train_history.json")
     if args.skip_eval:
         return
     meta = {"command": " ".join([sys.executable, *sys.argv]), "machine": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "seed": args.seed, "options": opts, "config": config.to_dict(),
-            "train_steps": total, "train_seconds_last_invocation": round(time.perf_counter() - start, 1),
+            "train_steps": trained, "curriculum_steps": total, "train_seconds_last_invocation": round(time.perf_counter() - start, 1),
             "train_final_loss": history.get("final_loss"), "checkpoint": str(ckpt / "final"),
-            "max_train_tokens": parse_curriculum(opts["curriculum"])[-1][0] * opts["chunk_size"]}
+            "max_train_tokens": stages[-1] * opts["chunk_size"]}
     result = evaluate_grid(model.eval(), [int(x) for x in opts["lengths"].split(",")],
                            [int(d) / 100 for d in opts["depths"].split(",")], opts["keys"], out, seed=args.seed, meta=meta)
     heatmap(result["accuracy"], out.with_suffix(".png"),

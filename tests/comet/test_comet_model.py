@@ -273,3 +273,16 @@ def test_cached_decoding_equals_teacher_forced_forward(comet) -> None:
             chunk = comet.prepare([ids])[-1]
             last_text = int((chunk.input_ids[0] < comet.first_new_id).nonzero().max())
             assert int(out.logits[-1][0, last_text].argmax()) == generated[j], (len(prompt), j)
+
+
+def test_passkey_grid_batched_equals_one_by_one_and_resumes(comet, tmp_path) -> None:
+    from longlore.comet.passkey import evaluate_grid
+
+    args = dict(lengths=[50, 100], depths=[0.0, 1.0], keys_per_cell=2, seed=3, max_new_tokens=2)
+    one = evaluate_grid(comet, out=tmp_path / "one.json", batch_size=1, **args)
+    many = evaluate_grid(comet, out=tmp_path / "many.json", batch_size=3, **args)
+    strip = lambda rs: sorted((r["length"], r["depth"], r["i"], r["key"], r["answer"]) for r in rs)  # noqa: E731
+    assert len(one["records"]) == 8 and strip(one["records"]) == strip(many["records"])
+    # a rerun over a finished grid generates nothing new and keeps the same table
+    again = evaluate_grid(comet, out=tmp_path / "many.json", batch_size=3, **args)
+    assert again["records"] == many["records"] and again["accuracy"] == many["accuracy"]
