@@ -1,7 +1,7 @@
 """RecGPT on MovieLens-100k: LLM stages for a seeded test-user subset, then the retrieval table.
 
-Phase ``llm``: interest mining + tag prediction with SmolLM2-135M-Instruct for a seeded random
-subset of test users, in chunks of 8, writing results after every chunk; every request goes
+Phase ``llm``: interest mining, tag prediction and explanations of the served items with
+SmolLM2-135M-Instruct for a seeded random subset of test users, 16 at a time, writing results after every chunk; every request goes
 through the SQLite cache, so rerunning the same command resumes where it stopped. ``--minutes``
 stops starting new chunks after that much wall time.
 Phase ``train``: trains the RecGPT retriever and the collaborative-tower-only baseline (cached).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -39,43 +40,61 @@ def subset(split, n: int, seed: int) -> list[str]:
 
 
 def phase_llm(args: argparse.Namespace) -> None:
+    """All three LLM stages for the seeded subset, 8 users at a time, results written per chunk.
+
+    Explanations are generated for the ``n_explain`` items the RecGPT retriever actually serves
+    each user (its default b, the user's validated tags), so this phase needs the trained retriever.
+    CPU seconds (process time) are summed over resumed runs: that is the reported LLM budget.
+    """
     from longlore.core.backends import load_text_model
     from longlore.core.io import read_json, write_json
     from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
-    from longlore.recgpt.llm import stage_stats
-    from longlore.recgpt.mining import run_interest_and_tags
+    from longlore.recgpt.llm import StageOutcome, stage_stats
+    from longlore.recgpt.mining import explain_top_items, run_interest_and_tags, to_mined
+    from longlore.recgpt.pipeline import recommend
 
-    config = RecGPTConfig(model=args.model, max_retries=args.max_retries)
+    config = RecGPTConfig(model=args.model, max_retries=args.max_retries, history_token_budget=args.history_tokens)
     data = load_dataset("movielens-100k")
     split = leave_last_out(data)
+    recgpt, _ = trained("recgpt", 1.0, data, split, args.epochs)
     users = subset(split, args.users, args.seed)
-    model = load_text_model(config.model, cache=RUN_DIR / "llm_cache.sqlite", batch_size=8)
-    done = read_json(LLM_FILE) if LLM_FILE.exists() else {"users": {}}
+    out_file = Path(args.out)
+    model = load_text_model(config.model, cache=RUN_DIR / args.cache, batch_size=config.llm_batch)
+    done = read_json(out_file) if out_file.exists() else {"users": {}, "cpu_seconds": 0.0, "wall_seconds": 0.0}
     start = time.time()
-    for begin in range(0, len(users), 8):
-        chunk = [u for u in users[begin:begin + 8] if u not in done["users"]]
+    for begin in range(0, len(users), config.llm_batch):
+        chunk = [u for u in users[begin:begin + config.llm_batch] if u not in done["users"]]
         if not chunk:
             continue
         if time.time() - start > args.minutes * 60:
             print(f"time budget of {args.minutes} min spent after {len(done['users'])} users; rerun to resume", flush=True)
             break
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         result = run_interest_and_tags(model, data, split.train, chunk, config)
+        mined = to_mined({u: {s: result[s][u].to_dict() for s in ("interests", "tags")} for u in chunk})
+        served = {u: recommend(recgpt, data, split, u, config.n_explain, [t["tag"] for t in mined[u]["tags"]] or None)
+                  for u in chunk}
+        table, explained = explain_top_items(model, data, mined, served, config, split.train)
         for u in chunk:
             done["users"][u] = {"history": result["histories"][u], "interests": result["interests"][u].to_dict(),
-                                "tags": result["tags"][u].to_dict()}
-        from longlore.recgpt.llm import StageOutcome
-
-        outcomes = {s: {u: StageOutcome(**{k: v for k, v in r[s].items()}) for u, r in done["users"].items()}
-                    for s in ("interests", "tags")}
-        done.update(command=" ".join(sys.argv), machine=f"{platform.machine()} {platform.processor()} 2 shared cores",
+                                "tags": result["tags"][u].to_dict(),
+                                "served": [{"item_id": it["item_id"], "title": it["title"], "tag": it["tag"]} for it in served[u]],
+                                "explanations": explained[u].to_dict(), "explanation_table": table.get(u, {})}
+        done["cpu_seconds"] += time.process_time() - c0
+        done["wall_seconds"] += time.time() - t0
+        outcomes = {s: {u: StageOutcome(**r[s]) for u, r in done["users"].items()} for s in ("interests", "tags", "explanations")}
+        done.update(command=command_line(), machine=f"{platform.machine()}, 2 CPU cores shared with other jobs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
                     seed=args.seed, subset_size=args.users, subset=users, model=config.model, max_retries=config.max_retries,
-                    stats={s: stage_stats(o) for s, o in outcomes.items()},
+                    config={k: getattr(config, k) for k in ("history_token_budget", "prefill", "retry_temperature", "n_interests",
+                                                             "n_tags", "n_explain", "interest_tokens", "tag_tokens", "explain_tokens", "llm_batch")},
+                    cache=str(RUN_DIR / args.cache), stats={s: stage_stats(o) for s, o in outcomes.items()},
+                    cpu_seconds_per_user=round(done["cpu_seconds"] / len(done["users"]), 2),
                     seconds_per_user_last_chunk=round((time.time() - t0) / len(chunk), 1))
-        write_json(LLM_FILE, done, overwrite=True)
-        print(f"{len(done['users'])}/{len(users)} users done; {done['seconds_per_user_last_chunk']} s/user; "
-              f"cache hits {model.hits} misses {model.misses}", flush=True)
+        write_json(out_file, done, overwrite=True)
+        print(f"{len(done['users'])}/{len(users)} users done; {done['seconds_per_user_last_chunk']} s/user wall; "
+              f"{done['cpu_seconds_per_user']} CPU s/user; cache hits {model.hits} misses {model.misses}; "
+              f"parse {[round(v['parse_rate'], 2) for v in done['stats'].values()]}", flush=True)
 
 
 def trained(name: str, semantic_weight: float, data, split, epochs: int):
@@ -124,7 +143,7 @@ def api_latency(app, users: list[str], n: int = 100) -> dict:
             "p95_ms": round(float(np.percentile(times, 95)), 1), "mean_ms": round(float(np.mean(times)), 1)}
 
 
-def judges(data, split, retriever, mined: dict, llm) -> dict:
+def judges(data, split, retriever, mined: dict, llm, max_test: int = 60) -> dict:
     """LLM judge vs trained judge on interests and tags, with proxy labels from held-out behaviour:
     an output is 'good' when its category (tag -> category model) is a genre of the user's next
     (test) item. Half the users fit the trained judge, the other half score both judges."""
@@ -146,7 +165,7 @@ def judges(data, split, retriever, mined: dict, llm) -> dict:
     fit_users = set(users[::2])
     for stage, items in rows.items():
         train = [j for u, j in items if u in fit_users]
-        test = [j for u, j in items if u not in fit_users]
+        test = [j for u, j in items if u not in fit_users][:max_test]
         labels = [j.label for j in test]
         entry = {"train": len(train), "test": len(test), "positive_share": float(np.mean([j.label for _, j in items])) if items else 0.0}
         if test:
@@ -175,7 +194,7 @@ def phase_eval(args: argparse.Namespace) -> None:
     split = leave_last_out(data)
     recgpt, recgpt_summary = trained("recgpt", 1.0, data, split, args.epochs)
     collab, collab_summary = trained("collab", 0.0, data, split, args.epochs)
-    llm_run = read_json(LLM_FILE)
+    llm_run = read_json(Path(args.out))
     users = [u for u in llm_run["subset"] if u in llm_run["users"]]
     LLM_CONTEXT.update({u: llm_run["users"][u]["history"] for u in users})
     mined = to_mined({u: llm_run["users"][u] for u in users})
@@ -195,15 +214,21 @@ def phase_eval(args: argparse.Namespace) -> None:
     all_users = sorted(split.test, key=int)
     full_table = compare_methods(data, split, all_users, recgpt, collab, {}, [1.0])
     config = RecGPTConfig(max_retries=args.max_retries)
-    llm = load_text_model(args.model, cache=RUN_DIR / "llm_cache.sqlite", batch_size=8)
-    top = {u: recommend(recgpt, data, split, u, config.n_explain, tags[u] or None) for u in users}
-    table, explain_outcomes = ({}, {}) if args.no_explain else explain_top_items(llm, data, mined, top, config)
-    judge_results = judges(data, split, recgpt, {u: mined[u] for u in users}, llm)
+    llm = load_text_model(args.model, cache=RUN_DIR / args.cache, batch_size=8)
+    if all("explanations" in llm_run["users"][u] for u in users):  # made by --phase llm for the served items
+        table = {u: llm_run["users"][u]["explanation_table"] for u in users}
+        explain_outcomes = {u: StageOutcome(**llm_run["users"][u]["explanations"]) for u in users}
+    else:
+        top = {u: recommend(recgpt, data, split, u, config.n_explain, tags[u] or None) for u in users}
+        table, explain_outcomes = ({}, {}) if args.no_explain else explain_top_items(llm, data, mined, top, config, split.train)
+    judge_results = judges(data, split, recgpt, {u: mined[u] for u in users}, llm, args.judge_max)
     latency = api_latency(create_app(recgpt, data, split, mined, table), all_users)
     outcomes = {s: {u: StageOutcome(**llm_run["users"][u][s]) for u in users} for s in ("interests", "tags")}
     result = {
         "command": command_line(), "llm_command": llm_run.get("command"),
-        "machine": f"{platform.machine()}, 2 CPU cores shared with 4 other jobs (load ~8), torch CPU",
+        "machine": f"{platform.machine()}, 2 CPU cores shared with 4-5 other jobs (load ~5), torch CPU",
+        "llm_cpu_seconds": llm_run.get("cpu_seconds"), "llm_wall_seconds": llm_run.get("wall_seconds"),
+        "llm_config": llm_run.get("config"),
         "seed": llm_run["seed"], "subset": {"requested": llm_run["subset_size"], "with_llm_stages": len(users),
                                            "with_valid_tags": len(tagged), "user_ids": users},
         "model": llm_run["model"], "max_retries": llm_run["max_retries"], "retriever_epochs": args.epochs,
@@ -215,11 +240,14 @@ def phase_eval(args: argparse.Namespace) -> None:
                          "explanations": table.get(u, {})} for u in users[:5]},
         "seconds": round(time.time() - started, 1)}
     write_json(RESULTS / "recgpt_movielens.json", result, overwrite=True)
-    plot(history_table, betas, RESULTS / "recgpt_movielens_beta.png")
+    plot({"LLM tags (LLM subset)": subset_table, "history-genre tags (200)": history_table}, betas,
+         RESULTS / "recgpt_movielens_beta.png")
     print(json.dumps({k: result[k] for k in ("subset", "llm_stage_stats", "api")}, indent=1))
 
 
-def plot(table: dict, betas: list[float], path: Path) -> None:
+def plot(tables: dict[str, dict], betas: list[float], path: Path) -> None:
+    """Recall@20 and tail share@20 of fusion vs b, one line per tag source, with the collaborative
+    tower alone on the same users as a dashed line of the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,12 +257,13 @@ def plot(table: dict, betas: list[float], path: Path) -> None:
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     for axis, metric in zip(ax, ("recall@20", "tail_share@20")):
-        axis.plot(betas, [table[f"recgpt_b{b:g}"][metric] for b in betas], "o-", label="fusion, history-genre tags")
-        axis.axhline(table["collab_tower_only"][metric], color="grey", ls="--", label="collab tower alone")
+        for (name, table), colour in zip(tables.items(), ("C0", "C1")):
+            axis.plot(betas, [table[f"recgpt_b{b:g}"][metric] for b in betas], "o-", color=colour, label=f"fusion, {name}")
+            axis.axhline(table["collab_tower_only"][metric], color=colour, ls="--", label=f"collab tower, {name.split('(')[1][:-1]} users")
         axis.set_xlabel("b (weight of y_col)")
         axis.set_title(metric)
         axis.invert_xaxis()
-    ax[0].legend()
+    ax[0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -247,12 +276,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase", choices=("llm", "train", "eval"), required=True)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--judge-max", type=int, default=60, help="Outputs per stage scored by the judges in --phase eval.")
     parser.add_argument("--no-explain", action="store_true", help="Skip the explanation stage in --phase eval.")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--max-retries", type=int, default=1)
+    parser.add_argument("--max-retries", type=int, default=2)
+    parser.add_argument("--history-tokens", type=int, default=120, help="Token budget of the compressed history.")
+    parser.add_argument("--cache", default="llm_cache_v2.sqlite", help="Request cache file under runs/recgpt_bench/.")
+    parser.add_argument("--out", default=str(LLM_FILE), help="LLM-phase result JSON (--phase llm writes, eval reads).")
     args = parser.parse_args()
     {"llm": phase_llm, "train": phase_train, "eval": phase_eval}[args.phase](args)
 

@@ -123,7 +123,7 @@ def explain(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir:
     top = {u: recommend(retriever, dataset, split, u, k, [t["tag"] for t in m["tags"]]) for u, m in mined.items()}
     config = RecGPTConfig(model=model, max_retries=max_retries, n_explain=k)
     text_model = load_text_model(model, cache=run_dir / "llm_cache.sqlite")
-    table, outcomes = explain_top_items(text_model, dataset, mined, top, config)
+    table, outcomes = explain_top_items(text_model, dataset, mined, top, config, split.train)
     write_json(run_dir / "explanations.json", table, overwrite=True)
     typer.echo(json.dumps(stage_stats(outcomes)))
 

@@ -23,10 +23,14 @@ class RecGPTConfig:
     model: str = field(default="smollm2-135m", metadata={"help": "Text model spec or openai:MODEL@URL endpoint."})
     prefill: bool = field(default=True, metadata={"help": "Pre-fill the reply with the JSON opening (small models need it)."})
     max_retries: int = field(default=2, metadata={"help": "Re-asks after an unparseable reply (then recorded as a failure)."})
-    interest_tokens: int = field(default=200, metadata={"help": "max_new_tokens of interest mining."})
-    tag_tokens: int = field(default=200, metadata={"help": "max_new_tokens of tag prediction."})
-    explain_tokens: int = field(default=120, metadata={"help": "max_new_tokens of explanation generation."})
-    n_explain: int = field(default=3, metadata={"help": "Interest-item pairs explained per user."})
+    retry_temperature: float = field(default=0.9, metadata={"help": "Sampling temperature of re-asks (the first ask is greedy)."})
+    n_interests: int = field(default=3, metadata={"help": "Interests asked for per user (paper: > 10; kept small for CPU)."})
+    n_tags: int = field(default=3, metadata={"help": "Tags asked for per user (one per mined interest, at most)."})
+    interest_tokens: int = field(default=56, metadata={"help": "max_new_tokens of interest mining (after the pre-filled demonstration)."})
+    tag_tokens: int = field(default=44, metadata={"help": "max_new_tokens of tag prediction."})
+    explain_tokens: int = field(default=40, metadata={"help": "max_new_tokens of explanation generation."})
+    llm_batch: int = field(default=16, metadata={"help": "Prompts per generate call (left-padded batch)."})
+    n_explain: int = field(default=2, metadata={"help": "Interest-item pairs explained per user."})
     # --- three-tower retriever ----------------------------------------------------------------
     dim: int = field(default=64, metadata={"help": "Output dimension of the user, item and tag towers."})
     history_len: int = field(default=50, metadata={"help": "Most recent training items pooled into the user tower."})
@@ -41,7 +45,7 @@ class RecGPTConfig:
     beta: float = field(default=0.8, metadata={"help": "b in serving y = b*y_col + (1-b)*y_sem."})
     tag_embedder: str = field(default="minilm", metadata={"help": "Frozen text encoder under the tag tower (minilm, tiny-bert, ...)."})
     seed: int = field(default=0, metadata={"help": "Seed of splits, sampling and initialisation."})
-    version: int = 1
+    version: int = 2
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -55,6 +59,8 @@ class RecGPTConfig:
         for name in ("dim", "history_len", "epochs", "batch_size", "history_token_budget"):
             if getattr(self, name) < 1:
                 raise LongloreError(f"RecGPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.retry_temperature <= 0:
+            raise LongloreError(f"RecGPTConfig.retry_temperature must be > 0 (retries must sample), got {self.retry_temperature}")
         if self.max_retries < 0:
             raise LongloreError(f"RecGPTConfig.max_retries must be >= 0, got {self.max_retries}")
 

@@ -3,9 +3,11 @@
 Interest mining -> ``[{interest, stage, reason}]``; tag prediction -> ``[{tag, interest, reason}]``
 ("modifier + core word", consistent, diverse, fresh, no vague words); explanation generation ->
 a short reason per interest-item pair, kept as a lookup table. Every reply is parsed, repaired
-when it is almost JSON, validated, and re-asked (sampling, new seed) at most ``max_retries``
-times; a reply that never validates is recorded as a failure and the run goes on. Requests go
-through whatever model is passed, normally a :class:`CachedTextModel`, so a run resumes.
+when it is almost JSON, validated (grounded in the user's history, no copies of the
+demonstration records that pre-fill the reply), and re-asked at most ``max_retries`` times with
+a different request (sampled, new seed, the rejection reason in the prompt); a reply that never
+validates is recorded as a failure and the run goes on. Requests go through whatever model is
+passed, normally a :class:`CachedTextModel`, so a run resumes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,50 @@ VAGUE_WORDS = {"good", "nice", "great", "best", "stuff", "things", "thing", "var
                "interesting", "popular", "movie", "movies", "film", "films", "items", "item"}
 
 
-# Format examples shown in the prompts; a record that merely copies one is rejected.
-INTEREST_EXAMPLE = [{"interest": "space adventure", "stage": "long-term", "reason": "many sci-fi films over a year"}]
-TAG_EXAMPLE = [{"tag": "dark crime thriller", "interest": "crime stories", "reason": "likes gangster films"}]
-EXPLANATION_EXAMPLE = [{"id": 1, "explanation": "a funny family adventure"}]
-_COPIES = {INTEREST_EXAMPLE[0]["interest"], TAG_EXAMPLE[0]["tag"], EXPLANATION_EXAMPLE[0]["explanation"]}
+# Format examples shown in the prompts come from *other* domains (music, books): a 135M model
+# tends to copy the example verbatim, and an off-domain copy is both detectable (it is in
+# ``_COPIES``) and ungrounded in the user's movies, so it is never accepted.
+INTEREST_EXAMPLE = [{"interest": "late-night jazz", "stage": "long-term", "reason": "many jazz albums over a year"}]
+TAG_EXAMPLE = [{"interest": "detective novels", "tag": "cozy village mystery", "reason": "enjoys classic whodunits"}]
+EXPLANATION_EXAMPLE = [{"id": 1, "explanation": "a cozy whodunit for a mystery reader"}]
+# Earlier prompt versions used movie examples; copies of those are rejected too.
+_COPIES = {INTEREST_EXAMPLE[0]["interest"], TAG_EXAMPLE[0]["tag"], TAG_EXAMPLE[0]["interest"],
+           EXPLANATION_EXAMPLE[0]["explanation"], "space adventure", "dark crime thriller", "a funny family adventure"}
+
+# Words that ground an interest in a MovieLens genre: the genre's own name plus plain synonyms.
+GENRE_TERMS = {
+    "action": {"action", "explosive", "fight", "fighting", "martial", "stunt", "stunts", "hero", "heroes", "superhero"},
+    "adventure": {"adventure", "adventures", "quest", "journey", "exploration", "epic", "swashbuckling"},
+    "animation": {"animation", "animated", "cartoon", "cartoons", "anime", "pixar", "disney"},
+    "children's": {"children", "child", "kids", "kid", "family", "families", "childhood"},
+    "comedy": {"comedy", "comedies", "comic", "funny", "humor", "humour", "humorous", "laugh", "laughs", "satire", "parody"},
+    "crime": {"crime", "crimes", "criminal", "gangster", "gangsters", "heist", "mafia", "mob", "police", "cop", "cops", "detective"},
+    "documentary": {"documentary", "documentaries", "real-life", "nonfiction"},
+    "drama": {"drama", "dramas", "dramatic", "emotional", "character"},
+    "fantasy": {"fantasy", "magic", "magical", "myth", "mythical", "fairy", "fairytale", "wizard", "wizards"},
+    "film-noir": {"noir", "film-noir", "hardboiled"},
+    "horror": {"horror", "scary", "terror", "monster", "monsters", "slasher", "supernatural", "ghost", "ghosts"},
+    "musical": {"musical", "musicals", "music", "songs", "song", "singing", "dance", "dancing"},
+    "mystery": {"mystery", "mysteries", "whodunit", "detective", "puzzle", "suspense"},
+    "romance": {"romance", "romantic", "love", "romcom", "relationships", "relationship"},
+    "sci-fi": {"sci-fi", "scifi", "science", "fiction", "space", "futuristic", "future", "alien", "aliens", "robot", "robots", "dystopian"},
+    "thriller": {"thriller", "thrillers", "suspense", "tense", "suspenseful", "psychological"},
+    "war": {"war", "military", "soldiers", "soldier", "battle", "battles", "wartime"},
+    "western": {"western", "westerns", "cowboy", "cowboys", "frontier", "outlaw", "outlaws"},
+}
+# Adjective and plural-noun forms of each genre, used to build the demonstration records that
+# pre-fill the replies from the user's own history (see ``*_seed`` below).
+GENRE_FORMS = {"action": ("action-packed", "action films"), "adventure": ("adventurous", "adventures"),
+               "animation": ("animated", "cartoons"), "children's": ("family", "family films"),
+               "comedy": ("comic", "comedies"), "crime": ("crime", "crime films"),
+               "documentary": ("documentary", "documentaries"), "drama": ("dramatic", "dramas"),
+               "fantasy": ("fantasy", "fantasies"), "film-noir": ("noir", "noir films"),
+               "horror": ("horror", "horror films"), "musical": ("musical", "musicals"),
+               "mystery": ("mysterious", "mysteries"), "romance": ("romantic", "romances"),
+               "sci-fi": ("sci-fi", "sci-fi films"), "thriller": ("suspenseful", "thrillers"),
+               "war": ("wartime", "war films"), "western": ("western", "westerns")}
+_STOP = {"the", "a", "an", "of", "and", "in", "on", "to", "for", "with", "at", "by", "from", "de", "la", "le", "les",
+         "el", "il", "du", "der", "die", "das", "part", "ii", "iii"}
 
 
 class ParseError(ValueError):
@@ -47,12 +88,27 @@ def _close_truncated(text: str) -> str:
     return head + "]" * max(opened, 0)
 
 
+def _salvage_objects(text: str) -> list[dict[str, Any]]:
+    """The flat ``{...}`` objects of a partly broken array that parse on their own (a small model
+    often writes good records, then one malformed record, or loops until the token limit)."""
+    out = []
+    for match in re.finditer(r"\{[^{}]*\}", text):
+        try:
+            value = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
 def parse_json_list(text: str) -> tuple[list[dict[str, Any]], bool]:
     """The JSON array of objects in a reply, and whether it needed repair.
 
     Repairs: code fences, prose around the JSON, smart or single quotes, trailing commas, Python
-    literals, a single object instead of a list, a list wrapped in an object, and a reply cut off
-    by the token limit (kept up to its last complete object). Raises :class:`ParseError` otherwise.
+    literals, a single object instead of a list, a list wrapped in an object, a reply cut off
+    by the token limit (kept up to its last complete object), and as a last resort an array with
+    malformed records (the flat objects that parse are kept). Raises :class:`ParseError` otherwise.
     """
     raw = text.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)(?:```|$)", raw, re.DOTALL)
@@ -76,7 +132,9 @@ def parse_json_list(text: str) -> tuple[list[dict[str, Any]], bool]:
         except json.JSONDecodeError:
             continue
     else:
-        raise ParseError("reply is not valid JSON, even after repair")
+        value, index = _salvage_objects(fixed), len(candidates)
+        if not value:
+            raise ParseError("reply is not valid JSON, even after repair")
     repaired = index > 0 or body.strip() != raw
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
@@ -106,56 +164,121 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9'-]+", text.lower())
 
 
+def _stem(word: str) -> str:
+    """Crude plural folding ("comedies" -> "comedy", "thrillers" -> "thriller") for word matching."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def grounding_vocabulary(genres: Sequence[str], titles: Sequence[str]) -> set[str]:
+    """Words that tie an interest to a user's history: the history's genres with their synonyms
+    (``GENRE_TERMS``) and the content words of the titles watched (stemmed)."""
+    vocab: set[str] = set()
+    for genre in genres:
+        vocab |= GENRE_TERMS.get(genre.lower(), {genre.lower()})
+    for title in titles:
+        vocab |= {w for w in _words(re.sub(r"\(\d{4}\)", "", title)) if len(w) > 2 and w not in _STOP}
+    return {_stem(w) for w in vocab} | {w for part in vocab for w in part.split("-") if len(w) > 2}
+
+
+def is_grounded(text: str, vocab: set[str] | None) -> bool:
+    """True when ``text`` shares a content word with ``vocab`` (always true without a vocabulary)."""
+    if vocab is None:
+        return True
+    words = {_stem(w) for w in _words(text)} | {_stem(p) for w in _words(text) for p in w.split("-")}
+    return bool(words & vocab)
+
+
 # --- validators: raw reply -> validated records (or ParseError) ---------------------------
 
-def validate_interests(reply: str) -> tuple[list[dict], bool]:
-    """``{interest, stage, reason}`` records; stage normalised to long-term / short-term."""
+def validate_interests(reply: str, vocab: set[str] | None = None, seeded: Sequence[str] = ()) -> tuple[list[dict], bool, dict]:
+    """``{interest, stage, reason}`` records; stage normalised to long-term / short-term.
+
+    With ``vocab`` (see :func:`grounding_vocabulary`) an interest must share a word with the
+    user's history genres (or their synonyms) or watched titles: "late-night jazz" copied from the
+    format example, or an invented "Ozbekistan", is dropped. Records whose interest is one of
+    ``seeded`` (pre-filled by us, see :func:`interest_seed`) are not the model's and are skipped,
+    and so are later repeats of them. Also returns what was dropped, by reason.
+    """
     records, repaired = parse_json_list(reply)
-    out, seen = [], set()
+    seeds = {" ".join(_words(x)) for x in seeded}
+    records = _skip_seed(records, "interest", seeds)
+    out, seen, dropped = [], set(seeds), {}
     for rec in records:
         interest, stage = str(rec.get("interest", "")).strip(), str(rec.get("stage", "")).lower()
         stage = "long-term" if "long" in stage else "short-term" if "short" in stage else ""
         key = " ".join(_words(interest))
-        if (not interest or len(interest) > 80 or not stage or key in seen or is_placeholder(interest)
-                or looks_copied_from_history(interest)):
+        problem = ("empty or too long" if not interest or len(interest) > 80 else
+                   "copied the prompt's example" if is_placeholder(interest) else
+                   "echoes the history format (dates, brackets)" if looks_copied_from_history(interest) else
+                   "stage is not long-term / short-term" if not stage else
+                   "duplicate" if key in seen else
+                   "not grounded in the history (no genre or title word)" if not is_grounded(interest, vocab) else None)
+        if problem:
+            dropped[problem] = dropped.get(problem, 0) + 1
             continue
         seen.add(key)
         out.append({"interest": interest, "stage": stage, "reason": str(rec.get("reason", "")).strip()})
     if not out:
-        raise ParseError("no valid {interest, stage, reason} record")
-    return out, repaired
+        raise ParseError(f"no valid {{interest, stage, reason}} record (dropped: {dropped or 'none given'})")
+    return out, repaired, dropped
 
 
-def tag_problem(tag: str, interests: Sequence[str], recent_titles: Sequence[str]) -> str | None:
-    """Why a tag breaks the tag-prediction constraints, or None if it is fine."""
+def tag_problem(tag: str, interests: Sequence[str], recent_titles: Sequence[str],
+                catalogue: set[str] | None = None) -> str | None:
+    """Why a tag breaks the tag-prediction constraints, or None if it is fine.
+
+    ``catalogue`` (lower-cased titles) rejects a tag that is a movie title: a tag names a kind of movie."""
     words = _words(tag)
     if is_placeholder(tag):
         return "copied the prompt's example"
     if looks_copied_from_history(tag):
         return "echoes the history format (dates, brackets)"
-    if not 2 <= len(words) <= 5:
+    if "_" in tag or not 2 <= len(words) <= 5 or len({_stem(w) for w in words}) < 2:
         return "not 'modifier + core word' (2-5 words)"
     if all(w in VAGUE_WORDS for w in words):
         return "vague"
     if any(t and t.lower() in tag.lower() for t in recent_titles):
         return "not fresh (names an item seen in the last month)"
+    if catalogue and tag.strip().lower() in catalogue:
+        return "a movie title, not a kind of movie"
     return None
 
 
-def validate_tags(reply: str, interests: Sequence[str], recent_titles: Sequence[str]) -> tuple[list[dict], bool, dict]:
-    """``{tag, interest, reason}`` records meeting the constraints; also counts what was dropped."""
+def _skip_seed(records: list[dict], key: str, seeds: set[str]) -> list[dict]:
+    """Drop the pre-filled demonstration record (the first one, when it is the seed)."""
+    if seeds and records and " ".join(_words(str(records[0].get(key, "")))) in seeds:
+        return records[1:]
+    return records
+
+
+def validate_tags(reply: str, interests: Sequence[str], recent_titles: Sequence[str], seeded: Sequence[str] = (),
+                  catalogue: set[str] | None = None) -> tuple[list[dict], bool, dict]:
+    """``{tag, interest, reason}`` records meeting the constraints; also counts what was dropped.
+
+    ``seeded`` are pre-filled demonstration tags (see :func:`tag_seed`): skipped, and rejected as
+    copies if the model repeats them."""
     records, repaired = parse_json_list(reply)
+    seeds = {" ".join(_words(x)) for x in seeded}
+    records = _skip_seed(records, "tag", seeds)
     out, seen, dropped = [], set(), {}
-    interest_words = [set(_words(i)) - VAGUE_WORDS for i in interests]
+    interest_words = [{_stem(w) for w in _words(i)} - VAGUE_WORDS for i in interests]
     for rec in records:
         tag = str(rec.get("tag", "")).strip()
-        problem = tag_problem(tag, interests, recent_titles)
-        key = frozenset(_words(tag))
+        problem = tag_problem(tag, interests, recent_titles, catalogue)
+        if problem is None and " ".join(_words(tag)) in seeds:
+            problem = "copied the prompt's example"
+        key = frozenset(_stem(w) for w in _words(tag))
         if problem is None and key in seen:
             problem = "duplicate (diversity)"
-        linked = set(_words(str(rec.get("interest", "")))) - VAGUE_WORDS
+        linked = {_stem(w) for w in _words(str(rec.get("interest", "")))} - VAGUE_WORDS
         if problem is None and interest_words and not any(linked & w for w in interest_words):
             problem = "inconsistent (interest not among the mined interests)"
+        if problem is None and key - {_stem(w) for w in VAGUE_WORDS} <= linked:
+            problem = "repeats its interest (not a new kind of movie)"
         if problem:
             dropped[problem] = dropped.get(problem, 0) + 1
             continue
@@ -166,48 +289,122 @@ def validate_tags(reply: str, interests: Sequence[str], recent_titles: Sequence[
     return out, repaired, dropped
 
 
-def validate_explanations(reply: str, n_pairs: int) -> tuple[list[dict], bool]:
-    """``{id, explanation}`` records with 1 <= id <= n_pairs and a short (2-12 word) explanation."""
+def validate_explanations(reply: str, n_pairs: int, titles: Sequence[str] = (), skip: int = 0,
+                          seeded: Sequence[str] = (), vocabs: Sequence[set[str]] = (),
+                          interests: Sequence[str] = ()) -> tuple[list[dict], bool, dict]:
+    """``{id, explanation}`` records with ``skip`` < id <= n_pairs and a short (3-12 word) explanation.
+
+    ``titles[id - 1]`` is pair ``id``'s movie title: an explanation must say more than the title
+    (>= 2 words besides the title's, "movie"/"film" and stop words). Pairs ``1..skip`` are
+    pre-filled demonstrations (see :func:`explanation_seed`), not counted; repeats of ``seeded``
+    texts are copies. With ``vocabs[id - 1]`` (the pair's movie genres and interest words, see
+    :func:`grounding_vocabulary`) an explanation must share a word with it (relevance); with
+    ``interests[id - 1]`` one that only repeats the pair's interest is dropped."""
     records, repaired = parse_json_list(reply)
-    out = {}
+    seeds = {" ".join(_words(x)) for x in seeded}
+    out, dropped = {}, {}
     for rec in records:
         try:
             pid = int(rec.get("id"))
         except (TypeError, ValueError):
             continue
+        if pid <= skip:
+            continue
         text = str(rec.get("explanation", rec.get("reason", ""))).strip()
-        if 1 <= pid <= n_pairs and 2 <= len(_words(text)) <= 12 and pid not in out and not is_placeholder(text):
-            out[pid] = text
+        title = set(_words(titles[pid - 1])) if 0 < pid <= len(titles) else set()
+        own = [w for w in _words(text) if w not in title and w not in _STOP and w not in {"movie", "film"}]
+        problem = ("id out of range" if not 0 < pid <= n_pairs else "duplicate id" if pid in out else
+                   "not 3-12 words" if not 3 <= len(_words(text)) <= 12 else
+                   "copied the prompt's example" if is_placeholder(text) or " ".join(_words(text)) in seeds else
+                   "only names the movie" if len(own) < 2 else
+                   "repeats the interest" if pid <= len(interests) and
+                   {_stem(w) for w in own} - VAGUE_WORDS <= {_stem(w) for w in _words(interests[pid - 1])} else
+                   "not relevant (no word of the movie's genres or the interest)"
+                   if pid <= len(vocabs) and not is_grounded(text, vocabs[pid - 1]) else None)
+        if problem:
+            dropped[problem] = dropped.get(problem, 0) + 1
+            continue
+        out[pid] = text
     if not out:
-        raise ParseError("no valid {id, explanation} record")
-    return [{"id": k, "explanation": v} for k, v in sorted(out.items())], repaired
+        raise ParseError(f"no valid {{id, explanation}} record (dropped: {dropped or 'none given'})")
+    return [{"id": k, "explanation": v} for k, v in sorted(out.items())], repaired, dropped
 
 
 # --- prompts --------------------------------------------------------------------------------
 
-def interest_prompt(history: str, profile: str, n: int) -> str:
-    return (f"A user's movie history, newest first, as Time(Behaviour)|Movies:\n{history}\n"
+def interest_prompt(history: str, profile: str, n: int, genre_counts: str = "") -> str:
+    """Interest mining: the compressed history (+ genre counts) and the keys in words. No example
+    object: SmolLM2-135M copies any example verbatim; the format is shown by :func:`interest_seed`."""
+    counts = f"Genres in the history (count): {genre_counts}\n" if genre_counts else ""
+    return (f"A user's movie history, newest first, as Time(Behaviour)|Movies:\n{history}\n{counts}"
             f"User profile: {profile}\n\n"
-            f"List about {n} of this user's interests. Mark each as long-term (steady over time) or "
-            'short-term (recent); "stage" is exactly "long-term" or "short-term". An interest is a theme '
-            "(a genre, mood or subject), not a title or a date. Answer with a JSON array only, for example:\n"
-            + json.dumps(INTEREST_EXAMPLE))
+            f"List {n} more interests of this user as a JSON array. Each element has three keys: "
+            '"interest" (a theme of these movies: a genre, mood or subject, 1 to 4 words, not a title or a date), '
+            '"stage" ("long-term" if steady over time, "short-term" if recent) and "reason" (two movies of the history that show it).')
 
 
-def tag_prompt(history: str, interests: Sequence[str], recent: Sequence[str], n: int) -> str:
-    return (f"A user's movie history, newest first:\n{history}\n"
-            f"The user's interests: {'; '.join(interests)}.\n\n"
-            f"Predict {n} short tags of movies this user would like next. Each tag is a modifier plus a "
-            "core word (like \"dark crime thriller\"), matches one interest, differs from the others, "
-            f"and does not name a movie watched recently ({', '.join(recent[:5]) or 'none'}). "
-            "No brands, no vague words. Answer with a JSON array only, for example:\n" + json.dumps(TAG_EXAMPLE))
+def _forms(genre: str) -> tuple[str, str]:
+    return GENRE_FORMS.get(genre.lower(), (genre.lower(), f"{genre.lower()} films"))
+
+
+def interest_seed(genre: str, titles: Sequence[str]) -> dict[str, str]:
+    """The demonstration record that pre-fills the interest reply, built from the user's most
+    frequent genre and two of its titles: the format, in the user's own domain. It is not counted
+    as a mined interest, and a model that merely repeats it gets no credit (see validate_interests)."""
+    return {"interest": f"{genre.lower()} movies", "stage": "long-term", "reason": ", ".join(titles[:2])}
+
+
+def tag_seed(interest: str, top_genre: str, new_genre: str) -> dict[str, str]:
+    """The demonstration record that pre-fills the tag reply: a modifier from the user's top genre
+    on a genre the user rarely watches ("dramatic westerns"). Not counted; copies are rejected."""
+    return {"interest": interest, "tag": f"{_forms(top_genre)[0]} {_forms(new_genre)[1]}",
+            "reason": f"{_forms(new_genre)[1]} are new to this viewer"}
+
+
+def explanation_seed(interest: str, genres: Sequence[str]) -> str:
+    """The demonstration explanation (pair 1, a movie from the user's own history): its genres in
+    words plus the interest. Not counted; copies are rejected."""
+    genres = list(genres) or ["drama"]
+    words = f"{_forms(genres[0])[0]} {_forms(genres[1])[1]}" if len(genres) > 1 else _forms(genres[0])[1]
+    return f"{words} for a fan of {interest}"
+
+
+def tag_prompt(interests: Sequence[str], recent: Sequence[str]) -> str:
+    """Tag prediction from the interests (not the full history, to keep the prompt short): one tag
+    per interest, each a modifier plus a core word, excluding recently watched titles. With
+    pre-fill, ``interests[0]`` is the demonstration's interest (see :func:`tag_seed`)."""
+    listed = "\n".join(f"{i}. {interest}" for i, interest in enumerate(interests, 1))
+    return (f"A movie fan's interests:\n{listed}\n"
+            f"Recently watched (do not name these): {', '.join(recent[:5]) or 'none'}.\n\n"
+            "For each interest, suggest one new kind of movie to watch next, as a short tag: a modifier "
+            "plus a core word, 2 to 4 words, no titles, no vague words, all tags different. Answer with a "
+            'JSON array; each element has the keys "interest" (copied from the list), "tag" and "reason".')
+
+
+def tag_prefix(seed: dict[str, str] | None, interests: Sequence[str]) -> str:
+    """Assistant-turn pre-fill of the tag reply: the demonstration record, then the opening of the
+    record for the first mined interest, so the model writes its tag and continues with the others."""
+    head = "[" + (json.dumps(seed) + ", " if seed else "")
+    return head + '{"interest": ' + json.dumps(interests[0]) + ', "tag": "'
 
 
 def explanation_prompt(pairs: Sequence[tuple[str, str]]) -> str:
     lines = "\n".join(f"{i}. interest: {interest}; movie: {item}" for i, (interest, item) in enumerate(pairs, 1))
-    return ("For each numbered pair, write a short reason (3 to 10 words) why the movie fits the interest. "
-            "Be relevant, factual, clear and safe.\n" + lines + "\nAnswer with a JSON array only, for example:\n"
-            + json.dumps(EXPLANATION_EXAMPLE))
+    return ("For each numbered pair, say in 4 to 10 words why the movie fits the interest: name its mood, "
+            "genre or subject; do not repeat the title. Be factual and safe.\n" + lines +
+            '\nAnswer with a JSON array; each element has the keys "id" (the pair number) and "explanation".')
+
+
+def explanation_prefix(seed: str | None) -> str:
+    """Pre-fill: pair 1's demonstration explanation (when given), then the opening of the next."""
+    if seed is None:
+        return '[{"id": 1, "explanation": "'
+    return '[{"id": 1, "explanation": ' + json.dumps(seed) + '}, {"id": 2, "explanation": "'
+
+
+def retry_prompt(prompt: str, error: str) -> str:
+    """The prompt of a re-ask: the original plus why the last reply was rejected."""
+    return f"{prompt}\n\nA previous answer was rejected ({error[:160]}). Write a new, different answer."
 
 
 # --- the stage runner -------------------------------------------------------------------------
@@ -231,39 +428,49 @@ class StageOutcome:
 
 def run_stage(model: Any, prompts: dict[str, str], validate: Callable[[str, str], tuple], *,
               max_new_tokens: int, max_retries: int, description: str, chunk: int = 8,
-              prefix: str = "") -> dict[str, StageOutcome]:
+              prefix: str | dict[str, str] = "", retry_temperature: float = 0.9,
+              stop_at_close: bool = True) -> dict[str, StageOutcome]:
     """Ask ``prompts`` (key -> prompt) in batches; re-ask failures with sampling, then record them.
 
-    ``prefix`` pre-fills the assistant turn (e.g. ``[{"interest": "``) so that small models start
-    inside the JSON instead of writing a numbered list; the reply validated is prefix + completion.
-    The request is then the chat-formatted text with ``chat=False`` (an OpenAI endpoint serves it
-    through /v1/completions).
+    ``prefix`` (one string, or one per key) pre-fills the assistant turn (e.g. ``[{"interest": "``)
+    so that small models start inside the JSON instead of writing a numbered list; the reply
+    validated is prefix + completion. The request is then the chat-formatted text with
+    ``chat=False`` (an OpenAI endpoint serves it through /v1/completions).
 
     ``validate(key, reply)`` returns ``(records, repaired[, dropped])`` or raises ParseError. The
-    first attempt is greedy; retry ``r`` samples at temperature 0.7 with seed ``r`` — each is a
-    distinct request, so the cache stores it and a resumed run replays it exactly.
+    first attempt is greedy; retry ``r`` differs from every earlier attempt in three ways: the
+    prompt says why the last reply was rejected, it samples at ``retry_temperature``, and it uses
+    seed ``r``. With ``stop_at_close`` generation stops at the first ``]`` (the array is closed;
+    a small model otherwise rambles on and holds up its whole batch) and the ``]`` is put back
+    when an array is left open.
+    Each is a distinct request (temperature and seed are part of the cache key), so the
+    cache never replays a greedy reply as a retry, and a resumed run replays the retries exactly.
     """
     outcomes = {key: StageOutcome(ok=False) for key in prompts}
     pending = list(prompts)
     for attempt in range(max_retries + 1):
         if not pending:
             break
-        temperature = 0.0 if attempt == 0 else 0.7
+        temperature = 0.0 if attempt == 0 else retry_temperature
         failed = []
         batches = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
         label = description if attempt == 0 else f"{description} (retry {attempt})"
         for keys in track(batches, label):
-            if prefix:
-                requests = [GenerationRequest(prompt=model.format_chat(prompts[k], SYSTEM) + prefix, chat=False,
-                                              max_new_tokens=max_new_tokens, temperature=temperature, seed=attempt)
-                            for k in keys]
-            else:
-                requests = [GenerationRequest(prompt=prompts[k], system=SYSTEM, max_new_tokens=max_new_tokens,
-                                              temperature=temperature, seed=attempt) for k in keys]
+            texts = {k: prompts[k] if attempt == 0 else retry_prompt(prompts[k], outcomes[k].error) for k in keys}
+            starts = {k: prefix.get(k, "") if isinstance(prefix, dict) else prefix for k in keys}
+            requests = [GenerationRequest(prompt=model.format_chat(texts[k], SYSTEM) + starts[k], chat=False,
+                                          max_new_tokens=max_new_tokens, temperature=temperature, seed=attempt,
+                                          stop=("]",) if stop_at_close else ())
+                        if starts[k] else
+                        GenerationRequest(prompt=texts[k], system=SYSTEM, max_new_tokens=max_new_tokens,
+                                          temperature=temperature, seed=attempt, stop=("]",) if stop_at_close else ())
+                        for k in keys]
             for key, completions in zip(keys, model.generate(requests)):
                 outcome = outcomes[key]
                 outcome.attempts += 1
-                reply = prefix + completions[0]
+                reply = starts[key] + completions[0]
+                if stop_at_close and reply.count("[") > reply.count("]"):
+                    reply += "]"  # the stop string, cut off by the backend
                 outcome.raw.append(reply)
                 try:
                     result = validate(key, reply)

@@ -6,6 +6,8 @@ tags never leak the item they are evaluated on.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,14 @@ from longlore.recgpt.data import Dataset
 from longlore.recgpt.llm import (
     StageOutcome,
     explanation_prompt,
+    grounding_vocabulary,
     interest_prompt,
+    explanation_prefix,
+    explanation_seed,
+    interest_seed,
+    tag_seed,
     run_stage,
+    tag_prefix,
     tag_prompt,
     validate_explanations,
     validate_interests,
@@ -45,41 +53,95 @@ def recent_titles(data: Dataset, events: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(data.items[e.item_id].title for e in reversed(events) if last - e.timestamp < 31 * DAY))
 
 
-def mine_interests(model: Any, data: Dataset, hist: dict[str, Any], config: RecGPTConfig, n: int = 5) -> dict[str, StageOutcome]:
-    prompts = {u: interest_prompt(h.text, _profile(data, u), n) for u, h in hist.items()}
-    return run_stage(model, prompts, lambda _k, reply: validate_interests(reply), max_new_tokens=config.interest_tokens,
-                     max_retries=config.max_retries, description="RecGPT: mining interests",
-                     prefix='[{"interest": "' if config.prefill else "")
+# Genres a "fresh" demonstration tag may point to (broad, well-populated MovieLens genres).
+FRESH_GENRES = ["Western", "Musical", "Documentary", "Film-Noir", "War", "Mystery", "Fantasy", "Horror",
+                "Animation", "Crime", "Sci-Fi", "Romance", "Adventure", "Comedy", "Thriller", "Drama"]
 
 
-def predict_tags(model: Any, data: Dataset, train: dict[str, list], hist: dict[str, Any],
-                 interests: dict[str, StageOutcome], config: RecGPTConfig, n: int = 6) -> dict[str, StageOutcome]:
-    """Tags for users whose interests validated (others are recorded as failures upstream)."""
-    prompts, names, recents = {}, {}, {}
+def history_facts(data: Dataset, events: Sequence[Any], minimum: float) -> dict[str, Any]:
+    """What the prompts and validators use from the (behaviour-filtered) log: genre counts as
+    text, the grounding vocabulary, the top genre, the least-watched common genre, the seed
+    interest record and a demonstration item (the newest item of the top genre)."""
+    kept = [(e.item_id, data.items[e.item_id]) for e in events if e.rating >= minimum]
+    counts = Counter(g for _, item in kept for g in item.genres if g.lower() != "unknown")
+    top = counts.most_common(1)[0][0] if counts else ""
+    newest = [(iid, item) for iid, item in reversed(kept) if top in item.genres]
+    return {"counts": ", ".join(f"{g} {c}" for g, c in counts.most_common(6)),
+            "vocab": grounding_vocabulary(list(counts), [item.title for _, item in kept]),
+            "top": top, "rare": min(FRESH_GENRES, key=lambda g: (counts.get(g, 0), FRESH_GENRES.index(g))),
+            "seed": interest_seed(top, list(dict.fromkeys(item.title for _, item in newest))) if top else None,
+            "demo_item": newest[0][0] if newest else None}
+
+
+def mine_interests(model: Any, data: Dataset, train: dict[str, list], hist: dict[str, Any],
+                   config: RecGPTConfig) -> dict[str, StageOutcome]:
+    """Stage 1: ``config.n_interests`` interests per user, each grounded in the user's own log.
+
+    With ``config.prefill`` the reply is pre-filled with a demonstration record built from the
+    user's top genre (the format in the user's own domain) and the opening of the next record;
+    the demonstration is not counted as a mined interest."""
+    facts = {u: history_facts(data, train[u], config.min_rating) for u in hist}
+    prompts = {u: interest_prompt(h.text, _profile(data, u), config.n_interests, facts[u]["counts"]) for u, h in hist.items()}
+    prefixes = {u: ("[" + json.dumps(facts[u]["seed"]) + ', {"interest": "') if facts[u]["seed"] else '[{"interest": "'
+                for u in hist} if config.prefill else ""
+    seeds = {u: [facts[u]["seed"]["interest"]] if config.prefill and facts[u]["seed"] else [] for u in hist}
+    return run_stage(model, prompts, lambda u, reply: validate_interests(reply, facts[u]["vocab"], seeds[u]),
+                     max_new_tokens=config.interest_tokens, max_retries=config.max_retries,
+                     retry_temperature=config.retry_temperature, description="RecGPT: mining interests", chunk=config.llm_batch,
+                     prefix=prefixes)
+
+
+def predict_tags(model: Any, data: Dataset, train: dict[str, list], interests: dict[str, StageOutcome],
+                 config: RecGPTConfig) -> dict[str, StageOutcome]:
+    """Stage 2: tags for users whose interests validated (others are recorded as failures upstream).
+
+    With ``config.prefill`` the reply starts with a demonstration tag for the user's top genre
+    (:func:`tag_seed`; not counted, copies rejected), then the record of the first mined interest."""
+    prompts, names, recents, prefixes, seeds = {}, {}, {}, {}, {}
+    catalogue = {item.title.lower() for item in data.items.values()}
     for u, outcome in interests.items():
         if not outcome.ok:
             continue
-        names[u] = [r["interest"] for r in outcome.records]
+        facts = history_facts(data, train[u], config.min_rating)
+        names[u] = [r["interest"] for r in outcome.records][:config.n_tags]
         recents[u] = recent_titles(data, train[u])
-        prompts[u] = tag_prompt(hist[u].text, names[u], recents[u], n)
+        seed = tag_seed(facts["seed"]["interest"], facts["top"], facts["rare"]) if config.prefill and facts["seed"] else None
+        seeds[u] = [seed["tag"]] if seed else []
+        prompts[u] = tag_prompt(([seed["interest"]] if seed else []) + names[u], recents[u])
+        prefixes[u] = tag_prefix(seed, names[u])
 
     def validate(u: str, reply: str) -> tuple:
-        return validate_tags(reply, names[u], recents[u])
+        return validate_tags(reply, names[u], recents[u], seeds[u], catalogue)
 
     return run_stage(model, prompts, validate, max_new_tokens=config.tag_tokens, max_retries=config.max_retries,
-                     description="RecGPT: predicting tags", prefix='[{"tag": "' if config.prefill else "")
+                     retry_temperature=config.retry_temperature, description="RecGPT: predicting tags", chunk=config.llm_batch,
+                     prefix=prefixes if config.prefill else "")
 
 
-def explain(model: Any, data: Dataset, pairs: dict[str, list[tuple[str, str]]], config: RecGPTConfig) -> dict[str, dict[str, str]]:
+def explain(model: Any, data: Dataset, pairs: dict[str, list[tuple[str, str]]], config: RecGPTConfig,
+            demos: dict[str, tuple[str, str]] | None = None) -> dict[str, dict[str, str]]:
     """Interest-item explanation table: user -> item_id -> explanation (pairs: (interest, item_id)).
 
-    Failed users get no entries (the API then serves the tag alone); outcomes come back too.
+    ``demos[u]`` = (interest, item_id of a movie from the user's history) becomes pair 1, explained
+    in the pre-fill by :func:`explanation_seed` (not counted). Failed users get no entries (the API
+    then serves the tag alone); outcomes come back too.
     """
-    prompts = {u: explanation_prompt([(i, data.item_text(v)) for i, v in ps]) for u, ps in pairs.items() if ps}
-    outcomes = run_stage(model, prompts, lambda u, reply: validate_explanations(reply, len(pairs[u])),
+    demos = (demos or {}) if config.prefill else {}
+    full = {u: ([demos[u]] if u in demos else []) + list(ps) for u, ps in pairs.items() if ps}
+    skip = {u: int(u in demos) for u in full}
+    seeds = {u: explanation_seed(demos[u][0], data.items[demos[u][1]].genres) for u in full if u in demos}
+    prompts = {u: explanation_prompt([(i, data.item_text(v)) for i, v in ps]) for u, ps in full.items()}
+    titles = {u: [data.items[v].title for _, v in ps] for u, ps in full.items()}
+    vocabs = {u: [grounding_vocabulary(data.items[v].genres, []) | grounding_vocabulary([], [i]) for i, v in ps]
+              for u, ps in full.items()}
+    outcomes = run_stage(model, prompts,
+                         lambda u, reply: validate_explanations(reply, len(full[u]), titles[u], skip[u],
+                                                                [seeds[u]] if u in seeds else [], vocabs[u],
+                                                                [i for i, _ in full[u]]),
                          max_new_tokens=config.explain_tokens, max_retries=config.max_retries,
-                         description="RecGPT: explaining", prefix='[{"id": 1, "explanation": "' if config.prefill else "")
-    table = {u: {pairs[u][r["id"] - 1][1]: r["explanation"] for r in o.records} for u, o in outcomes.items() if o.ok}
+                         retry_temperature=config.retry_temperature, description="RecGPT: explaining", chunk=config.llm_batch,
+                         prefix={u: explanation_prefix(seeds.get(u)) for u in full} if config.prefill else "")
+    table = {u: {full[u][r["id"] - 1][1]: r["explanation"] for r in o.records} for u, o in outcomes.items() if o.ok}
     return {"table": table, "outcomes": outcomes}  # type: ignore[return-value]
 
 
@@ -87,8 +149,8 @@ def run_interest_and_tags(model: Any, data: Dataset, train: dict[str, list], use
                           config: RecGPTConfig, count_tokens: Any = None) -> dict[str, dict[str, StageOutcome]]:
     """Stages 1 and 2 for ``users``; returns {"interests": ..., "tags": ...} outcomes."""
     hist = histories(data, train, users, config, count_tokens)
-    interests = mine_interests(model, data, hist, config)
-    tags = predict_tags(model, data, train, hist, interests, config)
+    interests = mine_interests(model, data, train, hist, config)
+    tags = predict_tags(model, data, train, interests, config)
     for u in users:  # a user whose interests failed has a failed tag stage too, with the reason
         tags.setdefault(u, StageOutcome(ok=False, error="skipped: interest mining failed"))
     return {"interests": interests, "tags": tags, "histories": {u: h.text for u, h in hist.items()}}  # type: ignore[dict-item]
@@ -102,13 +164,18 @@ def to_mined(outcomes: dict[str, dict]) -> dict[str, dict]:
 
 
 def explain_top_items(model: Any, data: Dataset, mined: dict[str, dict], top_items: dict[str, list[dict]],
-                      config: RecGPTConfig) -> tuple[dict[str, dict[str, str]], dict[str, StageOutcome]]:
+                      config: RecGPTConfig, train: dict[str, list] | None = None
+                      ) -> tuple[dict[str, dict[str, str]], dict[str, StageOutcome]]:
     """Explain each user's first ``n_explain`` recommended items against the interest behind the
-    tag that retrieved them (or the user's first interest)."""
-    pairs = {}
+    tag that retrieved them (or the user's first interest). With ``train``, a movie from the
+    user's own history (newest of the top genre) is the pre-filled demonstration pair."""
+    pairs, demos = {}, {}
     for u, items in top_items.items():
         interests = {t["tag"]: t["interest"] for t in mined.get(u, {}).get("tags", [])}
         default = (mined.get(u, {}).get("interests") or [{"interest": "movies like the ones watched"}])[0]["interest"]
         pairs[u] = [(interests.get(it.get("tag") or "", default), it["item_id"]) for it in items[:config.n_explain]]
-    result = explain(model, data, pairs, config)
+        facts = history_facts(data, train[u], config.min_rating) if train and u in train else None
+        if facts and facts["demo_item"]:
+            demos[u] = (facts["seed"]["interest"], facts["demo_item"])
+    result = explain(model, data, pairs, config, demos)
     return result["table"], result["outcomes"]  # type: ignore[index]
