@@ -14,6 +14,7 @@ skim-only (RAM at keep-ratio 0). Writes benchmarks/results/ram_quality.json (+ .
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import platform
 import statistics
@@ -53,11 +54,15 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--encoder-layers", type=int, default=8)
     parser.add_argument("--segment-tokens", type=int, default=50)
+    parser.add_argument("--ratio-range", default="0.0,1.0", help="RAM's sampled keep-ratios lie in (low, high].")
+    parser.add_argument("--variants", default="full_ft,ram,ram_no_contrastive",
+                        help="Trained variants to run (each brings its evaluations).")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Peak learning rate, the same for every trained variant.")
     parser.add_argument("--work", default="runs/ram_quality")
     parser.add_argument("--out", default="benchmarks/results/ram_quality.json")
     args = parser.parse_args()
     work, out = Path(args.work), Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    results = load_results(out)
     _, tokenizer = load_causal_lm(args.model)
     tmin, tmax = map(int, args.train_tokens.split(","))
     emin, emax = map(int, args.eval_tokens.split(","))
@@ -68,19 +73,27 @@ def main() -> None:
     embedder = load_embedder("minilm")
 
     def record(key: str, preds: list[str], extra: dict | None = None) -> None:
-        results["runs"][key] = {**evaluate(preds, eval_data), **(extra or {})}
-        results.update(config={k: v for k, v in vars(args).items()},
-                       machine={"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-                       command="python benchmarks/ram_quality.py " + " ".join(
-                           f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
-        write_json(out, results, overwrite=True)
+        # one process per seed may share the results file: merge under a lock, never overwrite others' runs
+        with open(work / ".results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results.update(load_results(out))
+            results["runs"][key] = {**evaluate(preds, eval_data), **(extra or {}),
+                                    "command": "python benchmarks/ram_quality.py " + " ".join(
+                                        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())}
+            results.update(config={k: v for k, v in vars(args).items() if k != "seeds"},
+                           machine={"platform": platform.platform(), "torch_threads": torch.get_num_threads()})
+            write_json(out, results, overwrite=True)
         console.print(f"[green]{key}[/green] {results['runs'][key]}")
 
     for seed in map(int, args.seeds.split(",")):
-        sizes = dict(encoder_layers=args.encoder_layers, segment_tokens=args.segment_tokens)
+        sizes = dict(encoder_layers=args.encoder_layers, segment_tokens=args.segment_tokens, lr=args.lr)
+        ratio_range = tuple(map(float, args.ratio_range.split(",")))
         for variant, cfg, full in (("full_ft", RAMConfig(**sizes), True),
-                                   ("ram", RAMConfig(sample_ratio=True, **sizes), False),
-                                   ("ram_no_contrastive", RAMConfig(sample_ratio=True, contrastive_weight=0.0, **sizes), False)):
+                                   ("ram", RAMConfig(sample_ratio=True, ratio_range=ratio_range, **sizes), False),
+                                   ("ram_no_contrastive", RAMConfig(sample_ratio=True, ratio_range=ratio_range,
+                                                                    contrastive_weight=0.0, **sizes), False)):
+            if variant not in args.variants.split(","):
+                continue
             keys = {"full_ft": ["full_ft", "first", "last", "random", "embedding_topk"],
                     "ram": ["ram_4x", "ram_8x", "skim_only"], "ram_no_contrastive": ["ram_no_contrastive_4x"]}[variant]
             if all(f"{k}/seed{seed}" in results["runs"] for k in keys):
@@ -119,7 +132,13 @@ def main() -> None:
                     record(f"skim_only/seed{seed}", answer_all(ram, eval_data, rate=0.0, label="skim only"))
                 else:
                     record(f"ram_no_contrastive_4x/seed{seed}", answer_all(ram, eval_data, rate=0.25, label="no-contrastive"))
-    summarise(results, out)
+    with open(work / ".results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summarise(load_results(out), out)
+
+
+def load_results(out: Path) -> dict:
+    return json.loads(out.read_text()) if out.exists() else {"runs": {}}
 
 
 def summarise(results: dict, out: Path) -> None:

@@ -16,8 +16,10 @@ def test_make_data_train_compress_eval(tmp_path) -> None:
     assert all(s in r["context"] for r in rows for s in r["positive_spans"])  # the evidence is really planted
     out = tmp_path / "run"
     result = runner.invoke(app, ["ram", "train", "--data", str(data), "--out", str(out), "--model", "tiny-llama",
-                                 "--steps", "2", "--encoder-layers", "1", "--segment-tokens", "16"])
+                                 "--steps", "2", "--encoder-layers", "1", "--segment-tokens", "16",
+                                 "--sample-ratio", "--ratio-range", "0.2,0.6"])
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "final" / "ram_config.json").read_text())["ratio_range"] == [0.2, 0.6]
     context = tmp_path / "doc.txt"
     context.write_text(rows[0]["context"])
     result = runner.invoke(app, ["ram", "compress", "--context-file", str(context), "--question", rows[0]["question"],

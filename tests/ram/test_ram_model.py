@@ -145,3 +145,19 @@ def test_qa_validation_errors(tmp_path) -> None:
     with pytest.raises(LongloreError, match=r"qa\.jsonl:1: field 'question': \d+ tokens exceeds the budget of 3"):
         load_qa(path, tokenizer, max_question_tokens=3)
     assert QARecord(context="c", question="q", answers=["a"]).as_example()["answer"] == "a"
+
+
+def test_sampled_ratio_stays_in_range_and_config_roundtrips() -> None:
+    import random
+
+    from longlore.ram.model import sample_ratio
+
+    rng = random.Random(0)
+    draws = [sample_ratio(rng, 0.1, 0.5) for _ in range(2000)]
+    assert all(0.1 < r <= 0.5 for r in draws)
+    assert min(draws) < 0.12 and max(draws) > 0.48  # covers the range, not a constant
+    config = RAMConfig(sample_ratio=True, ratio_range=[0.1, 0.5])
+    assert RAMConfig.from_dict(config.to_dict()).ratio_range == (0.1, 0.5)
+    for bad in ((0.5, 0.1), (0.0, 1.5), (0.3,)):
+        with pytest.raises(LongloreError, match="ratio_range"):
+            RAMConfig(ratio_range=bad)

@@ -43,11 +43,19 @@ def make_data(out: Path = typer.Option(..., help="Output JSONL."), n: int = type
     console.print(f"wrote {len(rows)} examples ({min_tokens}-{max_tokens} tokens) to {out}")
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise LongloreError(f"{option} '{text}': expected comma-separated numbers such as 0.1,0.5") from None
+
+
 @app.command()
 def train(data: Path = typer.Option(..., help="QA JSONL {context, question, answers, [positive_spans]}."),
           out: Path = typer.Option(..., help="Output folder (checkpoints; resumes if present)."),
           model: str = typer.Option("smollm2-135m"), steps: int = typer.Option(200), seed: int = typer.Option(0),
           ratio: float = typer.Option(0.25), sample_ratio: bool = typer.Option(False),
+          ratio_range: str = typer.Option("0,1", help="With --sample-ratio: keep-ratios drawn from (low, high]."),
           contrastive_weight: float = typer.Option(1.0), encoder_layers: int = typer.Option(8),
           segment_tokens: int = typer.Option(50), lr: float = typer.Option(1e-4)) -> None:
     """Train RAM (encoder, projector, decoder q/k/v) on QA data; saves with save_pretrained."""
@@ -63,7 +71,8 @@ def train(data: Path = typer.Option(..., help="QA JSONL {context, question, answ
     records = load_qa(data)
     decoder, tokenizer = load_causal_lm(model)
     config = RAMConfig(encoder_layers=encoder_layers, segment_tokens=segment_tokens, ratio=ratio,
-                       sample_ratio=sample_ratio, contrastive_weight=contrastive_weight, lr=lr)
+                       sample_ratio=sample_ratio, ratio_range=_floats(ratio_range, "--ratio-range"),
+                       contrastive_weight=contrastive_weight, lr=lr)
     ram = RAMModel(decoder, tokenizer, config)
     summary = run_train(ram, [r.as_example() for r in records], out, TrainArgs(steps=steps, seed=seed))
     ram.save_pretrained(out / "final")

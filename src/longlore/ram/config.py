@@ -19,7 +19,10 @@ class RAMConfig:
     encoder_layers: int = field(default=8, metadata={"help": "k: the encoder is a trainable copy of the decoder's first k layers."})
     segment_tokens: int = field(default=50, metadata={"help": "Fixed segment size in tokens."})
     ratio: float = field(default=0.25, metadata={"help": "Keep-ratio of segments read verbatim (0.25 ~ 4x, 0.125 ~ 8x)."})
-    sample_ratio: bool = field(default=False, metadata={"help": "Draw the keep-ratio uniformly from (0, 1] each training step."})
+    sample_ratio: bool = field(default=False, metadata={"help": "Draw the keep-ratio uniformly from ratio_range each training step."})
+    ratio_range: tuple[float, float] = field(default=(0.0, 1.0), metadata={
+        "help": "(low, high): sampled keep-ratios lie in (low, high]; the paper's (0, 1] by default. A narrower "
+                "range around the inference ratios costs less per step (fewer tokens read verbatim)."})
     temperature: float = field(default=0.05, metadata={"help": "tau of the multi-positive InfoNCE over segment scores."})
     contrastive_weight: float = field(default=1.0, metadata={"help": "Weight of the InfoNCE term (0 disables it: an ablation)."})
     decoder_trainable: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj"),
@@ -41,6 +44,10 @@ class RAMConfig:
         if "{question}" not in self.question_template:
             raise LongloreError("RAMConfig.question_template must contain '{question}'")
         self.decoder_trainable = tuple(self.decoder_trainable)
+        self.ratio_range = tuple(float(x) for x in self.ratio_range)
+        low, high = self.ratio_range if len(self.ratio_range) == 2 else (-1.0, -1.0)
+        if not 0.0 <= low < high <= 1.0:
+            raise LongloreError(f"RAMConfig.ratio_range must be (low, high) with 0 <= low < high <= 1, got {self.ratio_range}")
 
     def to_dict(self) -> dict:
         return asdict(self)

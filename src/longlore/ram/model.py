@@ -368,9 +368,9 @@ def positive_segments(segment_texts: list[str], example: dict[str, Any]) -> torc
     return flags
 
 
-def sample_ratio(rng: random.Random) -> float:
-    """A keep-ratio drawn uniformly from (0, 1] (the paper's sampled-ratio training)."""
-    return 1.0 - rng.random()
+def sample_ratio(rng: random.Random, low: float = 0.0, high: float = 1.0) -> float:
+    """A keep-ratio drawn uniformly from (low, high] (the paper's sampled-ratio training is (0, 1])."""
+    return high - (high - low) * rng.random()
 
 
 __all__ = ["RAMModel", "Compressed", "keep_count", "positive_segments", "sample_ratio", "truncated_encoder"]

@@ -56,7 +56,7 @@ def train(model: RAMModel, examples: list[dict[str, Any]], out_dir: str | Path, 
     for step in track(range(step, args.steps), "RAM training" if not full_context else "full-context training",
                       total=args.steps - step):
         example = examples[rng.randrange(len(examples))]
-        ratio = sample_ratio(rng) if model.config.sample_ratio else None
+        ratio = sample_ratio(rng, *model.config.ratio_range) if model.config.sample_ratio else None
         out = full_context_loss(model, example) if full_context else model([example], ratio=ratio)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
