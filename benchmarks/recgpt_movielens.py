@@ -51,7 +51,11 @@ def phase_llm(args: argparse.Namespace) -> None:
     from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
     from longlore.recgpt.llm import StageOutcome, stage_stats
-    from longlore.recgpt.mining import explain_top_items, run_interest_and_tags, to_mined
+    from longlore.recgpt.mining import (
+        explain_top_items,
+        run_interest_and_tags,
+        to_mined,
+    )
     from longlore.recgpt.pipeline import recommend
 
     config = RecGPTConfig(model=args.model, max_retries=args.max_retries, history_token_budget=args.history_tokens)
@@ -112,12 +116,17 @@ def trained(name: str, semantic_weight: float, data, split, epochs: int):
     return retriever, summary
 
 
+def recgpt_name(semantic_weight: float) -> str:
+    """Run folder of the three-tower model: 'recgpt' at the default weight 1, else 'recgpt_sw<w>'."""
+    return "recgpt" if semantic_weight == 1.0 else f"recgpt_sw{semantic_weight:g}"
+
+
 def phase_train(args: argparse.Namespace) -> None:
     from longlore.recgpt.data import leave_last_out, load_dataset
 
     data = load_dataset("movielens-100k")
     split = leave_last_out(data)
-    for name, weight in (("recgpt", 1.0), ("collab", 0.0)):
+    for name, weight in ((recgpt_name(args.semantic_weight), args.semantic_weight), ("collab", 0.0)):
         _, summary = trained(name, weight, data, split, args.epochs)
         print(name, summary["seconds"], "s", summary["history"][-1], flush=True)
 
@@ -192,7 +201,7 @@ def phase_eval(args: argparse.Namespace) -> None:
     started = time.time()
     data = load_dataset("movielens-100k")
     split = leave_last_out(data)
-    recgpt, recgpt_summary = trained("recgpt", 1.0, data, split, args.epochs)
+    recgpt, recgpt_summary = trained(recgpt_name(args.semantic_weight), args.semantic_weight, data, split, args.epochs)
     collab, collab_summary = trained("collab", 0.0, data, split, args.epochs)
     llm_run = read_json(Path(args.out))
     users = [u for u in llm_run["subset"] if u in llm_run["users"]]
@@ -200,9 +209,10 @@ def phase_eval(args: argparse.Namespace) -> None:
     mined = to_mined({u: llm_run["users"][u] for u in users})
     tags = {u: [t["tag"] for t in mined[u]["tags"]] for u in users}
     betas = [1.0, 0.95, 0.9, 0.8, 0.7, 0.5]
-    subset_table = compare_methods(data, split, users, recgpt, collab, tags, betas)
+    merges = ("max", "round_robin")
+    subset_table = compare_methods(data, split, users, recgpt, collab, tags, betas, merges)
     tagged = [u for u in users if tags[u]]
-    tagged_table = compare_methods(data, split, tagged, recgpt, collab, tags, betas) if tagged else {}
+    tagged_table = compare_methods(data, split, tagged, recgpt, collab, tags, betas, merges) if tagged else {}
     # Tag-source ablation without any LLM: each of the 200 subset users gets the descriptor tags of
     # the 3 genres most frequent in their own history ("drama movies"), to isolate what the
     # fusion mechanism does when tags are well-formed.
@@ -210,7 +220,7 @@ def phase_eval(args: argparse.Namespace) -> None:
 
     subset200 = llm_run["subset"]
     history_tags = {u: [f"{g.lower()} movies" for g, _ in top_genres(data, test_history(split, u), 3)] for u in subset200}
-    history_table = compare_methods(data, split, subset200, recgpt, collab, history_tags, betas)
+    history_table = compare_methods(data, split, subset200, recgpt, collab, history_tags, betas, merges)
     all_users = sorted(split.test, key=int)
     full_table = compare_methods(data, split, all_users, recgpt, collab, {}, [1.0])
     config = RecGPTConfig(max_retries=args.max_retries)
@@ -231,7 +241,7 @@ def phase_eval(args: argparse.Namespace) -> None:
         "llm_config": llm_run.get("config"),
         "seed": llm_run["seed"], "subset": {"requested": llm_run["subset_size"], "with_llm_stages": len(users),
                                            "with_valid_tags": len(tagged), "user_ids": users},
-        "model": llm_run["model"], "max_retries": llm_run["max_retries"], "retriever_epochs": args.epochs,
+        "model": llm_run["model"], "max_retries": llm_run["max_retries"], "retriever_epochs": args.epochs, "semantic_weight": args.semantic_weight,
         "llm_stage_stats": {**{s: stage_stats(o) for s, o in outcomes.items()}, "explanations": stage_stats(explain_outcomes)},
         "table_llm_subset": subset_table, "table_users_with_tags": tagged_table, "table_all_943_users": full_table,
         "table_history_genre_tags_200": history_table,
@@ -239,15 +249,16 @@ def phase_eval(args: argparse.Namespace) -> None:
         "examples": {u: {"interests": mined[u]["interests"][:3], "tags": mined[u]["tags"][:3],
                          "explanations": table.get(u, {})} for u in users[:5]},
         "seconds": round(time.time() - started, 1)}
-    write_json(RESULTS / "recgpt_movielens.json", result, overwrite=True)
+    write_json(Path(args.results), result, overwrite=True)
     plot({"LLM tags (LLM subset)": subset_table, "history-genre tags (200)": history_table}, betas,
-         RESULTS / "recgpt_movielens_beta.png")
+         Path(args.results).with_name(Path(args.results).stem + "_beta.png"))
     print(json.dumps({k: result[k] for k in ("subset", "llm_stage_stats", "api")}, indent=1))
 
 
 def plot(tables: dict[str, dict], betas: list[float], path: Path) -> None:
-    """Recall@20 and tail share@20 of fusion vs b, one line per tag source, with the collaborative
-    tower alone on the same users as a dashed line of the same colour."""
+    """Recall@20, genre diversity and tail share of the top-20 vs b, one colour per tag source
+    (solid: 'max' merge, dotted: 'round_robin'), with the collaborative tower alone on the same
+    users as a dashed line of the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,15 +266,18 @@ def plot(tables: dict[str, dict], betas: list[float], path: Path) -> None:
 
     from longlore.core.io import save_figure
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    for axis, metric in zip(ax, ("recall@20", "tail_share@20")):
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    for axis, metric in zip(ax, ("recall@20", "genre_diversity@20", "tail_share@20")):
         for (name, table), colour in zip(tables.items(), ("C0", "C1")):
-            axis.plot(betas, [table[f"recgpt_b{b:g}"][metric] for b in betas], "o-", color=colour, label=f"fusion, {name}")
+            for prefix, style, label in (("recgpt_", "o-", "max"), ("recgpt_round_robin_", "s:", "round robin")):
+                if f"{prefix}b{betas[0]:g}" in table:
+                    axis.plot(betas, [table[f"{prefix}b{b:g}"][metric] for b in betas], style, color=colour,
+                              label=f"fusion ({label}), {name}")
             axis.axhline(table["collab_tower_only"][metric], color=colour, ls="--", label=f"collab tower, {name.split('(')[1][:-1]} users")
         axis.set_xlabel("b (weight of y_col)")
         axis.set_title(metric)
         axis.invert_xaxis()
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=6)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -276,6 +290,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase", choices=("llm", "train", "eval"), required=True)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--semantic-weight", type=float, default=1.0,
+                        help="Weight of a*L_tag + (1-a)*L_cate beside L_col in the three-tower model (eval/train).")
+    parser.add_argument("--results", default=str(RESULTS / "recgpt_movielens.json"), help="Output of --phase eval.")
     parser.add_argument("--judge-max", type=int, default=60, help="Outputs per stage scored by the judges in --phase eval.")
     parser.add_argument("--no-explain", action="store_true", help="Skip the explanation stage in --phase eval.")
     parser.add_argument("--users", type=int, default=200)

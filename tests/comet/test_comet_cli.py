@@ -14,7 +14,7 @@ def test_train_passkey_generate(tmp_path) -> None:
     runner = CliRunner()
     out = tmp_path / "run"
     result = runner.invoke(app, ["comet", "train", "--out", str(out), "--model", "scratch-1x64", "--task", "passkey",
-                                 "--curriculum", "1:2,2:1", "--batch-size", "2", "--checkpoint-every", "2", *SIZES])
+                                 "--curriculum", "1:2,2:1", "--lr-restart", "--batch-size", "2", "--checkpoint-every", "2", *SIZES])
     assert result.exit_code == 0, result.output
     assert (out / "final" / "comet_model.safetensors").exists() and (out / "checkpoint.pt").exists()
     history = json.loads((out / "train_history.json").read_text())

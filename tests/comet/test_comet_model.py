@@ -9,7 +9,14 @@ import torch
 from longlore.comet import CometConfig, CometModel, MemoryState
 from longlore.comet.layout import IGNORE, build_layouts, plan_chunks, semantic_sizes
 from longlore.comet.memory import GlobalMemoryNet, enqueue
-from longlore.comet.trainer import TrainArgs, lr_factor, param_groups, train
+from longlore.comet.passkey import parse_curriculum, stage_starts
+from longlore.comet.trainer import (
+    TrainArgs,
+    lr_factor,
+    param_groups,
+    restarted_lr_factor,
+    train,
+)
 from longlore.core.errors import LongloreError
 from longlore.core.models import load_causal_lm
 
@@ -213,6 +220,17 @@ def test_memory_only_mode_and_lr_multiplier() -> None:
     assert lr_factor(0, 10, 100) == pytest.approx(0.1) and lr_factor(100, 10, 100) == pytest.approx(0.0)
 
 
+def test_restarted_schedule_restarts_warmup_and_cosine_at_each_stage() -> None:
+    # stages [0, 40) and [40, 100): each has its own warm-up of 10 and cosine to 0 at its end
+    for step in range(100):
+        expected = lr_factor(step, 10, 40) if step < 40 else lr_factor(step - 40, 10, 60)
+        assert restarted_lr_factor(step, 10, 100, [40]) == pytest.approx(expected)
+    assert restarted_lr_factor(40, 10, 100, [40]) == pytest.approx(0.1)  # the new stage warms up again
+    assert restarted_lr_factor(39, 10, 100, [40]) < 0.01                # the old one ended near zero
+    assert [restarted_lr_factor(s, 10, 100, None) for s in range(100)] == [lr_factor(s, 10, 100) for s in range(100)]
+    assert stage_starts(parse_curriculum("1:40,2:60")) == [40] and stage_starts([(1, 5), (2, 5), (4, 5)]) == [5, 10]
+
+
 def test_gradient_checkpointing_same_loss_and_grads() -> None:
     ids = [seq(48, 16), seq(30, 17)]
     grads = []
@@ -286,3 +304,20 @@ def test_passkey_grid_batched_equals_one_by_one_and_resumes(comet, tmp_path) -> 
     # a rerun over a finished grid generates nothing new and keeps the same table
     again = evaluate_grid(comet, out=tmp_path / "many.json", batch_size=3, **args)
     assert again["records"] == many["records"] and again["accuracy"] == many["accuracy"]
+
+
+def test_digit_accuracy_and_tables_match_hand_counts() -> None:
+    from longlore.comet.passkey import accuracy_table, digit_accuracy
+
+    assert digit_accuracy(" 12345.", 12345) == 1.0
+    assert digit_accuracy(" 12395...", 12345) == pytest.approx(0.8)
+    assert digit_accuracy(" 2161 is", 21616) == pytest.approx(0.8)   # a missing digit counts as wrong
+    assert digit_accuracy(" 216160", 21616) == pytest.approx(5 / 6)  # so does an extra one
+    assert digit_accuracy(" no digits", 7) == 0.0
+    records = [{"length": 10, "depth": 0.0, "key": 123, "answer": "123", "correct": True},
+               {"length": 10, "depth": 0.0, "key": 456, "answer": "451", "correct": False},
+               {"length": 10, "depth": 1.0, "key": 789, "answer": "x", "correct": False}]
+    assert accuracy_table(records) == {"10": {"0.00": 0.5, "1.00": 0.0, "all": pytest.approx(1 / 3)}}
+    digits = accuracy_table(records, "digits")["10"]
+    assert digits["0.00"] == pytest.approx((1 + 2 / 3) / 2) and digits["1.00"] == 0.0
+    assert digits["all"] == pytest.approx((1 + 2 / 3) / 3)

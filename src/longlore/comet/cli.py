@@ -55,13 +55,18 @@ def train(out: Path = typer.Option(..., help="Output folder (checkpoint.pt resum
           seed: int = typer.Option(0), lr: float = typer.Option(5e-5), memory_lr_multiplier: float = typer.Option(5.0),
           mode: str = typer.Option("full", help="'full' or 'memory-only' (frozen backbone)."),
           gradient_checkpointing: bool = typer.Option(False), augment: bool = typer.Option(True),
+          lr_restart: bool = typer.Option(False, help="Passkey: restart warm-up + cosine at every curriculum stage."),
           checkpoint_every: int = typer.Option(50), num_global: int = NUM_GLOBAL, temp_stride: int = STRIDE,
           temp_budget: int = BUDGET, chunk_size: int = CHUNK, rank: int = RANK) -> None:
     """Train CoMeT (next-token CE through the memory); resumable; saves out/final."""
     from longlore.comet.backbone import load_backbone
     from longlore.comet.config import CometConfig
     from longlore.comet.model import CometModel
-    from longlore.comet.passkey import curriculum_batches, parse_curriculum
+    from longlore.comet.passkey import (
+        curriculum_batches,
+        parse_curriculum,
+        stage_starts,
+    )
     from longlore.comet.trainer import TrainArgs, text_windows
     from longlore.comet.trainer import train as run_train
 
@@ -70,8 +75,11 @@ def train(out: Path = typer.Option(..., help="Output folder (checkpoint.pt resum
                          gradient_checkpointing=gradient_checkpointing, augment_chunks=augment)
     base, tokenizer = load_backbone(model, seed=seed)
     comet = CometModel(base, tokenizer, config, seed=seed)
+    restarts = None
     if task == "passkey":
-        batch_fn, total = curriculum_batches(comet, parse_curriculum(curriculum), batch_size)
+        stages = parse_curriculum(curriculum)
+        batch_fn, total = curriculum_batches(comet, stages, batch_size)
+        restarts = stage_starts(stages) if lr_restart else None
     elif task == "text":
         if text_file is not None and not text_file.exists():
             raise LongloreError(f"--text-file {text_file}: no such file")
@@ -81,7 +89,8 @@ def train(out: Path = typer.Option(..., help="Output folder (checkpoint.pt resum
         batch_fn, total = text_windows(comet.encode(text), seq_len, batch_size), 200
     else:
         raise LongloreError(f"--task '{task}': expected 'text' or 'passkey'")
-    summary = run_train(comet, batch_fn, out, TrainArgs(steps=steps or total, seed=seed, checkpoint_every=checkpoint_every))
+    train_args = TrainArgs(steps=steps or total, seed=seed, checkpoint_every=checkpoint_every, restarts=restarts)
+    summary = run_train(comet, batch_fn, out, train_args)
     # a scratch backbone is only reproducible from its seed: keep it beside the memory modules
     comet.save_pretrained(out / "final", include_backbone=True if model.startswith("scratch-") else None)
     console.print(f"trained to step {summary['steps_done']} (loss {summary['final_loss']}); saved {out / 'final'}")

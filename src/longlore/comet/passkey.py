@@ -60,6 +60,18 @@ def first_integer(text: str) -> int | None:
     return int(match.group()) if match else None
 
 
+def digit_accuracy(answer: str, key: int) -> float:
+    """Share of the key's digits that the answer's first integer gets right, position by position
+    from the left (a missing or extra digit counts as wrong). A diagnostic beside exact match: it
+    tells a memory that keeps the key coarsely (12345 -> 12395: 0.8) from one that lost it."""
+    guess, truth = first_integer(answer), str(key)
+    if guess is None:
+        return 0.0
+    guess_digits = str(guess)
+    hits = sum(a == b for a, b in zip(guess_digits, truth))
+    return hits / max(len(truth), len(guess_digits))
+
+
 def parse_curriculum(spec: str) -> list[tuple[int, int]]:
     """'1:200,2:200,4:300' -> [(chunks, steps), ...]: train on 1-chunk samples for 200 steps, then 2, ..."""
     try:
@@ -69,6 +81,15 @@ def parse_curriculum(spec: str) -> list[tuple[int, int]]:
     if not stages or any(c < 1 or s < 1 for c, s in stages):
         raise LongloreError(f"curriculum '{spec}': chunks and steps must be >= 1")
     return stages
+
+
+def stage_starts(stages: list[tuple[int, int]]) -> list[int]:
+    """The step at which each curriculum stage after the first begins (for per-stage lr restarts)."""
+    starts, total = [], 0
+    for _, steps in stages[:-1]:
+        total += steps
+        starts.append(total)
+    return starts
 
 
 def curriculum_batches(model: CometModel, stages: list[tuple[int, int]], batch_size: int,
@@ -130,19 +151,23 @@ def evaluate_grid(model: CometModel, lengths: list[int], depths: list[float], ke
             console.print(f"len {n:>8} depth {d:.2f} #{i}: {'ok ' if ok else 'MISS'} ({text.strip()[:20]!r}, key {key})")
         write_json(out, {**(meta or {}), "records": records}, overwrite=True)  # resumable after every batch
     table = accuracy_table(records)
-    result = {**(meta or {}), "records": records, "accuracy": table}
+    result = {**(meta or {}), "records": records, "accuracy": table, "digit_accuracy": accuracy_table(records, "digits")}
     write_json(out, result, overwrite=True)
     return result
 
 
-def accuracy_table(records: list[dict]) -> dict[str, dict[str, float]]:
-    """{length: {depth: accuracy, 'all': accuracy}} from per-prompt records."""
+def accuracy_table(records: list[dict], score: str = "exact") -> dict[str, dict[str, float]]:
+    """{length: {depth: mean score, 'all': mean score}} from per-prompt records; ``score`` is
+    'exact' (first integer == key) or 'digits' (``digit_accuracy``)."""
+    def value(r: dict) -> float:
+        return float(r["correct"]) if score == "exact" else digit_accuracy(r["answer"], r["key"])
+
     table: dict[str, dict[str, float]] = {}
     for n in sorted({r["length"] for r in records}):
         rows = [r for r in records if r["length"] == n]
-        cell = {f"{d:.2f}": sum(r["correct"] for r in rows if r["depth"] == d) / max(1, sum(r["depth"] == d for r in rows))
+        cell = {f"{d:.2f}": sum(value(r) for r in rows if r["depth"] == d) / max(1, sum(r["depth"] == d for r in rows))
                 for d in sorted({r["depth"] for r in rows})}
-        cell["all"] = sum(r["correct"] for r in rows) / len(rows)
+        cell["all"] = sum(value(r) for r in rows) / len(rows)
         table[str(n)] = cell
     return table
 

@@ -36,6 +36,8 @@ class TrainArgs:
     checkpoint_every: int = field(default=50, metadata={"help": "Save weights + optimizer every N steps (resumable)."})
     log_every: int = field(default=10, metadata={"help": "Print the mean loss every N steps."})
     stop_after: int | None = field(default=None, metadata={"help": "Stop (after checkpointing) at this step; resume later."})
+    restarts: list[int] | None = field(default=None, metadata={
+        "help": "Steps at which warm-up + cosine starts again (e.g. curriculum stage starts); None: one schedule."})
 
 
 def param_groups(model: CometModel) -> list[dict[str, Any]]:
@@ -59,6 +61,16 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def restarted_lr_factor(step: int, warmup: int, total: int, restarts: list[int] | None) -> float:
+    """``lr_factor`` restarted at every step in ``restarts``: each segment [start, next start) gets
+    its own warm-up and cosine. A curriculum stage then starts at full lr instead of inheriting the
+    decayed tail of one long schedule (the new, harder stage needs it most)."""
+    starts = sorted({0, *(r for r in (restarts or []) if 0 < r < total)})
+    begin = max(s for s in starts if s <= step)
+    end = next((s for s in starts if s > step), total)
+    return lr_factor(step - begin, warmup, end - begin)
+
+
 def _trainable_state(model: CometModel) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
@@ -77,7 +89,8 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
     if not groups:
         raise LongloreError("comet train: nothing to train (is the backbone frozen and the memory empty?)")
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, model.config.warmup_steps, args.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: restarted_lr_factor(
+        s, model.config.warmup_steps, args.steps, args.restarts))
     params = [p for g in groups for p in g["params"]]
     step, history = 0, []
     if ckpt.exists():

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from longlore.core.errors import LongloreError
 
+TAG_MERGES = ("max", "round_robin")
+
 
 @dataclass
 class RecGPTConfig:
@@ -43,6 +45,10 @@ class RecGPTConfig:
     lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=1e-5, metadata={"help": "AdamW weight decay."})
     beta: float = field(default=0.8, metadata={"help": "b in serving y = b*y_col + (1-b)*y_sem."})
+    tag_merge: str = field(default="max", metadata={
+        "help": "How several tags combine at serving: 'max' (an item scores by its closest tag) or 'round_robin' "
+                "(each tag retrieves its own list under b*y_col + (1-b)*y_sem_t; the lists are interleaved)."})
+    merge_depth: int = field(default=100, metadata={"help": "Items ranked by the round-robin merge (the rest keep fused scores)."})
     tag_embedder: str = field(default="minilm", metadata={"help": "Frozen text encoder under the tag tower (minilm, tiny-bert, ...)."})
     seed: int = field(default=0, metadata={"help": "Seed of splits, sampling and initialisation."})
     version: int = 2
@@ -59,6 +65,10 @@ class RecGPTConfig:
         for name in ("dim", "history_len", "epochs", "batch_size", "history_token_budget"):
             if getattr(self, name) < 1:
                 raise LongloreError(f"RecGPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.tag_merge not in TAG_MERGES:
+            raise LongloreError(f"RecGPTConfig.tag_merge must be one of {TAG_MERGES}, got '{self.tag_merge}'")
+        if self.merge_depth < 1:
+            raise LongloreError(f"RecGPTConfig.merge_depth must be >= 1, got {self.merge_depth}")
         if self.retry_temperature <= 0:
             raise LongloreError(f"RecGPTConfig.retry_temperature must be > 0 (retries must sample), got {self.retry_temperature}")
         if self.max_retries < 0:

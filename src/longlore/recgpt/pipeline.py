@@ -37,8 +37,10 @@ def tag_categories(retriever: Retriever, tags: Sequence[str]) -> list[str]:
 
 def compare_methods(data: Dataset, split: Split, users: Sequence[str], retriever: Retriever,
                     collab: Retriever | None, user_tags: dict[str, list[str]],
-                    betas: Sequence[float] = (1.0, 0.9, 0.8, 0.7, 0.5)) -> dict[str, Any]:
-    """Popularity, item-KNN, the collaborative tower alone and RecGPT fusion (b swept), same users."""
+                    betas: Sequence[float] = (1.0, 0.9, 0.8, 0.7, 0.5),
+                    merges: Sequence[str] = ("max",)) -> dict[str, Any]:
+    """Popularity, item-KNN, the collaborative tower alone and RecGPT fusion (b swept, for each tag
+    merge; rows ``recgpt_b{b}`` for 'max', ``recgpt_{merge}_b{b}`` otherwise), same users."""
     matrix = interaction_matrix(data, split.train)  # every method learns from the training logs only
     pop, knn = Popularity(matrix), ItemKNN(matrix)
     tail = tail_items(pop.counts.numpy())
@@ -52,10 +54,12 @@ def compare_methods(data: Dataset, split: Split, users: Sequence[str], retriever
     if collab is not None:
         rows["collab_tower_only"] = evaluate_scorer(data, lambda u: collab.scores(u, histories[u])[0], users,
                                                     targets, seen, tail)
-    for beta in betas:
-        rows[f"recgpt_b{beta:g}"] = evaluate_scorer(
-            data, lambda u, b=beta: retriever.scores(u, histories[u], user_tags.get(u) or None, b)[0],
-            users, targets, seen, tail)
+    for merge in merges:
+        prefix = "recgpt_" if merge == "max" else f"recgpt_{merge}_"
+        for beta in betas:
+            rows[f"{prefix}b{beta:g}"] = evaluate_scorer(
+                data, lambda u, b=beta, m=merge: retriever.scores(u, histories[u], user_tags.get(u) or None, b, m)[0],
+                users, targets, seen, tail)
     cats = [set(tag_categories(retriever, user_tags.get(u, [])[:30])) for u in users]
     next_genres = [set(data.items[targets[u]].genres) for u in users]
     # Reference for the category HR: the 3 genres most frequent in the user's own history.

@@ -118,15 +118,47 @@ class Retriever:
 
     @torch.no_grad()
     def scores(self, user: str, history: list[str], tags: list[str] | None = None,
-               beta: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Fused scores over all items (N,) and, with tags, the index of the best tag per item (N,)."""
+               beta: float | None = None, merge: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fused scores over all items (N,) and, with tags, the index of the tag that retrieved each item (N,).
+
+        ``merge`` (default ``config.tag_merge``): 'max' scores an item by its closest tag;
+        'round_robin' ranks each tag's own list (b*y_col + (1-b)*y_sem_t, history items skipped)
+        and interleaves them, so every tag (interest) gets an equal share of the top of the list;
+        the merged items score above all others in merge order.
+        """
         beta = self.config.beta if beta is None else beta
+        merge = merge or self.config.tag_merge
         y_col = self.user_vectors([user], [history])[0] @ self.item_vectors.T  # (N,)
         if not tags:
             return y_col, None
         per_tag = self.tag_vectors(tags) @ self.item_vectors.T                 # (T, N)
         y_sem, best = per_tag.max(dim=0)  # an item is retrieved by the tag closest to it
-        return fuse(y_col, y_sem, beta), best
+        fused = fuse(y_col, y_sem, beta)
+        if merge == "max":
+            return fused, best
+        if merge != "round_robin":
+            raise LongloreError(f"unknown tag merge '{merge}': use 'max' or 'round_robin'")
+        seen = {self.item_index[i] for i in history if i in self.item_index}
+        orders = torch.argsort(fuse(y_col.unsqueeze(0), per_tag, beta), dim=1, descending=True).tolist()  # (T, N)
+        depth = min(self.config.merge_depth, len(fused) - len(seen))
+        picked: list[int] = []
+        taken = set(seen)
+        best = best.clone()
+        pointers = [0] * len(orders)
+        while len(picked) < depth:
+            for t, order in enumerate(orders):
+                while order[pointers[t]] in taken:
+                    pointers[t] += 1
+                item = order[pointers[t]]
+                taken.add(item)
+                picked.append(item)
+                best[item] = t
+                if len(picked) == depth:
+                    break
+        merged = fused.clone()
+        top = float(fused.max()) + 1.0
+        merged[torch.tensor(picked)] = top + torch.arange(len(picked), 0, -1, dtype=fused.dtype)
+        return merged, best
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
