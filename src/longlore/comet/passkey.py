@@ -186,7 +186,8 @@ def heatmap(table: dict[str, dict[str, float]], path: Path, title: str) -> None:
     grid = [[table[n].get(d, float("nan")) for n in lengths] for d in depths]
     fig, ax = plt.subplots(figsize=(1.2 * len(lengths) + 2, 0.5 * len(depths) + 1.5))
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(lengths)), [f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths])
+    ax.set_xticks(range(len(lengths)), [f"{int(n) // 2 ** 20}M" if int(n) >= 2 ** 20 and int(n) % 2 ** 20 == 0 else
+                                        f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{float(d):.0%}" for d in depths])
     for y, row in enumerate(grid):
         for x, v in enumerate(row):
