@@ -48,13 +48,18 @@ def merge_results(parts: list[Path], out: Path) -> None:
     merged["accuracy"] = accuracy_table(merged["records"])
     merged["digit_accuracy"] = accuracy_table(merged["records"], "digits")
     write_json(out, merged, overwrite=True)
-    opts = merged.get("options", {})
-    title = f"CoMeT passkey, trained <= {merged.get('max_train_tokens')} tokens ({opts.get('backbone')})"
-    heatmap(merged["accuracy"], out.with_suffix(".png"), title)
-    heatmap(merged["digit_accuracy"], out.with_name(out.stem + "_digits.png"), title + ": key digits right")
-    for n, cells in merged["accuracy"].items():
+    report(merged, out)
+
+
+def report(result: dict, out: Path) -> None:
+    """Heatmaps of exact-match and digit accuracy beside ``out``, and the table on stdout."""
+    opts = result.get("options", {})
+    title = f"CoMeT passkey, trained <= {result.get('max_train_tokens')} tokens ({opts.get('backbone')})"
+    heatmap(result["accuracy"], out.with_suffix(".png"), title)
+    heatmap(result["digit_accuracy"], out.with_name(out.stem + "_digits.png"), title + ": key digits right")
+    for n, cells in result["accuracy"].items():
         print(f"{int(n):>8} tokens: accuracy {cells['all']:.2f}  " + " ".join(f"{d}:{v:.2f}" for d, v in cells.items() if d != "all")
-              + f"  | digit accuracy {merged['digit_accuracy'][n]['all']:.2f}")
+              + f"  | digit accuracy {result['digit_accuracy'][n]['all']:.2f}")
 
 
 def main() -> None:
@@ -112,11 +117,7 @@ def main() -> None:
             "max_train_tokens": trained_stages[-1] * opts["chunk_size"], "lr_restarts": restarts}
     result = evaluate_grid(model.eval(), [int(x) for x in opts["lengths"].split(",")],
                            [int(d) / 100 for d in opts["depths"].split(",")], opts["keys"], out, seed=args.seed, meta=meta)
-    title = f"CoMeT passkey, trained <= {meta['max_train_tokens']} tokens ({opts['backbone']})"
-    heatmap(result["accuracy"], out.with_suffix(".png"), title)
-    heatmap(result["digit_accuracy"], out.with_name(out.stem + "_digits.png"), title + ": key digits right")
-    for n, cells in result["accuracy"].items():
-        print(f"{int(n):>8} tokens: accuracy {cells['all']:.2f}  " + " ".join(f"{d}:{v:.2f}" for d, v in cells.items() if d != "all"))
+    report(result, out)
 
 
 if __name__ == "__main__":
