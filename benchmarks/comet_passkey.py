@@ -31,7 +31,7 @@ from longlore.comet.trainer import TrainArgs, train
 from longlore.core.io import read_json, write_json
 
 FULL = {"backbone": "scratch-4x128", "chunk_size": 128, "num_global": 16, "temp_stride": 8, "temp_budget": 64, "rank": 8,
-            "curriculum": "1:1500,2:600,4:600,8:600,16:700", "batch_size": 4, "lr": 1e-3,
+            "curriculum": "1:2000,2:3000,4:3000,8:2000,16:1000", "batch_size": 4, "lr": 1e-3,
             "lengths": "4096,16384,65536,262144,1048576", "depths": "0,25,50,75,100", "keys": 4}
 SMOKE = dict(FULL, backbone="scratch-1x64", chunk_size=32, num_global=4, temp_budget=16, rank=2,
              curriculum="1:3,2:3", batch_size=2, lengths="256,1024", depths="0,100", keys=1)
@@ -75,8 +75,9 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="Only merge the records of these partial results (e.g. lengths run as parallel "
                              "processes) into --out, with the accuracy table and heatmap; no training.")
-    parser.add_argument("--lr-restart", action="store_true",
-                        help="Restart warm-up + cosine at every curriculum stage (default: one schedule over all stages).")
+    parser.add_argument("--lr-restart", action=argparse.BooleanOptionalAction, default=True,
+                        help="Restart warm-up + cosine at every curriculum stage (the default); "
+                             "--no-lr-restart runs one schedule over all stages.")
     for key, value in FULL.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"default {value}")
     args = parser.parse_args()
@@ -113,6 +114,7 @@ def main() -> None:
     meta = {"command": " ".join([sys.executable, *sys.argv]), "machine": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "seed": args.seed, "options": opts, "config": config.to_dict(),
             "train_steps": trained, "curriculum_steps": total, "train_seconds_last_invocation": round(time.perf_counter() - start, 1),
+            "train_cost_total": {k: history.get(f"{k}_total") for k in ("wall_seconds", "cpu_seconds")},
             "train_final_loss": history.get("final_loss"), "checkpoint": str(ckpt / "final"),
             "max_train_tokens": trained_stages[-1] * opts["chunk_size"], "lr_restarts": restarts}
     result = evaluate_grid(model.eval(), [int(x) for x in opts["lengths"].split(",")],

@@ -254,8 +254,14 @@ def test_train_resume_equals_unbroken_and_learns(tmp_path) -> None:
     history = summary["final_loss"]
     broken = make(lr=3e-3, warmup_steps=1)
     train(broken, batches, tmp_path / "b", TrainArgs(**args, stop_after=4))
+    spent_first = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
     resumed = make(lr=3e-3, warmup_steps=1)
     train(resumed, batches, tmp_path / "b", TrainArgs(**args))
+    spent_both = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
+    # the cost totals add up over invocations; re-running a finished checkpoint keeps them
+    again = train(make(), batches, tmp_path / "b", TrainArgs(**args))
+    for key in ("wall_seconds", "cpu_seconds"):
+        assert 0 < spent_first[key] < spent_both[key] <= again[f"{key}_total"], key
     for (n, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
     init = make()

@@ -93,16 +93,20 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
         s, model.config.warmup_steps, args.steps, args.restarts))
     params = [p for g in groups for p in g["params"]]
     step, history = 0, []
+    # Training cost summed over every invocation (a resumed run reports its whole budget);
+    # CPU seconds count all threads, which is what a "CPU-hours" budget means.
+    spent = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, history = state["step"], state["history"]
+        spent = state.get("spent", {"wall_seconds": None, "cpu_seconds": None})  # None: older checkpoint
         console.print(f"[yellow]resuming[/yellow] {out_dir} from step {step}")
     last = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
     model.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     first = step
     for step in track(range(first, last), "CoMeT training", total=max(0, last - first)):
         rng = random.Random(args.seed * 1_000_003 + step)  # depends on (seed, step) only: resumable
@@ -122,14 +126,21 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
             out_dir.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "step": step + 1, "history": history}, tmp)
+                        "schedule": schedule.state_dict(), "step": step + 1, "history": history,
+                        "spent": _add_spent(spent, start, cpu_start)}, tmp)
             tmp.replace(ckpt)
     model.eval()
     summary = {"steps_done": len(history), "steps": args.steps, "seconds_this_run": round(time.perf_counter() - start, 1),
-               "final_loss": history[-1] if history else None, "args": asdict(args), "config": model.config.to_dict()}
+               **{f"{k}_total": v for k, v in _add_spent(spent, start, cpu_start).items()}, "final_loss": history[-1] if history else None, "args": asdict(args), "config": model.config.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": history, **summary}), overwrite=True)
     return summary
+
+
+def _add_spent(spent: dict[str, float | None], start: float, cpu_start: float) -> dict[str, float | None]:
+    """Cost so far: the checkpoint's totals plus this invocation's wall and CPU seconds."""
+    now = {"wall_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start}
+    return {k: None if spent[k] is None else round(spent[k] + now[k], 3) for k in now}
 
 
 def text_windows(ids: list[int], seq_len: int, batch_size: int) -> BatchFn:
