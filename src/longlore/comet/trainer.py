@@ -80,7 +80,8 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
           on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train ``model`` on batches from ``batch_fn(rng, step)``; resume from ``out_dir/checkpoint``.
 
-    Returns a summary (steps, seconds, loss history). ``on_step(step, loss)`` is called after each step.
+    Returns a summary (steps, seconds of this call, wall and CPU seconds summed over every call that
+    trained this checkpoint, final loss). ``on_step(step, loss)`` is called after each step.
     """
     args = args or TrainArgs()
     out_dir = Path(out_dir)
@@ -130,8 +131,10 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
                         "spent": _add_spent(spent, start, cpu_start)}, tmp)
             tmp.replace(ckpt)
     model.eval()
+    totals = {f"{k}_total": v for k, v in _add_spent(spent, start, cpu_start).items()}
     summary = {"steps_done": len(history), "steps": args.steps, "seconds_this_run": round(time.perf_counter() - start, 1),
-               **{f"{k}_total": v for k, v in _add_spent(spent, start, cpu_start).items()}, "final_loss": history[-1] if history else None, "args": asdict(args), "config": model.config.to_dict()}
+               **totals, "final_loss": history[-1] if history else None, "args": asdict(args),
+               "config": model.config.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": history, **summary}), overwrite=True)
     return summary
