@@ -20,11 +20,12 @@ export TOKENIZERS_PARALLELISM := false
 # Spinning OpenMP workers slow a shared 2-core machine by 10x+ (see src/longlore/__init__.py).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test lint format install clean-venv
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile scripts/system-packages.txt
+	@scripts/install-system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[systems,dev]"
@@ -38,6 +39,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# ruff: lint + format check (configured in pyproject.toml); `make format` rewrites in place.
+LINT_PATHS := src tests benchmarks scripts
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -53,18 +53,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="benchmark data folder")
     parser.add_argument("--parts", nargs="*", default=[p[0] for p in PARTS])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads; on a loaded shared 2-core machine 1 thread ran 3.3x "
-                             "faster than 2 (8 ECKGBench prompts: 31 s vs 102 s)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; on a loaded shared 2-core machine 1 thread ran 3.3x "
+        "faster than 2 (8 ECKGBench prompts: 31 s vs 102 s)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache = ROOT / "runs" / "bench_smollm2_cache.sqlite"
     model = load_text_model(MODEL, batch_size=8, cache=cache)
-    summary: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "model": MODEL,
-                     "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                                 "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                                 "note": "shared machine: other jobs ran alongside (load ~8-12)"},
-                     "seed": 0, "parts": {}}
+    summary: dict = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "model": MODEL,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "note": "shared machine: other jobs ran alongside (load ~8-12)",
+        },
+        "seed": 0,
+        "parts": {},
+    }
     summary_path = ROOT / "benchmarks" / "results" / "bench_smollm2.json"
     if summary_path.exists():  # keep the parts of an earlier (partial) run
         summary["parts"] = read_json(summary_path).get("parts", {})
@@ -73,18 +85,29 @@ def main() -> None:
             continue
         model.inner.batch_size = batch
         start = time.time()
-        config = BenchConfig(tasks=tasks, model=MODEL, limit=limit, shots=shots, seed=0,
-                             max_new_tokens=cap, batch_size=batch, data=args.data)
+        config = BenchConfig(
+            tasks=tasks,
+            model=MODEL,
+            limit=limit,
+            shots=shots,
+            seed=0,
+            max_new_tokens=cap,
+            batch_size=batch,
+            data=args.data,
+        )
         results, samples = evaluate(config, model=model)
         results["config"]["command"] = summary["command"]
         # Samples quote benchmark items, which stay out of the repository: they go under runs/.
-        write_run(OUT / name, results, samples, overwrite=True,
-                  samples_dir=ROOT / "runs" / "bench_smollm2_samples" / name)
+        write_run(
+            OUT / name, results, samples, overwrite=True, samples_dir=ROOT / "runs" / "bench_smollm2_samples" / name
+        )
         summary["parts"][name] = {
-            "tasks": tasks, "limit_per_task": limit, "shots": shots, "new_token_cap": cap,
+            "tasks": tasks,
+            "limit_per_task": limit,
+            "shots": shots,
+            "new_token_cap": cap,
             "wall_seconds": round(time.time() - start, 1),
-            "results": {t: {k: v for k, v in m.items() if k.endswith(",none")}
-                        for t, m in results["results"].items()},
+            "results": {t: {k: v for k, v in m.items() if k.endswith(",none")} for t, m in results["results"].items()},
             "groups": results["groups"],
             "n": {t: v["effective"] for t, v in results["n-samples"].items()},
         }

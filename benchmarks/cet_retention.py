@@ -42,25 +42,62 @@ PROBES = ("probe_isa", "probe_movies")
 
 def budget_of(args: argparse.Namespace) -> dict:
     """Everything a stored run must share with this invocation to be reused."""
-    return {"encoder": args.encoder, "n_train": args.n_train, "n_test": args.n_test, "n_probe": args.n_probe,
-            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
-            "max_len": args.max_len, "k": args.k, "theta": args.theta, "w0": args.w0,
-            "recadam_gamma": args.recadam_gamma}
+    return {
+        "encoder": args.encoder,
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "n_probe": args.n_probe,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "head_lr": args.head_lr,
+        "max_len": args.max_len,
+        "k": args.k,
+        "theta": args.theta,
+        "w0": args.w0,
+        "recadam_gamma": args.recadam_gamma,
+    }
 
 
 def run_one(method: str, seed: int, data: dict, args: argparse.Namespace, cache: Path) -> dict:
     steps = args.epochs * -(-len(data["target_train"]) // args.batch_size)
     # RecAdam's midpoint t0 is set to half of this short run (its paper's t0 of 100-1000 assumes thousands)
-    cfg = CETConfig(method=method, encoder=args.encoder, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
-                    lr=args.lr, head_lr=args.head_lr, max_len=args.max_len, k=args.k, theta=args.theta, w0=args.w0, recadam_t0=steps / 2,
-                    recadam_gamma=args.recadam_gamma)
-    result = train(cfg, data["target_train"], eval_sets={"target_test": data["target_test"]},
-                   retention_sets={p: data[p] for p in PROBES}, cache_dir=cache, progress=False, eval_each_epoch=False)
+    cfg = CETConfig(
+        method=method,
+        encoder=args.encoder,
+        seed=seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        max_len=args.max_len,
+        k=args.k,
+        theta=args.theta,
+        w0=args.w0,
+        recadam_t0=steps / 2,
+        recadam_gamma=args.recadam_gamma,
+    )
+    result = train(
+        cfg,
+        data["target_train"],
+        eval_sets={"target_test": data["target_test"]},
+        retention_sets={p: data[p] for p in PROBES},
+        cache_dir=cache,
+        progress=False,
+        eval_each_epoch=False,
+    )
     final = result.history[-1]
-    return {"method": method, "seed": seed, "budget": budget_of(args), "config": cfg.to_dict(), "seconds": round(result.seconds, 1),
-            "target_test_acc": final["target_test_acc"], **{f"{p}_zs": final[f"{p}_zs"] for p in PROBES},
-            "neighbour_coverage": result.neighbours.coverage if result.neighbours is not None else None,
-            "history": result.history}
+    return {
+        "method": method,
+        "seed": seed,
+        "budget": budget_of(args),
+        "config": cfg.to_dict(),
+        "seconds": round(result.seconds, 1),
+        "target_test_acc": final["target_test_acc"],
+        **{f"{p}_zs": final[f"{p}_zs"] for p in PROBES},
+        "neighbour_coverage": result.neighbours.coverage if result.neighbours is not None else None,
+        "history": result.history,
+    }
 
 
 def summarise(runs: list[dict], pretrained: dict) -> dict:
@@ -72,8 +109,11 @@ def summarise(runs: list[dict], pretrained: dict) -> dict:
         entry = {"n_seeds": len(rows)}
         for key in ("target_test_acc", *(f"{p}_zs" for p in PROBES)):
             values = np.array([r[key] for r in rows])
-            entry[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                          "values": values.tolist()}
+            entry[key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                "values": values.tolist(),
+            }
         for p in PROBES:  # retained fraction of the pretrained encoder's probe accuracy
             entry[f"{p}_retained"] = entry[f"{p}_zs"]["mean"] / pretrained[p] if pretrained[p] else None
         entry["seconds_mean"] = float(np.mean([r["seconds"] for r in rows]))
@@ -87,15 +127,23 @@ def plot(table: dict, pretrained: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [("target_test_acc", "target test (scorer)"), ("probe_isa_zs", "probe: UMLS isa (zero-shot)"),
-            ("probe_movies_zs", "probe: movie genres (zero-shot)")]
+    keys = [
+        ("target_test_acc", "target test (scorer)"),
+        ("probe_isa_zs", "probe: UMLS isa (zero-shot)"),
+        ("probe_movies_zs", "probe: movie genres (zero-shot)"),
+    ]
     methods = list(table)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (key, title) in zip(axes, keys):
         means = [table[m][key]["mean"] for m in methods]
         stds = [table[m][key]["std"] for m in methods]
-        ax.bar(methods, means, yerr=stds, capsize=3, color=["#999" if m == "frozen" else "#c44" if m == "cet" else "#48a"
-                                                             for m in methods])
+        ax.bar(
+            methods,
+            means,
+            yerr=stds,
+            capsize=3,
+            color=["#999" if m == "frozen" else "#c44" if m == "cet" else "#48a" for m in methods],
+        )
         ref = pretrained["target_test" if key.startswith("target") else key[:-3]]
         ax.axhline(ref, color="k", ls="--", lw=1, label="pretrained, zero-shot")
         ax.axhline(0.25, color="grey", ls=":", lw=1, label="chance")
@@ -138,8 +186,13 @@ def main() -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     data = build_benchmark(n_train=args.n_train, n_test=args.n_test, n_probe=args.n_probe, seed=0)
     pre_path = runs_dir / "pretrained.json"
-    pre_key = {"encoder": args.encoder, "n_train": args.n_train, "n_test": args.n_test, "n_probe": args.n_probe,
-               "max_len": args.max_len}
+    pre_key = {
+        "encoder": args.encoder,
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "n_probe": args.n_probe,
+        "max_len": args.max_len,
+    }
     if pre_path.exists() and read_json(pre_path).get("budget") == pre_key:
         pretrained = read_json(pre_path)["accuracy"]
     else:
@@ -157,25 +210,42 @@ def main() -> None:
             t0 = time.perf_counter()
             record = run_one(method, seed, data, args, cache=runs_dir / "cache")
             write_json(path, record, overwrite=True)
-            console.print(f"{method} seed {seed}: target {record['target_test_acc']:.3f} "
-                          f"isa {record['probe_isa_zs']:.3f} movies {record['probe_movies_zs']:.3f} "
-                          f"({time.perf_counter() - t0:.0f}s)")
+            console.print(
+                f"{method} seed {seed}: target {record['target_test_acc']:.3f} "
+                f"isa {record['probe_isa_zs']:.3f} movies {record['probe_movies_zs']:.3f} "
+                f"({time.perf_counter() - t0:.0f}s)"
+            )
 
     runs = [read_json(p) for p in sorted(runs_dir.glob("*_seed*.json"))]
-    runs = [r for r in runs if r["seed"] in args.seeds and r["method"] in args.methods
-            and r.get("budget") == budget_of(args)]
+    runs = [
+        r
+        for r in runs
+        if r["seed"] in args.seeds and r["method"] in args.methods and r.get("budget") == budget_of(args)
+    ]
     table = summarise(runs, pretrained)
     out = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": f"{platform.platform()}, {torch.get_num_threads()} torch threads, CPU only, shared with other jobs",
         "seeds": args.seeds,
-        "budget": {"n_train": args.n_train, "n_test": args.n_test, "n_probe": args.n_probe, "epochs": args.epochs,
-                   "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr, "max_len": args.max_len,
-                   "options": 4,
-                   "wall_seconds_this_invocation": round(time.perf_counter() - start, 1)},
+        "budget": {
+            "n_train": args.n_train,
+            "n_test": args.n_test,
+            "n_probe": args.n_probe,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "head_lr": args.head_lr,
+            "max_len": args.max_len,
+            "options": 4,
+            "wall_seconds_this_invocation": round(time.perf_counter() - start, 1),
+        },
         "cet": {"k": args.k, "theta": args.theta, "w0": args.w0, "neighbour_space": "feature", "variant": "mixture"},
-        "baselines": {"recadam_gamma": args.recadam_gamma, "recadam_t0": "half the steps", "ewc_lambda": 1.0,
-                      "r3f_lambda": 1.0},
+        "baselines": {
+            "recadam_gamma": args.recadam_gamma,
+            "recadam_t0": "half the steps",
+            "ewc_lambda": 1.0,
+            "r3f_lambda": 1.0,
+        },
         "data": {name: len(qs) for name, qs in data.items()},
         "pretrained_zero_shot": pretrained,
         "results": table,

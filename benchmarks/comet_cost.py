@@ -14,8 +14,15 @@ from pathlib import Path
 
 from longlore.comet.cost import run_cost_benchmark
 
-FULL = {"model": "smollm2-135m", "lengths": "4096,16384,65536,262144,1048576", "num_global": 64, "temp_stride": 8,
-            "temp_budget": 256, "chunk_size": 2048, "rank": 8}
+FULL = {
+    "model": "smollm2-135m",
+    "lengths": "4096,16384,65536,262144,1048576",
+    "num_global": 64,
+    "temp_stride": 8,
+    "temp_budget": 256,
+    "chunk_size": 2048,
+    "rank": 8,
+}
 SMOKE = dict(FULL, model="tiny-llama", lengths="1024,2048,4096", num_global=8, temp_budget=32, chunk_size=256, rank=2)
 
 if __name__ == "__main__":
@@ -31,7 +38,13 @@ if __name__ == "__main__":
     opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in preset.items()}
     out = Path(args.out or f"benchmarks/results/comet_cost{'_smoke' if args.smoke else ''}.json")
     comet = {k: opts[k] for k in ("num_global", "temp_stride", "temp_budget", "chunk_size", "rank")}
-    result = run_cost_benchmark([int(x) for x in opts["lengths"].split(",")], opts["model"], comet, out,
-                                full_max=args.full_max, timeout=args.timeout,
-                                command=" ".join([sys.executable, *sys.argv]))
+    result = run_cost_benchmark(
+        [int(x) for x in opts["lengths"].split(",")],
+        opts["model"],
+        comet,
+        out,
+        full_max=args.full_max,
+        timeout=args.timeout,
+        command=" ".join([sys.executable, *sys.argv]),
+    )
     print(result.get("summary"))

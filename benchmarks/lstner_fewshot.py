@@ -74,7 +74,9 @@ def main() -> None:
         source = NERPipeline.from_pretrained(source_dir)
     else:
         t0 = time.time()
-        source = train_source(source_train, replace(base, epochs=args.source_epochs, batch_size=16), dev=source_test[:100])
+        source = train_source(
+            source_train, replace(base, epochs=args.source_epochs, batch_size=16), dev=source_test[:100]
+        )
         source.extra["train_seconds"] = round(time.time() - t0, 1)
         source.extra["test"] = source.evaluate(source_test[100:])
         source.save_pretrained(source_dir, overwrite=True)
@@ -98,27 +100,50 @@ def main() -> None:
                 t0 = time.time()
                 pipe = train_target(train, cfg, method, source, source_train, labels=labels)
                 scores = pipe.evaluate(test)
-                record = {"method": name, "shots": shots, "seed": seed, "epochs": epochs,
-                          "train_seconds": round(time.time() - t0, 1), **scores,
-                          "final_epoch_losses": pipe.extra["history"][-1]}
+                record = {
+                    "method": name,
+                    "shots": shots,
+                    "seed": seed,
+                    "epochs": epochs,
+                    "train_seconds": round(time.time() - t0, 1),
+                    **scores,
+                    "final_epoch_losses": pipe.extra["history"][-1],
+                }
                 write_json(path, record, overwrite=True)
-                print(f"{name:20s} shots={shots:3d} seed={seed} F1={scores['f1']:6.2f} "
-                      f"({record['train_seconds']}s)", flush=True)
+                print(
+                    f"{name:20s} shots={shots:3d} seed={seed} F1={scores['f1']:6.2f} ({record['train_seconds']}s)",
+                    flush=True,
+                )
 
     # 3. aggregate whatever is complete (also after a partial run) and plot.
     summary = aggregate(runs_dir, args)
-    summary.update({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": args.threads, "cpu_cores_shared": True},
-        "budget": {"steps_per_run": args.steps, "source_sentences": args.source_sentences,
-                   "source_epochs": args.source_epochs, "source_batch_size": 16, "max_len": base.max_len, "batch_size": base.batch_size,
-                   "lr": base.lr, "head_lr": base.head_lr, "this_invocation_seconds": round(time.time() - started, 1)},
-        "source_tagger": source.extra.get("test"),
-        "data": "source: templates over KJV person/place/gentilic names + MovieLens titles (MISC); "
-                "target: core.text.EcomWorld sentences, test brands disjoint from train brands",
-        "test_sentences": args.test,
-    })
+    summary.update(
+        {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "cpu_cores_shared": True,
+            },
+            "budget": {
+                "steps_per_run": args.steps,
+                "source_sentences": args.source_sentences,
+                "source_epochs": args.source_epochs,
+                "source_batch_size": 16,
+                "max_len": base.max_len,
+                "batch_size": base.batch_size,
+                "lr": base.lr,
+                "head_lr": base.head_lr,
+                "this_invocation_seconds": round(time.time() - started, 1),
+            },
+            "source_tagger": source.extra.get("test"),
+            "data": "source: templates over KJV person/place/gentilic names + MovieLens titles (MISC); "
+            "target: core.text.EcomWorld sentences, test brands disjoint from train brands",
+            "test_sentences": args.test,
+        }
+    )
     write_json(args.out, summary, overwrite=True)
     plot(summary, args.out.with_suffix(".png"))
     print(json.dumps(summary["table"], indent=1))
@@ -133,9 +158,15 @@ def aggregate(runs_dir: Path, args: argparse.Namespace) -> dict:
             if f1s:
                 table.setdefault(name, {})[str(shots)] = {
                     "mean": round(statistics.mean(f1s), 2),
-                    "std": round(statistics.stdev(f1s), 2) if len(f1s) > 1 else 0.0, "n_seeds": len(f1s)}
-    return {"metric": "strict span F1 (seqeval IOB2 strict), %", "table": table, "seeds": args.seeds,
-            "runs": [r for r in runs if r["seed"] in args.seeds and r["shots"] in args.shots]}
+                    "std": round(statistics.stdev(f1s), 2) if len(f1s) > 1 else 0.0,
+                    "n_seeds": len(f1s),
+                }
+    return {
+        "metric": "strict span F1 (seqeval IOB2 strict), %",
+        "table": table,
+        "seeds": args.seeds,
+        "runs": [r for r in runs if r["seed"] in args.seeds and r["shots"] in args.shots],
+    }
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -149,8 +180,7 @@ def plot(summary: dict, path: Path) -> None:
         xs = sorted(int(s) for s in by_shots)
         ys = [by_shots[str(x)]["mean"] for x in xs]
         err = [by_shots[str(x)]["std"] for x in xs]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name,
-                    linewidth=2.5 if name == "lstner" else 1.2)
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name, linewidth=2.5 if name == "lstner" else 1.2)
     ax.set_xlabel("target training sentences")
     ax.set_ylabel("strict span F1 (%)")
     ax.set_xscale("log")

@@ -74,8 +74,19 @@ def main() -> None:
     rng.shuffle(docs)
     blocks = make_blocks(tok, docs, 64)
     heldout = make_blocks(tok, [filler_text(600, seed=50_000 + k) for k in range(12)], 64)
-    cfg0 = PretrainRLConfig(steps=args.steps, lr=args.lr, batch_size=4, fact_batch_size=8, train_layers=args.train_layers,
-                            mine_max_new_tokens=6, mine_every=0, eval_batch_size=32, warmup=5, seed=args.seed, log_every=10)
+    cfg0 = PretrainRLConfig(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=4,
+        fact_batch_size=8,
+        train_layers=args.train_layers,
+        mine_max_new_tokens=6,
+        mine_every=0,
+        eval_batch_size=32,
+        warmup=5,
+        seed=args.seed,
+        log_every=10,
+    )
     if "negatives" not in base:
         t0 = time.time()
         negatives = mine_negatives(model, tok, facts, cfg0)
@@ -87,8 +98,10 @@ def main() -> None:
         base["state"] = summarize(evaluate_facts(model, tok, facts, negatives, batch_size=32))["all"]
         base["perplexity"] = perplexity(model, heldout, batch_size=4)
         write_json(base_path, base, overwrite=True)
-    print(f"base: {len(facts)} unknown facts of {len(probe)} probed; state {base['state']}; ppl {base['perplexity']:.2f}",
-          flush=True)
+    print(
+        f"base: {len(facts)} unknown facts of {len(probe)} probed; state {base['state']}; ppl {base['perplexity']:.2f}",
+        flush=True,
+    )
     for method in args.methods:
         path = runs_dir / f"{method}_s{args.seed}.json"
         if path.exists():
@@ -96,26 +109,46 @@ def main() -> None:
         model, tok = load_model("smollm2-135m")
         cfg = method_config(method, cfg0)
         result = train(model, tok, cfg, blocks=blocks, facts=facts, negatives=negatives, progress=True)
-        record = {"method": method, "config": cfg.to_dict(), "train_seconds": result.seconds,
-                  "history": result.history,
-                  "state": summarize(evaluate_facts(model, tok, facts, negatives, batch_size=32))["all"],
-                  "perplexity": perplexity(model, heldout, batch_size=4)}
+        record = {
+            "method": method,
+            "config": cfg.to_dict(),
+            "train_seconds": result.seconds,
+            "history": result.history,
+            "state": summarize(evaluate_facts(model, tok, facts, negatives, batch_size=32))["all"],
+            "perplexity": perplexity(model, heldout, batch_size=4),
+        }
         write_json(path, record, overwrite=True)
-        print(f"{method}: hit1 {record['state']['hit1']:.3f} ppl {record['perplexity']:.2f} ({result.seconds:.0f}s)",
-              flush=True)
-    runs = {m: json.loads((runs_dir / f"{m}_s{args.seed}.json").read_text()) for m in args.methods
-            if (runs_dir / f"{m}_s{args.seed}.json").exists()}
-    write_json(args.out, {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": f"{platform.machine()}, torch threads {args.threads}, shared 2-core CPU", "seed": args.seed,
-        "model": "SmolLM2-135M-Instruct (core asset smollm2-135m), top layers trained: " + str(args.train_layers),
-        "facts": "MovieLens-100k release years 1989-1998 (10 candidate years), cloze: "
-                 "'The movie {title} was released in the year' -> ' {year}'",
-        "budget": {"steps": args.steps, "corpus_blocks_per_step": cfg0.batch_size, "block_size": cfg0.block_size,
-                   "facts_per_step": cfg0.fact_batch_size, "lr": args.lr},
-        "base": {k: v for k, v in base.items() if k != "negatives"},
-        "runs": {m: {k: r[k] for k in ("state", "perplexity", "train_seconds")} for m, r in runs.items()},
-        "wall_seconds_this_invocation": time.time() - t_start}, overwrite=True)
+        print(
+            f"{method}: hit1 {record['state']['hit1']:.3f} ppl {record['perplexity']:.2f} ({result.seconds:.0f}s)",
+            flush=True,
+        )
+    runs = {
+        m: json.loads((runs_dir / f"{m}_s{args.seed}.json").read_text())
+        for m in args.methods
+        if (runs_dir / f"{m}_s{args.seed}.json").exists()
+    }
+    write_json(
+        args.out,
+        {
+            "command": " ".join(["python", *sys.argv]),
+            "machine": f"{platform.machine()}, torch threads {args.threads}, shared 2-core CPU",
+            "seed": args.seed,
+            "model": "SmolLM2-135M-Instruct (core asset smollm2-135m), top layers trained: " + str(args.train_layers),
+            "facts": "MovieLens-100k release years 1989-1998 (10 candidate years), cloze: "
+            "'The movie {title} was released in the year' -> ' {year}'",
+            "budget": {
+                "steps": args.steps,
+                "corpus_blocks_per_step": cfg0.batch_size,
+                "block_size": cfg0.block_size,
+                "facts_per_step": cfg0.fact_batch_size,
+                "lr": args.lr,
+            },
+            "base": {k: v for k, v in base.items() if k != "negatives"},
+            "runs": {m: {k: r[k] for k in ("state", "perplexity", "train_seconds")} for m, r in runs.items()},
+            "wall_seconds_this_invocation": time.time() - t_start,
+        },
+        overwrite=True,
+    )
     print(json.dumps({m: {"hit1": r["state"]["hit1"], "ppl": r["perplexity"]} for m, r in runs.items()}, indent=1))
 
 

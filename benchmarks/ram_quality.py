@@ -38,8 +38,9 @@ def answer_all(ram: RAMModel, data: list[dict], **kwargs) -> list[str]:
             preds += ram.generate_full_context([ex["context"]], [ex["question"]], max_new_tokens=16)
         else:
             compressed = ram.compress(ex["context"], ex["question"], **{k: v for k, v in kwargs.items() if k != "full"})
-            preds += ram.generate_from_embeddings([ram._prompt_embeddings(compressed, ex["question"], None)[0]],
-                                                  max_new_tokens=16)
+            preds += ram.generate_from_embeddings(
+                [ram._prompt_embeddings(compressed, ex["question"], None)[0]], max_new_tokens=16
+            )
     return preds
 
 
@@ -55,9 +56,14 @@ def main() -> None:
     parser.add_argument("--encoder-layers", type=int, default=8)
     parser.add_argument("--segment-tokens", type=int, default=50)
     parser.add_argument("--ratio-range", default="0.0,1.0", help="RAM's sampled keep-ratios lie in (low, high].")
-    parser.add_argument("--variants", default="full_ft,ram,ram_no_contrastive",
-                        help="Trained variants to run (each brings its evaluations).")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Peak learning rate, the same for every trained variant.")
+    parser.add_argument(
+        "--variants",
+        default="full_ft,ram,ram_no_contrastive",
+        help="Trained variants to run (each brings its evaluations).",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="Peak learning rate, the same for every trained variant."
+    )
     parser.add_argument("--work", default="runs/ram_quality")
     parser.add_argument("--out", default="benchmarks/results/ram_quality.json")
     args = parser.parse_args()
@@ -77,61 +83,106 @@ def main() -> None:
         with open(work / ".results.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             results.update(load_results(out))
-            results["runs"][key] = {**evaluate(preds, eval_data), **(extra or {}),
-                                    "command": "python benchmarks/ram_quality.py " + " ".join(
-                                        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())}
-            results.update(config={k: v for k, v in vars(args).items() if k != "seeds"},
-                           machine={"platform": platform.platform(), "torch_threads": torch.get_num_threads()})
+            results["runs"][key] = {
+                **evaluate(preds, eval_data),
+                **(extra or {}),
+                "command": "python benchmarks/ram_quality.py "
+                + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
+            }
+            results.update(
+                config={k: v for k, v in vars(args).items() if k != "seeds"},
+                machine={"platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+            )
             write_json(out, results, overwrite=True)
         console.print(f"[green]{key}[/green] {results['runs'][key]}")
 
     for seed in map(int, args.seeds.split(",")):
         sizes = dict(encoder_layers=args.encoder_layers, segment_tokens=args.segment_tokens, lr=args.lr)
         ratio_range = tuple(map(float, args.ratio_range.split(",")))
-        for variant, cfg, full in (("full_ft", RAMConfig(**sizes), True),
-                                   ("ram", RAMConfig(sample_ratio=True, ratio_range=ratio_range, **sizes), False),
-                                   ("ram_no_contrastive", RAMConfig(sample_ratio=True, ratio_range=ratio_range,
-                                                                    contrastive_weight=0.0, **sizes), False)):
+        for variant, cfg, full in (
+            ("full_ft", RAMConfig(**sizes), True),
+            ("ram", RAMConfig(sample_ratio=True, ratio_range=ratio_range, **sizes), False),
+            (
+                "ram_no_contrastive",
+                RAMConfig(sample_ratio=True, ratio_range=ratio_range, contrastive_weight=0.0, **sizes),
+                False,
+            ),
+        ):
             if variant not in args.variants.split(","):
                 continue
-            keys = {"full_ft": ["full_ft", "first", "last", "random", "embedding_topk"],
-                    "ram": ["ram_4x", "ram_8x", "skim_only"], "ram_no_contrastive": ["ram_no_contrastive_4x"]}[variant]
+            keys = {
+                "full_ft": ["full_ft", "first", "last", "random", "embedding_topk"],
+                "ram": ["ram_4x", "ram_8x", "skim_only"],
+                "ram_no_contrastive": ["ram_no_contrastive_4x"],
+            }[variant]
             if all(f"{k}/seed{seed}" in results["runs"] for k in keys):
                 continue
             torch.manual_seed(seed)
             decoder, tok = load_causal_lm(args.model)
             ram = RAMModel(decoder, tok, cfg)
-            summary = train(ram, train_examples, work / f"{variant}-seed{seed}", TrainArgs(steps=args.steps, seed=seed),
-                            full_context=full)
+            summary = train(
+                ram,
+                train_examples,
+                work / f"{variant}-seed{seed}",
+                TrainArgs(steps=args.steps, seed=seed),
+                full_context=full,
+            )
             ram.eval()
             with torch.no_grad():
                 if variant == "full_ft":
-                    record(f"full_ft/seed{seed}", answer_all(ram, eval_data, full=True, label="full"), {"train_s": summary["seconds"]})
+                    record(
+                        f"full_ft/seed{seed}",
+                        answer_all(ram, eval_data, full=True, label="full"),
+                        {"train_s": summary["seconds"]},
+                    )
                     # close-reading baselines at RAM-4x's compressed length, read by this decoder
-                    budgets = [RAMModel.compress(ram, ex["context"], ex["question"], rate=0.25).compressed_length
-                               for ex in eval_data]
+                    budgets = [
+                        RAMModel.compress(ram, ex["context"], ex["question"], rate=0.25).compressed_length
+                        for ex in eval_data
+                    ]
                     for name, selector in (("first", "first"), ("last", "last"), ("random", "random")):
                         preds = []
                         for ex, budget in zip(eval_data, budgets):
-                            c = ram.compress(ex["context"], ex["question"], target_tokens=budget, selector=selector,
-                                             skim=False, seed=seed)
-                            preds += ram.generate_from_embeddings([ram._prompt_embeddings(c, ex["question"], None)[0]], 16)
+                            c = ram.compress(
+                                ex["context"],
+                                ex["question"],
+                                target_tokens=budget,
+                                selector=selector,
+                                skim=False,
+                                seed=seed,
+                            )
+                            preds += ram.generate_from_embeddings(
+                                [ram._prompt_embeddings(c, ex["question"], None)[0]], 16
+                            )
                         record(f"{name}/seed{seed}", preds)
                     preds = []
                     for ex, budget in zip(eval_data, budgets):
-                        segments, texts = ram.segment(ex["context"])
+                        _segments, texts = ram.segment(ex["context"])
                         q = embedder.embed([ex["question"]], is_query=True)[0]
                         scores = torch.tensor(embedder.embed(texts) @ q)
-                        c = ram.compress(ex["context"], ex["question"], target_tokens=budget, selector="scores",
-                                         scores=scores, skim=False)
+                        c = ram.compress(
+                            ex["context"],
+                            ex["question"],
+                            target_tokens=budget,
+                            selector="scores",
+                            scores=scores,
+                            skim=False,
+                        )
                         preds += ram.generate_from_embeddings([ram._prompt_embeddings(c, ex["question"], None)[0]], 16)
                     record(f"embedding_topk/seed{seed}", preds)
                 elif variant == "ram":
-                    record(f"ram_4x/seed{seed}", answer_all(ram, eval_data, rate=0.25, label="ram 4x"), {"train_s": summary["seconds"]})
+                    record(
+                        f"ram_4x/seed{seed}",
+                        answer_all(ram, eval_data, rate=0.25, label="ram 4x"),
+                        {"train_s": summary["seconds"]},
+                    )
                     record(f"ram_8x/seed{seed}", answer_all(ram, eval_data, rate=0.125, label="ram 8x"))
                     record(f"skim_only/seed{seed}", answer_all(ram, eval_data, rate=0.0, label="skim only"))
                 else:
-                    record(f"ram_no_contrastive_4x/seed{seed}", answer_all(ram, eval_data, rate=0.25, label="no-contrastive"))
+                    record(
+                        f"ram_no_contrastive_4x/seed{seed}",
+                        answer_all(ram, eval_data, rate=0.25, label="no-contrastive"),
+                    )
     with open(work / ".results.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         summarise(load_results(out), out)
@@ -152,8 +203,12 @@ def summarise(results: dict, out: Path) -> None:
         name = key.split("/")[0]
         for metric in ("substring_em", "f1"):
             table.setdefault(name, {}).setdefault(metric, []).append(value[metric])
-    results["summary"] = {name: {m: {"mean": statistics.mean(v), "std": statistics.pstdev(v), "n_seeds": len(v)}
-                                 for m, v in metrics.items()} for name, metrics in table.items()}
+    results["summary"] = {
+        name: {
+            m: {"mean": statistics.mean(v), "std": statistics.pstdev(v), "n_seeds": len(v)} for m, v in metrics.items()
+        }
+        for name, metrics in table.items()
+    }
     write_json(out, results, overwrite=True)
     names = list(results["summary"])
     fig, ax = plt.subplots(figsize=(8, 4))

@@ -26,7 +26,7 @@ def evidence_recall(ram: RAMModel, data: list[dict], rate: float, embedder=None)
     """Mean over questions of (evidence segments kept) / (evidence segments)."""
     shares = []
     for ex in track(data, f"selection @ {rate}"):
-        segments, texts = ram.segment(ex["context"])
+        _segments, texts = ram.segment(ex["context"])
         positives = positive_segments(texts, ex)
         if not positives.any():
             continue
@@ -34,8 +34,14 @@ def evidence_recall(ram: RAMModel, data: list[dict], rate: float, embedder=None)
             c = ram.compress(ex["context"], ex["question"], rate=rate)
         else:
             q = embedder.embed([ex["question"]], is_query=True)[0]
-            c = ram.compress(ex["context"], ex["question"], rate=rate, selector="scores",
-                             scores=torch.tensor(embedder.embed(texts) @ q), skim=False)
+            c = ram.compress(
+                ex["context"],
+                ex["question"],
+                rate=rate,
+                selector="scores",
+                scores=torch.tensor(embedder.embed(texts) @ q),
+                skim=False,
+            )
         kept = torch.zeros(len(texts), dtype=torch.bool)
         kept[c.kept] = True
         shares.append(float((kept & positives).sum() / positives.sum()))
@@ -56,14 +62,20 @@ def main() -> None:
     pretrained_decoder, _ = load_causal_lm(args.model)
     untrained = RAMModel(pretrained_decoder, tokenizer, trained.config).eval()
     embedder = load_embedder("minilm")
-    result = {"command": "python benchmarks/ram_selection.py --ram-dir " + args.ram_dir, "data": args.data,
-              "n_questions": len(data), "machine": platform.platform(), "evidence_recall": {}}
+    result = {
+        "command": "python benchmarks/ram_selection.py --ram-dir " + args.ram_dir,
+        "data": args.data,
+        "n_questions": len(data),
+        "machine": platform.platform(),
+        "evidence_recall": {},
+    }
     with torch.no_grad():
         for rate in (0.25, 0.125):
             result["evidence_recall"][str(rate)] = {
                 "ram_trained": evidence_recall(trained, data, rate),
                 "ram_untrained": evidence_recall(untrained, data, rate),
-                "minilm_topk": evidence_recall(trained, data, rate, embedder)}
+                "minilm_topk": evidence_recall(trained, data, rate, embedder),
+            }
     write_json(Path(args.out), result, overwrite=True)
     print(result["evidence_recall"])
 

@@ -68,37 +68,72 @@ def phase_llm(args: argparse.Namespace) -> None:
     done = read_json(out_file) if out_file.exists() else {"users": {}, "cpu_seconds": 0.0, "wall_seconds": 0.0}
     start = time.time()
     for begin in range(0, len(users), config.llm_batch):
-        chunk = [u for u in users[begin:begin + config.llm_batch] if u not in done["users"]]
+        chunk = [u for u in users[begin : begin + config.llm_batch] if u not in done["users"]]
         if not chunk:
             continue
         if time.time() - start > args.minutes * 60:
-            print(f"time budget of {args.minutes} min spent after {len(done['users'])} users; rerun to resume", flush=True)
+            print(
+                f"time budget of {args.minutes} min spent after {len(done['users'])} users; rerun to resume", flush=True
+            )
             break
         t0, c0 = time.time(), time.process_time()
         result = run_interest_and_tags(model, data, split.train, chunk, config)
         mined = to_mined({u: {s: result[s][u].to_dict() for s in ("interests", "tags")} for u in chunk})
-        served = {u: recommend(recgpt, data, split, u, config.n_explain, [t["tag"] for t in mined[u]["tags"]] or None)
-                  for u in chunk}
+        served = {
+            u: recommend(recgpt, data, split, u, config.n_explain, [t["tag"] for t in mined[u]["tags"]] or None)
+            for u in chunk
+        }
         table, explained = explain_top_items(model, data, mined, served, config, split.train)
         for u in chunk:
-            done["users"][u] = {"history": result["histories"][u], "interests": result["interests"][u].to_dict(),
-                                "tags": result["tags"][u].to_dict(),
-                                "served": [{"item_id": it["item_id"], "title": it["title"], "tag": it["tag"]} for it in served[u]],
-                                "explanations": explained[u].to_dict(), "explanation_table": table.get(u, {})}
+            done["users"][u] = {
+                "history": result["histories"][u],
+                "interests": result["interests"][u].to_dict(),
+                "tags": result["tags"][u].to_dict(),
+                "served": [{"item_id": it["item_id"], "title": it["title"], "tag": it["tag"]} for it in served[u]],
+                "explanations": explained[u].to_dict(),
+                "explanation_table": table.get(u, {}),
+            }
         done["cpu_seconds"] += time.process_time() - c0
         done["wall_seconds"] += time.time() - t0
-        outcomes = {s: {u: StageOutcome(**r[s]) for u, r in done["users"].items()} for s in ("interests", "tags", "explanations")}
-        done.update(command=command_line(), machine=f"{platform.machine()}, 2 CPU cores shared with other jobs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
-                    seed=args.seed, subset_size=args.users, subset=users, model=config.model, max_retries=config.max_retries,
-                    config={k: getattr(config, k) for k in ("history_token_budget", "prefill", "retry_temperature", "n_interests",
-                                                             "n_tags", "n_explain", "interest_tokens", "tag_tokens", "explain_tokens", "llm_batch")},
-                    cache=str(RUN_DIR / args.cache), stats={s: stage_stats(o) for s, o in outcomes.items()},
-                    cpu_seconds_per_user=round(done["cpu_seconds"] / len(done["users"]), 2),
-                    seconds_per_user_last_chunk=round((time.time() - t0) / len(chunk), 1))
+        outcomes = {
+            s: {u: StageOutcome(**r[s]) for u, r in done["users"].items()}
+            for s in ("interests", "tags", "explanations")
+        }
+        done.update(
+            command=command_line(),
+            machine=f"{platform.machine()}, 2 CPU cores shared with other jobs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+            seed=args.seed,
+            subset_size=args.users,
+            subset=users,
+            model=config.model,
+            max_retries=config.max_retries,
+            config={
+                k: getattr(config, k)
+                for k in (
+                    "history_token_budget",
+                    "prefill",
+                    "retry_temperature",
+                    "n_interests",
+                    "n_tags",
+                    "n_explain",
+                    "interest_tokens",
+                    "tag_tokens",
+                    "explain_tokens",
+                    "llm_batch",
+                )
+            },
+            cache=str(RUN_DIR / args.cache),
+            stats={s: stage_stats(o) for s, o in outcomes.items()},
+            cpu_seconds_per_user=round(done["cpu_seconds"] / len(done["users"]), 2),
+            seconds_per_user_last_chunk=round((time.time() - t0) / len(chunk), 1),
+        )
         write_json(out_file, done, overwrite=True)
-        print(f"{len(done['users'])}/{len(users)} users done; {done['seconds_per_user_last_chunk']} s/user wall; "
-              f"{done['cpu_seconds_per_user']} CPU s/user; cache hits {model.hits} misses {model.misses}; "
-              f"parse {[round(v['parse_rate'], 2) for v in done['stats'].values()]}", flush=True)
+        print(
+            f"{len(done['users'])}/{len(users)} users done; {done['seconds_per_user_last_chunk']} s/user wall; "
+            f"{done['cpu_seconds_per_user']} CPU s/user; cache hits {model.hits} misses {model.misses}; "
+            f"parse {[round(v['parse_rate'], 2) for v in done['stats'].values()]}",
+            flush=True,
+        )
 
 
 def trained(name: str, semantic_weight: float, data, split, epochs: int):
@@ -110,7 +145,9 @@ def trained(name: str, semantic_weight: float, data, split, epochs: int):
     folder = RUN_DIR / name / "retriever"
     if (folder / "retriever.json").exists():
         return Retriever.load(folder), json.loads((RUN_DIR / name / "train_summary.json").read_text())
-    retriever, summary = train_retriever(data, split, RecGPTConfig(semantic_weight=semantic_weight, epochs=epochs, batch_size=1024, lr=5e-3), log_every=1)
+    retriever, summary = train_retriever(
+        data, split, RecGPTConfig(semantic_weight=semantic_weight, epochs=epochs, batch_size=1024, lr=5e-3), log_every=1
+    )
     retriever.save(folder)
     write_json(RUN_DIR / name / "train_summary.json", summary, overwrite=True)
     return retriever, summary
@@ -148,8 +185,13 @@ def api_latency(app, users: list[str], n: int = 100) -> dict:
                 errors += response.status_code != 200 or len(response.json()["items"]) != 20
     finally:
         server.should_exit = True
-    return {"requests": n, "errors": errors, "p50_ms": round(float(np.percentile(times, 50)), 1),
-            "p95_ms": round(float(np.percentile(times, 95)), 1), "mean_ms": round(float(np.mean(times)), 1)}
+    return {
+        "requests": n,
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(times, 50)), 1),
+        "p95_ms": round(float(np.percentile(times, 95)), 1),
+        "mean_ms": round(float(np.mean(times)), 1),
+    }
 
 
 def judges(data, split, retriever, mined: dict, llm, max_test: int = 60) -> dict:
@@ -176,7 +218,11 @@ def judges(data, split, retriever, mined: dict, llm, max_test: int = 60) -> dict
         train = [j for u, j in items if u in fit_users]
         test = [j for u, j in items if u not in fit_users][:max_test]
         labels = [j.label for j in test]
-        entry = {"train": len(train), "test": len(test), "positive_share": float(np.mean([j.label for _, j in items])) if items else 0.0}
+        entry = {
+            "train": len(train),
+            "test": len(test),
+            "positive_share": float(np.mean([j.label for _, j in items])) if items else 0.0,
+        }
         if test:
             entry["llm_judge"] = judge_accuracy(llm_judge(llm, test), labels)
         if test and len({j.label for j in train}) == 2:
@@ -219,7 +265,9 @@ def phase_eval(args: argparse.Namespace) -> None:
     from longlore.recgpt.pipeline import test_history, top_genres
 
     subset200 = llm_run["subset"]
-    history_tags = {u: [f"{g.lower()} movies" for g, _ in top_genres(data, test_history(split, u), 3)] for u in subset200}
+    history_tags = {
+        u: [f"{g.lower()} movies" for g, _ in top_genres(data, test_history(split, u), 3)] for u in subset200
+    }
     history_table = compare_methods(data, split, subset200, recgpt, collab, history_tags, betas, merges)
     all_users = sorted(split.test, key=int)
     full_table = compare_methods(data, split, all_users, recgpt, collab, {}, [1.0])
@@ -230,28 +278,53 @@ def phase_eval(args: argparse.Namespace) -> None:
         explain_outcomes = {u: StageOutcome(**llm_run["users"][u]["explanations"]) for u in users}
     else:
         top = {u: recommend(recgpt, data, split, u, config.n_explain, tags[u] or None) for u in users}
-        table, explain_outcomes = ({}, {}) if args.no_explain else explain_top_items(llm, data, mined, top, config, split.train)
+        table, explain_outcomes = (
+            ({}, {}) if args.no_explain else explain_top_items(llm, data, mined, top, config, split.train)
+        )
     judge_results = judges(data, split, recgpt, {u: mined[u] for u in users}, llm, args.judge_max)
     latency = api_latency(create_app(recgpt, data, split, mined, table), all_users)
     outcomes = {s: {u: StageOutcome(**llm_run["users"][u][s]) for u in users} for s in ("interests", "tags")}
     result = {
-        "command": command_line(), "llm_command": llm_run.get("command"),
+        "command": command_line(),
+        "llm_command": llm_run.get("command"),
         "machine": f"{platform.machine()}, 2 CPU cores shared with 4-5 other jobs (load ~5), torch CPU",
-        "llm_cpu_seconds": llm_run.get("cpu_seconds"), "llm_wall_seconds": llm_run.get("wall_seconds"),
+        "llm_cpu_seconds": llm_run.get("cpu_seconds"),
+        "llm_wall_seconds": llm_run.get("wall_seconds"),
         "llm_config": llm_run.get("config"),
-        "seed": llm_run["seed"], "subset": {"requested": llm_run["subset_size"], "with_llm_stages": len(users),
-                                           "with_valid_tags": len(tagged), "user_ids": users},
-        "model": llm_run["model"], "max_retries": llm_run["max_retries"], "retriever_epochs": args.epochs, "semantic_weight": args.semantic_weight,
-        "llm_stage_stats": {**{s: stage_stats(o) for s, o in outcomes.items()}, "explanations": stage_stats(explain_outcomes)},
-        "table_llm_subset": subset_table, "table_users_with_tags": tagged_table, "table_all_943_users": full_table,
+        "seed": llm_run["seed"],
+        "subset": {
+            "requested": llm_run["subset_size"],
+            "with_llm_stages": len(users),
+            "with_valid_tags": len(tagged),
+            "user_ids": users,
+        },
+        "model": llm_run["model"],
+        "max_retries": llm_run["max_retries"],
+        "retriever_epochs": args.epochs,
+        "semantic_weight": args.semantic_weight,
+        "llm_stage_stats": {
+            **{s: stage_stats(o) for s, o in outcomes.items()},
+            "explanations": stage_stats(explain_outcomes),
+        },
+        "table_llm_subset": subset_table,
+        "table_users_with_tags": tagged_table,
+        "table_all_943_users": full_table,
         "table_history_genre_tags_200": history_table,
-        "judges": judge_results, "api": latency, "train": {"recgpt": recgpt_summary, "collab": collab_summary},
-        "examples": {u: {"interests": mined[u]["interests"][:3], "tags": mined[u]["tags"][:3],
-                         "explanations": table.get(u, {})} for u in users[:5]},
-        "seconds": round(time.time() - started, 1)}
+        "judges": judge_results,
+        "api": latency,
+        "train": {"recgpt": recgpt_summary, "collab": collab_summary},
+        "examples": {
+            u: {"interests": mined[u]["interests"][:3], "tags": mined[u]["tags"][:3], "explanations": table.get(u, {})}
+            for u in users[:5]
+        },
+        "seconds": round(time.time() - started, 1),
+    }
     write_json(Path(args.results), result, overwrite=True)
-    plot({"LLM tags (LLM subset)": subset_table, "history-genre tags (200)": history_table}, betas,
-         Path(args.results).with_name(Path(args.results).stem + "_beta.png"))
+    plot(
+        {"LLM tags (LLM subset)": subset_table, "history-genre tags (200)": history_table},
+        betas,
+        Path(args.results).with_name(Path(args.results).stem + "_beta.png"),
+    )
     print(json.dumps({k: result[k] for k in ("subset", "llm_stage_stats", "api")}, indent=1))
 
 
@@ -271,9 +344,19 @@ def plot(tables: dict[str, dict], betas: list[float], path: Path) -> None:
         for (name, table), colour in zip(tables.items(), ("C0", "C1")):
             for prefix, style, label in (("recgpt_", "o-", "max"), ("recgpt_round_robin_", "s:", "round robin")):
                 if f"{prefix}b{betas[0]:g}" in table:
-                    axis.plot(betas, [table[f"{prefix}b{b:g}"][metric] for b in betas], style, color=colour,
-                              label=f"fusion ({label}), {name}")
-            axis.axhline(table["collab_tower_only"][metric], color=colour, ls="--", label=f"collab tower, {name.split('(')[1][:-1]} users")
+                    axis.plot(
+                        betas,
+                        [table[f"{prefix}b{b:g}"][metric] for b in betas],
+                        style,
+                        color=colour,
+                        label=f"fusion ({label}), {name}",
+                    )
+            axis.axhline(
+                table["collab_tower_only"][metric],
+                color=colour,
+                ls="--",
+                label=f"collab tower, {name.split('(')[1][:-1]} users",
+            )
         axis.set_xlabel("b (weight of y_col)")
         axis.set_title(metric)
         axis.invert_xaxis()
@@ -290,10 +373,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase", choices=("llm", "train", "eval"), required=True)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--semantic-weight", type=float, default=1.0,
-                        help="Weight of a*L_tag + (1-a)*L_cate beside L_col in the three-tower model (eval/train).")
+    parser.add_argument(
+        "--semantic-weight",
+        type=float,
+        default=1.0,
+        help="Weight of a*L_tag + (1-a)*L_cate beside L_col in the three-tower model (eval/train).",
+    )
     parser.add_argument("--results", default=str(RESULTS / "recgpt_movielens.json"), help="Output of --phase eval.")
-    parser.add_argument("--judge-max", type=int, default=60, help="Outputs per stage scored by the judges in --phase eval.")
+    parser.add_argument(
+        "--judge-max", type=int, default=60, help="Outputs per stage scored by the judges in --phase eval."
+    )
     parser.add_argument("--no-explain", action="store_true", help="Skip the explanation stage in --phase eval.")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

@@ -23,8 +23,11 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def bench_data_dir() -> Path:
     """The real benchmark files: $LONGLORE_BENCH_DATA, else ../shared/data/benchmarks beside the repo."""
-    candidates = [os.environ.get("LONGLORE_BENCH_DATA"), REPO_ROOT.parent / "shared" / "data" / "benchmarks",
-                  REPO_ROOT / "shared" / "data" / "benchmarks"]
+    candidates = [
+        os.environ.get("LONGLORE_BENCH_DATA"),
+        REPO_ROOT.parent / "shared" / "data" / "benchmarks",
+        REPO_ROOT / "shared" / "data" / "benchmarks",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)

@@ -31,18 +31,26 @@ SYSTEMS = {
     "cet": "CET: causal effect tuning for multiple-choice QA",
 }
 
-app = typer.Typer(help="longlore: ten recent LLM research systems on PyTorch + transformers.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-assets_app = typer.Typer(help="The real offline assets: list them, prepare SmolLM2 once, verify each loads.",
-                         no_args_is_help=True)
+app = typer.Typer(
+    help="longlore: ten recent LLM research systems on PyTorch + transformers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+assets_app = typer.Typer(
+    help="The real offline assets: list them, prepare SmolLM2 once, verify each loads.", no_args_is_help=True
+)
 app.add_typer(assets_app, name="assets")
 
 
 def available_systems() -> list[str]:
     """Systems whose package (with a ``cli`` module) is present in this install."""
-    return [name for name in SYSTEMS
-            if importlib.util.find_spec(f"longlore.{name}") is not None
-            and importlib.util.find_spec(f"longlore.{name}.cli") is not None]
+    return [
+        name
+        for name in SYSTEMS
+        if importlib.util.find_spec(f"longlore.{name}") is not None
+        and importlib.util.find_spec(f"longlore.{name}.cli") is not None
+    ]
 
 
 for _name in available_systems():
@@ -58,8 +66,13 @@ def assets_list() -> None:
     for column in ("name", "package", "size MB", "ready", "what / where"):
         table.add_column(column)
     for row in assets.status():
-        table.add_row(row["name"], row["package"], str(row["size_mb"]), "[green]yes" if row["ready"] else "[red]no",
-                      f"{row['description']}\n[dim]{row['path']}")
+        table.add_row(
+            row["name"],
+            row["package"],
+            str(row["size_mb"]),
+            "[green]yes" if row["ready"] else "[red]no",
+            f"{row['description']}\n[dim]{row['path']}",
+        )
     console.print(table)
 
 
@@ -117,8 +130,10 @@ def generate(
     if output is not None and output.exists() and not overwrite:
         raise LongloreError(f"{output}: already exists; pass --overwrite to replace it")
     text_model = load_text_model(model, batch_size=batch_size, cache=cache)
-    requests = [GenerationRequest(r.prompt, system=r.system, chat=chat, max_new_tokens=max_new_tokens,
-                                  temperature=temperature) for r in records]
+    requests = [
+        GenerationRequest(r.prompt, system=r.system, chat=chat, max_new_tokens=max_new_tokens, temperature=temperature)
+        for r in records
+    ]
     completions = text_model.generate(requests)
     rows = [{"id": r.id, "prompt": r.prompt, "completion": c[0]} for r, c in zip(records, completions)]
     if output is not None:

@@ -47,13 +47,16 @@ def core_demo(out_dir: Path) -> str:
     em = [substring_match(a, g) for a, (_, g) in zip(answers, CORE_QUESTIONS)]
     f1 = [token_f1(a, g) for a, (_, g) in zip(answers, CORE_QUESTIONS)]
     mean, low, high = bootstrap_ci(em)
-    rows = "\n".join(f"| {q} | {a.strip()[:60]} | {'/'.join(g)} | {int(e)} |"
-                     for (q, g), a, e in zip(CORE_QUESTIONS, answers, em))
-    return (f"## core: SmolLM2-135M-Instruct through the text-model interface\n\n"
-            f"| question | answer (greedy) | gold | substring EM |\n|---|---|---|---|\n{rows}\n\n"
-            f"Substring EM {mean:.2f} (95% bootstrap CI {low:.2f}-{high:.2f}), token F1 {sum(f1) / len(f1):.2f}. "
-            f"First pass {first:.1f} s; the same requests again {second:.3f} s, all {model.hits} answered from the "
-            f"SQLite request cache.\n")
+    rows = "\n".join(
+        f"| {q} | {a.strip()[:60]} | {'/'.join(g)} | {int(e)} |" for (q, g), a, e in zip(CORE_QUESTIONS, answers, em)
+    )
+    return (
+        f"## core: SmolLM2-135M-Instruct through the text-model interface\n\n"
+        f"| question | answer (greedy) | gold | substring EM |\n|---|---|---|---|\n{rows}\n\n"
+        f"Substring EM {mean:.2f} (95% bootstrap CI {low:.2f}-{high:.2f}), token F1 {sum(f1) / len(f1):.2f}. "
+        f"First pass {first:.1f} s; the same requests again {second:.3f} s, all {model.hits} answered from the "
+        f"SQLite request cache.\n"
+    )
 
 
 def run_quickstart(out_dir: Path, systems: list[str] | None = None) -> tuple[Path, list[str]]:
@@ -74,14 +77,17 @@ def run_quickstart(out_dir: Path, systems: list[str] | None = None) -> tuple[Pat
                 system_dir = out_dir / name
                 system_dir.mkdir(exist_ok=True)
                 sections.append(importlib.import_module(f"longlore.{name}.quickstart").run(system_dir))
-        except Exception as err:  # noqa: BLE001 - one broken demo must not hide the others
+        except Exception as err:
             failures.append(name)
             detail = traceback.format_exc(limit=3)
             sections.append(f"## {name}: FAILED\n\n`{type(err).__name__}: {err}`\n\n```\n{detail}\n```\n")
             console.print(f"[red]{name} failed:[/red] {err}")
         timings.append((name, time.perf_counter() - start))
-    header = (f"# longlore quickstart report\n\nMachine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-              f"Python {platform.python_version()}. Demos: {', '.join(chosen)}.\n\n| demo | seconds |\n|---|---|\n"
-              + "".join(f"| {n} | {t:.1f} |\n" for n, t in timings) + "\n")
+    header = (
+        f"# longlore quickstart report\n\nMachine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"Python {platform.python_version()}. Demos: {', '.join(chosen)}.\n\n| demo | seconds |\n|---|---|\n"
+        + "".join(f"| {n} | {t:.1f} |\n" for n, t in timings)
+        + "\n"
+    )
     report = atomic_write_text(out_dir / "REPORT.md", header + "\n".join(sections), overwrite=True)
     return report, failures

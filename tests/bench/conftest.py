@@ -18,8 +18,10 @@ def bench_data() -> Path:
     for path in candidates:
         if (path / "conceptmath").is_dir():
             return path
-    pytest.skip(f"benchmark data not found at {', '.join(map(str, candidates))}; "
-                "set LONGLORE_BENCH_DATA to the folder with conceptmath/, chineseecomqa/, eckgbench/")
+    pytest.skip(
+        f"benchmark data not found at {', '.join(map(str, candidates))}; "
+        "set LONGLORE_BENCH_DATA to the folder with conceptmath/, chineseecomqa/, eckgbench/"
+    )
 
 
 @pytest.fixture(autouse=True)

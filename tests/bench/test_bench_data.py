@@ -9,20 +9,39 @@ from pathlib import Path
 
 import pytest
 
-from longlore.bench.data import (CONCEPTMATH_SPLITS, ECKG_SPLITS, benchmark_file, eckg_options,
-                                 load_benchmark, load_eckg_resources, load_file, to_official)
+from longlore.bench.data import (
+    CONCEPTMATH_SPLITS,
+    ECKG_SPLITS,
+    benchmark_file,
+    eckg_options,
+    load_benchmark,
+    load_eckg_resources,
+    load_file,
+    to_official,
+)
 from longlore.core.errors import LongloreError
 
 # METHODS.md §6-8.
 CONCEPTMATH_ROWS = {"element_en": 786, "element_zh": 1075, "middle_en": 1042, "middle_zh": 1108}
-ECOMQA_COUNTS = {"IC": 286, "IDC": 111, "CC": 194, "BC": 170, "AC": 200, "SC": 200, "ITC": 90,
-                 "RVC": 71, "RLC": 305, "PC": 173}
+ECOMQA_COUNTS = {
+    "IC": 286,
+    "IDC": 111,
+    "CC": 194,
+    "BC": 170,
+    "AC": 200,
+    "SC": 200,
+    "ITC": 90,
+    "RVC": 71,
+    "RLC": 305,
+    "PC": 173,
+}
 
 
 def _same(items: list, raw: list[dict]) -> bool:
     # Compared as JSON text: six ConceptMath golds are NaN, and NaN != NaN as floats.
-    return [json.dumps(to_official(it), sort_keys=True, ensure_ascii=False) for it in items] == \
-        [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in raw]
+    return [json.dumps(to_official(it), sort_keys=True, ensure_ascii=False) for it in items] == [
+        json.dumps(r, sort_keys=True, ensure_ascii=False) for r in raw
+    ]
 
 
 def _raw(path: Path, python_literal: bool = False) -> list[dict]:
@@ -48,8 +67,7 @@ def test_conceptmath_nan_golds_are_kept(bench_data: Path) -> None:
 
 
 def test_conceptmath_has_214_leaf_concepts(bench_data: Path) -> None:
-    leaves = {(s, tuple(it.concept)) for s in CONCEPTMATH_SPLITS
-              for it in load_benchmark("conceptmath", s, bench_data)}
+    leaves = {(s, tuple(it.concept)) for s in CONCEPTMATH_SPLITS for it in load_benchmark("conceptmath", s, bench_data)}
     assert len(leaves) == 214
 
 
@@ -64,10 +82,13 @@ def test_chineseecomqa_counts_and_round_trip(bench_data: Path) -> None:
     assert sum("示例" in (it.system_prompt or "") for it in items) == 1589
 
 
-@pytest.mark.parametrize("split,total,dims", [
-    ("main", 816, {"dim_1": 440, "dim_2": 376}),
-    ("large", 2703, {"dim_1": 1250, "dim_2": 1453}),
-])
+@pytest.mark.parametrize(
+    "split,total,dims",
+    [
+        ("main", 816, {"dim_1": 440, "dim_2": 376}),
+        ("large", 2703, {"dim_1": 1250, "dim_2": 1453}),
+    ],
+)
 def test_eckgbench_counts_options_and_round_trip(bench_data: Path, split: str, total: int, dims: dict) -> None:
     items = load_benchmark("eckgbench", split, bench_data)
     assert len(items) == total
@@ -107,8 +128,9 @@ def test_wrong_format_names_the_expected_format(bench_data: Path, tmp_path: Path
     with pytest.raises(LongloreError, match=r"found a list, expected ECKGBench JSONL"):
         load_file(not_object, "eckgbench", "main")
     bad_gold = tmp_path / "gold.jsonl"
-    bad_gold.write_text(json.dumps({"id": 1, "question": "*选项*：['a', 'b']", "gt": "c", "dim": "dim_1"}) + "\n",
-                        encoding="utf-8")
+    bad_gold.write_text(
+        json.dumps({"id": 1, "question": "*选项*：['a', 'b']", "gt": "c", "dim": "dim_1"}) + "\n", encoding="utf-8"
+    )
     with pytest.raises(LongloreError, match=r"gold.jsonl:1: gold answer 'c' is not one of the options"):
         load_file(bad_gold, "eckgbench", "main")
 

@@ -10,21 +10,26 @@ from longlore.bench import eckg, ecomqa
 from longlore.bench.data import load_benchmark
 from longlore.bench.scoring import concept_tree
 
-Q = ("选择*选项*中相对来说最合适的一个填入空格处来补全以下*句子*。\n*句子*：BB霜（品类）可以或者应该___（功能）\n"
-     "*选项*：['调色', '润色', '隐形', '卸妆']")
+Q = (
+    "选择*选项*中相对来说最合适的一个填入空格处来补全以下*句子*。\n*句子*：BB霜（品类）可以或者应该___（功能）\n"
+    "*选项*：['调色', '润色', '隐形', '卸妆']"
+)
 
 
-@pytest.mark.parametrize("response,correct,echo", [
-    ("润色", True, False),
-    ("答案：润色。", True, False),
-    ("调色", False, False),
-    # Echoing the whole options list contains the answer but is rejected.
-    ("['调色', '润色', '隐形', '卸妆']", False, True),
-    ("选项是['调色', '润色', '隐形', '卸妆']，选润色", False, True),
-    # Only the text before the first blank line counts.
-    ("隐形\n\n润色", False, False),
-    ("润色\n\n['调色', '润色', '隐形', '卸妆']", True, False),
-])
+@pytest.mark.parametrize(
+    "response,correct,echo",
+    [
+        ("润色", True, False),
+        ("答案：润色。", True, False),
+        ("调色", False, False),
+        # Echoing the whole options list contains the answer but is rejected.
+        ("['调色', '润色', '隐形', '卸妆']", False, True),
+        ("选项是['调色', '润色', '隐形', '卸妆']，选润色", False, True),
+        # Only the text before the first blank line counts.
+        ("隐形\n\n润色", False, False),
+        ("润色\n\n['调色', '润色', '隐形', '卸妆']", True, False),
+    ],
+)
 def test_eckg_substring_and_no_echo_rule(response: str, correct: bool, echo: bool) -> None:
     out = eckg.score_generation(Q, "润色", response)
     assert (out["correct"], out["echo"]) == (correct, echo)
@@ -57,12 +62,20 @@ def test_knowledge_boundary_buckets() -> None:
     assert (s["highly_known"], s["maybe_known"], s["unknown"]) == (0.25, 0.5, 0.25)
 
 
-@pytest.mark.parametrize("reply,letter,parsed", [
-    ("A", "A", True), (" B\n", "B", True), ("C", "C", True),
-    ("答案：A", "A", True), ("【错误】", "B", True), ("评定为：未尝试", "C", True),
-    ("Correct", "C", False),          # no standalone letter: unparsed -> not attempted
-    ("", "C", False), ("???", "C", False),
-])
+@pytest.mark.parametrize(
+    "reply,letter,parsed",
+    [
+        ("A", "A", True),
+        (" B\n", "B", True),
+        ("C", "C", True),
+        ("答案：A", "A", True),
+        ("【错误】", "B", True),
+        ("评定为：未尝试", "C", True),
+        ("Correct", "C", False),  # no standalone letter: unparsed -> not attempted
+        ("", "C", False),
+        ("???", "C", False),
+    ],
+)
 def test_judge_reply_parsing(reply: str, letter: str, parsed: bool) -> None:
     assert ecomqa.parse_judge_reply(reply) == (letter, parsed)
 
@@ -79,32 +92,38 @@ def test_judge_prompt_carries_question_gold_and_answer() -> None:
     assert "问题：苹果的主营类目？" in prompt and "标准答案：手机" in prompt and "模型回答：电脑" in prompt
 
 
-@pytest.mark.parametrize("gold,response,question,letter", [
-    ("毛针织衫", "毛针织衫", "", "A"),
-    ("毛针织衫", "答案：毛针织衫。", "", "A"),
-    ("毛针织衫", "**毛针织衫**\n\n这是一种针织衫。", "", "A"),
-    ("CD播放机", "cd播放机", "", "A"),
-    ("美国", "它的发源地是美国。", "纽崔莱的品牌发源地是哪个国家？", "A"),
-    ("毛针织衫", "衬衫", "", "B"),
-    ("毛针织衫", "衬衫\n毛针织衫", "", "B"),           # only the first line is the answer
-    # Echoing the question: the gold "是" / "5g" is in the question, so containment does not count.
-    ("是", "商品Midea/美的 MY-C5930F是高压锅吗？", "商品Midea/美的 MY-C5930F是高压锅吗？***答案***：", "B"),
-    ("5g", "5g隨身wifi", "***query***：5g隨身wifi ***属性***：规格", "B"),
-    ("5g", "5g", "***query***：5g隨身wifi ***属性***：规格", "A"),
-    ("毛针织衫", "", "", "C"),
-    ("毛针织衫", "我不知道", "", "C"),
-])
+@pytest.mark.parametrize(
+    "gold,response,question,letter",
+    [
+        ("毛针织衫", "毛针织衫", "", "A"),
+        ("毛针织衫", "答案：毛针织衫。", "", "A"),
+        ("毛针织衫", "**毛针织衫**\n\n这是一种针织衫。", "", "A"),
+        ("CD播放机", "cd播放机", "", "A"),
+        ("美国", "它的发源地是美国。", "纽崔莱的品牌发源地是哪个国家？", "A"),
+        ("毛针织衫", "衬衫", "", "B"),
+        ("毛针织衫", "衬衫\n毛针织衫", "", "B"),  # only the first line is the answer
+        # Echoing the question: the gold "是" / "5g" is in the question, so containment does not count.
+        ("是", "商品Midea/美的 MY-C5930F是高压锅吗？", "商品Midea/美的 MY-C5930F是高压锅吗？***答案***：", "B"),
+        ("5g", "5g隨身wifi", "***query***：5g隨身wifi ***属性***：规格", "B"),
+        ("5g", "5g", "***query***：5g隨身wifi ***属性***：规格", "A"),
+        ("毛针织衫", "", "", "C"),
+        ("毛针织衫", "我不知道", "", "C"),
+    ],
+)
 def test_fallback_grade(gold: str, response: str, question: str, letter: str) -> None:
     assert ecomqa.fallback_grade(gold, response, question) == letter
 
 
-@pytest.mark.parametrize("reply,answer,conf", [
-    ('{"answer": "美国", "confidence_score": 80}', "美国", 0.8),
-    ('好的：\n{"answer": "1998年", "confidence_score": 35}\n', "1998年", 0.35),
-    ('"answer": "手机", "confidence_score": 90 (truncated', "手机", 0.9),
-    ('{"answer": "手机", "confidence_score": 250}', "手机", None),   # out of range
-    ("美国", "美国", None),
-])
+@pytest.mark.parametrize(
+    "reply,answer,conf",
+    [
+        ('{"answer": "美国", "confidence_score": 80}', "美国", 0.8),
+        ('好的：\n{"answer": "1998年", "confidence_score": 35}\n', "1998年", 0.35),
+        ('"answer": "手机", "confidence_score": 90 (truncated', "手机", 0.9),
+        ('{"answer": "手机", "confidence_score": 250}', "手机", None),  # out of range
+        ("美国", "美国", None),
+    ],
+)
 def test_parse_confidence(reply: str, answer: str, conf: float | None) -> None:
     got_answer, got_conf = ecomqa.parse_confidence(reply)
     assert got_answer == answer
@@ -121,8 +140,11 @@ def test_ece_known_value_and_perfect_calibration() -> None:
 
 
 def test_concept_tree_levels_weakest_first() -> None:
-    samples = [{"concept": ["a", "x"], "correct": 1.0}, {"concept": ["a", "y"], "correct": 0.0},
-               {"concept": ["b", "z/w"], "correct": 1.0}]
+    samples = [
+        {"concept": ["a", "x"], "correct": 1.0},
+        {"concept": ["a", "y"], "correct": 0.0},
+        {"concept": ["b", "z/w"], "correct": 1.0},
+    ]
     tree = concept_tree(samples)
     assert list(tree) == ["L0", "L0/L1"]
     assert [(r["concept"], r["acc"]) for r in tree["L0"]] == [("a", 0.5), ("b", 1.0)]

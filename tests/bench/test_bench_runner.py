@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -41,7 +42,7 @@ def test_results_identical_with_batch_1_and_8(tiny: HFTextModel, bench_data: Pat
     res1, samples1 = evaluate(_config(bench_data, batch_size=1), model=tiny)
     tiny.batch_size = 8
     assert _verdicts(samples1) == _verdicts(samples8)
-    flat = lambda rows: [lp for s in rows for lp in s["logprobs"]]  # noqa: E731
+    flat = lambda rows: [lp for s in rows for lp in s["logprobs"]]
     assert flat(samples1["eckgbench/main_mc"]) == pytest.approx(flat(samples8["eckgbench/main_mc"]), abs=1e-4)
     assert res1["results"]["eckgbench/main"]["acc,none"] == res8["results"]["eckgbench/main"]["acc,none"]
     # lm-eval's shape.
@@ -61,10 +62,10 @@ class _FailsOnSecondCall:
     def __init__(self, inner: HFTextModel) -> None:
         self.inner, self.model_id, self.calls = inner, inner.model_id, 0
 
-    def format_chat(self, prompt, system=None):  # noqa: ANN001, ANN201
+    def format_chat(self, prompt, system=None):
         return self.inner.format_chat(prompt, system)
 
-    def generate(self, requests):  # noqa: ANN001, ANN201
+    def generate(self, requests):
         self.calls += 1
         if self.calls == 2:
             raise _Interrupted("killed")
@@ -79,7 +80,7 @@ def test_interrupted_run_resumes_from_the_request_cache(tiny: HFTextModel, bench
     resumed = CachedTextModel(tiny, cache)
     _, samples = evaluate(config, model=resumed)
     assert (resumed.hits, resumed.misses) == (32, 8)  # the first chunk of 32 survived the crash
-    fresh_res, fresh = evaluate(config, model=tiny)
+    _fresh_res, fresh = evaluate(config, model=tiny)
     assert _verdicts(samples) == _verdicts(fresh)
 
 
@@ -87,8 +88,9 @@ def test_openai_endpoint_as_model_and_as_judge(tiny: HFTextModel, bench_data: Pa
     server, url = serve_openai(tiny)
     try:
         endpoint = load_text_model(f"openai:tiny-llama@{url}")
-        config = _config(bench_data, tasks=["eckgbench/main", "chineseecomqa/BC"], limit=3,
-                         judge=f"openai:tiny-llama@{url}")
+        config = _config(
+            bench_data, tasks=["eckgbench/main", "chineseecomqa/BC"], limit=3, judge=f"openai:tiny-llama@{url}"
+        )
         res, samples = evaluate(config, model=endpoint, judge=endpoint)
         _, direct = evaluate(_config(bench_data, tasks=["eckgbench/main"], limit=3), model=tiny)
     finally:
@@ -134,8 +136,10 @@ def test_cli_run_score_report_list(bench_data: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv("LONGLORE_BENCH_DATA", str(bench_data))
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(app, ["run", "--task", "eckgbench/main", "--model", "tiny-llama", "--limit", "3",
-                                 "--shots", "2", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        ["run", "--task", "eckgbench/main", "--model", "tiny-llama", "--limit", "3", "--shots", "2", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["n-shot"]["eckgbench/main"] == 2
@@ -166,9 +170,9 @@ class _ScriptedJudge:
     """A judge whose replies are fixed: a letter, a Chinese label, chatter and garbage."""
 
     model_id = "scripted"
-    replies = ["A", "【错误】", "I think the answer is wrong, C.", "garbage ???"]
+    replies: ClassVar[list[str]] = ["A", "【错误】", "I think the answer is wrong, C.", "garbage ???"]
 
-    def generate(self, requests):  # noqa: ANN001, ANN201
+    def generate(self, requests):
         return [[self.replies[i % 4]] for i in range(len(requests))]
 
 
@@ -179,7 +183,8 @@ def test_judge_verdicts_and_unparsed_replies(bench_data: Path) -> None:
 
     items = [it for it in load_benchmark("chineseecomqa", "all", bench_data) if it.concept[0] == "BC"][:4]
     graded = Grader(BenchConfig(tasks=["chineseecomqa/BC"]), _ScriptedJudge()).grade(
-        TASKS["chineseecomqa/BC"], items, ["x"] * 4)
+        TASKS["chineseecomqa/BC"], items, ["x"] * 4
+    )
     assert [g["verdict"] for g in graded] == ["correct", "incorrect", "not_attempted", "not_attempted"]
     assert [g["judge_parsed"] for g in graded] == [True, True, True, False]
     from longlore.bench.scoring import summarize
@@ -207,8 +212,9 @@ def test_seeded_subsets_are_nested_and_first_takes_the_head(bench_data: Path) ->
 
 
 def test_calibration_task_runs_and_reports(bench_data: Path, tiny: HFTextModel, tmp_path: Path) -> None:
-    res, samples = evaluate(_config(bench_data, tasks=["chineseecomqa/calibration"], limit=3, max_new_tokens=6),
-                            model=tiny)
+    res, samples = evaluate(
+        _config(bench_data, tasks=["chineseecomqa/calibration"], limit=3, max_new_tokens=6), model=tiny
+    )
     metrics = res["results"]["chineseecomqa/calibration"]
     rows = samples["chineseecomqa/calibration"]
     assert {r["concept"][0] for r in rows} <= {"CC", "BC"} and len(rows) == 3

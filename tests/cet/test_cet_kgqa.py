@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import random
 
-from longlore.cet.kgqa import (PROBE_RELATIONS, RELATION_TEMPLATES, TARGET_RELATIONS, build_benchmark, kg_questions,
-                               movie_genre_questions, pretty, read_kg)
+from longlore.cet.kgqa import (
+    PROBE_RELATIONS,
+    RELATION_TEMPLATES,
+    TARGET_RELATIONS,
+    build_benchmark,
+    kg_questions,
+    movie_genre_questions,
+    pretty,
+    read_kg,
+)
 
 
 def test_toy_kg_questions_have_exactly_one_valid_option():
-    triples = [("virus", "causes", "disease"), ("virus", "causes", "fever"), ("bacterium", "causes", "rash"),
-               ("fungus", "causes", "itch"), ("plant", "causes", "pollen"), ("virus", "isa", "organism")]
+    triples = [
+        ("virus", "causes", "disease"),
+        ("virus", "causes", "fever"),
+        ("bacterium", "causes", "rash"),
+        ("fungus", "causes", "itch"),
+        ("plant", "causes", "pollen"),
+        ("virus", "isa", "organism"),
+    ]
     qs = kg_questions(triples[:1], triples, ("causes",), n=5, rng=random.Random(0))
     assert len(qs) == 1
     q = qs[0]
@@ -27,14 +41,23 @@ def test_benchmark_splits_are_disjoint_and_relations_separate():
     for h, r, t in every:
         valid.setdefault((pretty(h), r), set()).add(pretty(t))
     data = build_benchmark(n_train=60, n_test=40, n_probe=30, seed=0)
-    assert {k: len(v) for k, v in data.items()} == {"target_train": 60, "target_test": 40, "probe_isa": 30,
-                                                    "probe_movies": 30}
-    for name, rels in (("target_train", TARGET_RELATIONS), ("target_test", TARGET_RELATIONS),
-                       ("probe_isa", PROBE_RELATIONS)):
+    assert {k: len(v) for k, v in data.items()} == {
+        "target_train": 60,
+        "target_test": 40,
+        "probe_isa": 30,
+        "probe_movies": 30,
+    }
+    for name, rels in (
+        ("target_train", TARGET_RELATIONS),
+        ("target_test", TARGET_RELATIONS),
+        ("probe_isa", PROBE_RELATIONS),
+    ):
         for q in data[name]:
-            matches = [(rel, q.question[len(t.split("{h}")[0]):len(q.question) - len(t.split("{h}")[1])])
-                       for rel, t in RELATION_TEMPLATES.items()
-                       if q.question.startswith(t.split("{h}")[0]) and q.question.endswith(t.split("{h}")[1])]
+            matches = [
+                (rel, q.question[len(t.split("{h}")[0]) : len(q.question) - len(t.split("{h}")[1])])
+                for rel, t in RELATION_TEMPLATES.items()
+                if q.question.startswith(t.split("{h}")[0]) and q.question.endswith(t.split("{h}")[1])
+            ]
             rel_heads = [(rel, h) for rel, h in matches if (h, rel) in valid]
             assert rel_heads, q
             rel, head = rel_heads[0]

@@ -60,8 +60,10 @@ def test_build_neighbours_is_cached_and_keyed_by_settings(tmp_path):
     from longlore.core.models import load_encoder
 
     encoder, tokenizer = load_encoder("tiny-bert")
-    qs = [MCQuestion(str(i), f"question number {i} about {w}", ("yes", w), 1)
-          for i, w in enumerate(["cats", "dogs", "cats and dogs", "rivers", "mountains"])]
+    qs = [
+        MCQuestion(str(i), f"question number {i} about {w}", ("yes", w), 1)
+        for i, w in enumerate(["cats", "dogs", "cats and dogs", "rivers", "mountains"])
+    ]
     kwargs = dict(encoder_id="tiny-bert", space="feature", max_len=32, cache_dir=tmp_path)
     first = build_neighbours(qs, encoder, tokenizer, k=2, theta=-1.0, **kwargs)
     assert len(list(tmp_path.glob("*.npz"))) == 1
@@ -73,28 +75,34 @@ def test_build_neighbours_is_cached_and_keyed_by_settings(tmp_path):
 
 # --- loaders ------------------------------------------------------------------------------------
 
+
 def write_lines(path, records):
     path.write_text("\n".join(json.dumps(r) if not isinstance(r, str) else r for r in records) + "\n")
     return path
 
 
 def csqa(qid="q1", answer="B", labels=("A", "B", "C"), texts=("rock", "bird", "cloud")):
-    record = {"id": qid, "question": {"stem": "What can fly?",
-                                      "choices": [{"label": lab, "text": t} for lab, t in zip(labels, texts)]}}
+    record = {
+        "id": qid,
+        "question": {"stem": "What can fly?", "choices": [{"label": lab, "text": t} for lab, t in zip(labels, texts)]},
+    }
     if answer is not None:
         record["answerKey"] = answer
     return record
 
 
 def test_loads_csqa_arc_and_flat_forms(tmp_path):
-    path = write_lines(tmp_path / "mixed.jsonl", [
-        csqa(),
-        csqa("arc", answer="3", labels=("1", "2", "3"), texts=("a", "b", "c")),
-        {"id": "f1", "question": "2+2?", "options": ["3", "4"], "answer": 1},
-        {"id": "f2", "question": "Sky?", "options": ["green", "blue"], "answer": "B"},
-        {"id": "f3", "question": "Sun?", "options": ["hot", "cold"], "answer": "hot"},
-        "",
-    ])
+    path = write_lines(
+        tmp_path / "mixed.jsonl",
+        [
+            csqa(),
+            csqa("arc", answer="3", labels=("1", "2", "3"), texts=("a", "b", "c")),
+            {"id": "f1", "question": "2+2?", "options": ["3", "4"], "answer": 1},
+            {"id": "f2", "question": "Sky?", "options": ["green", "blue"], "answer": "B"},
+            {"id": "f3", "question": "Sun?", "options": ["hot", "cold"], "answer": "hot"},
+            "",
+        ],
+    )
     qs = load_questions(path)
     assert [(q.id, q.label) for q in qs] == [("q1", 1), ("arc", 2), ("f1", 1), ("f2", 1), ("f3", 0)]
     assert qs[0].gold == "bird" and qs[0].question == "What can fly?"
@@ -102,17 +110,23 @@ def test_loads_csqa_arc_and_flat_forms(tmp_path):
     assert load_questions(tmp_path / "out.jsonl") == qs
 
 
-@pytest.mark.parametrize("record, message", [
-    (csqa(answer=None), "mixed.jsonl:2: field 'answerKey' is missing"),
-    (csqa(labels=("A", "A", "C")), "duplicate label(s) A"),
-    (csqa(labels=("A",), texts=("rock",), answer="A"), "1 option(s); a multiple-choice question needs at least two"),
-    (csqa(answer="D"), "'D' is not a choice label"),
-    ({"question": "x?", "options": ["only"], "answer": 0}, "needs at least two"),
-    ({"question": "x?", "options": ["a", "b"]}, "field 'answer' is missing"),
-    ({"question": "x?", "options": ["a", "b"], "answer": 5}, "out of range"),
-    ({"question": "x?", "options": ["a", "a"], "answer": 0}, "duplicate option text"),
-    ({"stem": "x?"}, "field 'question' is missing"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        (csqa(answer=None), "mixed.jsonl:2: field 'answerKey' is missing"),
+        (csqa(labels=("A", "A", "C")), "duplicate label(s) A"),
+        (
+            csqa(labels=("A",), texts=("rock",), answer="A"),
+            "1 option(s); a multiple-choice question needs at least two",
+        ),
+        (csqa(answer="D"), "'D' is not a choice label"),
+        ({"question": "x?", "options": ["only"], "answer": 0}, "needs at least two"),
+        ({"question": "x?", "options": ["a", "b"]}, "field 'answer' is missing"),
+        ({"question": "x?", "options": ["a", "b"], "answer": 5}, "out of range"),
+        ({"question": "x?", "options": ["a", "a"], "answer": 0}, "duplicate option text"),
+        ({"stem": "x?"}, "field 'question' is missing"),
+    ],
+)
 def test_bad_records_raise_one_clear_line(tmp_path, record, message):
     path = write_lines(tmp_path / "mixed.jsonl", [csqa(), record])
     with pytest.raises(LongloreError) as err:

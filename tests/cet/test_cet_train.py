@@ -29,8 +29,19 @@ def toy_questions(n: int = 12) -> list[MCQuestion]:
 
 
 def tiny(method: str, **kw) -> CETConfig:
-    base = dict(method=method, encoder="tiny-bert", epochs=1, batch_size=4, max_len=24, k=2, theta=-1.0,
-                lr=1e-3, head_lr=1e-2, fisher_samples=4, recadam_gamma=10.0)
+    base = dict(
+        method=method,
+        encoder="tiny-bert",
+        epochs=1,
+        batch_size=4,
+        max_len=24,
+        k=2,
+        theta=-1.0,
+        lr=1e-3,
+        head_lr=1e-2,
+        fisher_samples=4,
+        recadam_gamma=10.0,
+    )
     base.update(kw)
     return CETConfig(**base)
 
@@ -139,7 +150,9 @@ def test_fisher_is_the_mean_of_squared_per_question_gradients():
     ratio = fisher[name] / manual.clamp(min=1e-30)
     nonzero = manual > 1e-20
     assert torch.allclose(ratio[nonzero], ratio[nonzero].mean(), rtol=1e-3)  # same up to the global scale
-    assert sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values()) == pytest.approx(1.0, rel=1e-4)
+    assert sum(f.sum() for f in fisher.values()) / sum(f.numel() for f in fisher.values()) == pytest.approx(
+        1.0, rel=1e-4
+    )
 
 
 def test_save_and_load_give_identical_predictions(tmp_path):
@@ -158,19 +171,56 @@ def test_cli_train_then_eval(tmp_path):
     save_questions(tmp_path / "train.jsonl", qs)
     runner = CliRunner()
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--train", str(tmp_path / "train.jsonl"), "--eval", str(tmp_path / "train.jsonl"),
-                              "--method", "cet", "--encoder", "tiny-bert", "--epochs", "1", "--batch-size", "4",
-                              "--max-len", "24", "--k", "2", "--theta", "-1", "--out", str(out), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(tmp_path / "train.jsonl"),
+            "--eval",
+            str(tmp_path / "train.jsonl"),
+            "--method",
+            "cet",
+            "--encoder",
+            "tiny-bert",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-len",
+            "24",
+            "--k",
+            "2",
+            "--theta",
+            "-1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["method"] == "cet" and len(metrics["history"]) == 1
     res = runner.invoke(app, ["eval", "--model", str(out / "model"), "--data", str(tmp_path / "train.jsonl")])
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output
-    res = runner.invoke(app, ["train", "--train", str(tmp_path / "train.jsonl"), "--encoder", "tiny-bert",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["train", "--train", str(tmp_path / "train.jsonl"), "--encoder", "tiny-bert", "--out", str(out)]
+    )
     assert isinstance(res.exception, LongloreError) and "pass --overwrite" in str(res.exception)
-    res = runner.invoke(app, ["train", "--train", str(tmp_path / "train.jsonl"), "--method", "nope",
-                              "--encoder", "tiny-bert", "--out", str(tmp_path / "other")])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--train",
+            str(tmp_path / "train.jsonl"),
+            "--method",
+            "nope",
+            "--encoder",
+            "tiny-bert",
+            "--out",
+            str(tmp_path / "other"),
+        ],
+    )
     # the sub-app raises LongloreError; longlore.cli.main turns it into one red line and exit 2
     assert isinstance(res.exception, LongloreError) and "`method` is 'nope'" in str(res.exception)

@@ -78,7 +78,7 @@ def test_chunk_augmentation_partitions() -> None:
 def test_gate_and_fifo_known_answers() -> None:
     net = GlobalMemoryNet(4, 2)
     with torch.no_grad():
-        net.g_proj.weight.zero_()       # g = sigmoid(0) = 1/2
+        net.g_proj.weight.zero_()  # g = sigmoid(0) = 1/2
         net.o_proj.up_proj.weight.zero_()  # injected memory == state
     x1, x2 = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
     mem1, state1 = net(x1, None)
@@ -89,8 +89,8 @@ def test_gate_and_fifo_known_answers() -> None:
     new = 100 + torch.arange(2 * 2 * 1.0).view(2, 2, 1)
     queue, counts = enqueue(old, [3, 1], new, [2, 1], budget=4)
     assert counts == [4, 2]
-    assert queue[0, :, 0].tolist() == [1, 2, 100, 101]          # oldest dropped, newest last
-    assert queue[1, -2:, 0].tolist() == [5, 102]                  # right-aligned, left padding
+    assert queue[0, :, 0].tolist() == [1, 2, 100, 101]  # oldest dropped, newest last
+    assert queue[1, -2:, 0].tolist() == [5, 102]  # right-aligned, left padding
 
 
 def _states_equal(a: MemoryState, b: MemoryState, layers: int, rows: int, atol: float = 1e-5) -> None:
@@ -109,7 +109,7 @@ def test_streaming_equals_single_call_and_reset(comet) -> None:
         single = comet.forward(comet.prepare([ids])).state
     streamed = comet.new_state(1)
     for c in range(5):
-        comet.stream_chunk([ids[16 * c:16 * (c + 1)]], streamed)
+        comet.stream_chunk([ids[16 * c : 16 * (c + 1)]], streamed)
     _states_equal(single, streamed, len(comet.layers), 1)
     assert streamed.tensors(0, 0)["temp"].shape[0] == 6 and streamed.chunks_seen == [5]
     # reset() really resets: the state is empty, and reading again reproduces a fresh read exactly
@@ -226,7 +226,7 @@ def test_restarted_schedule_restarts_warmup_and_cosine_at_each_stage() -> None:
         expected = lr_factor(step, 10, 40) if step < 40 else lr_factor(step - 40, 10, 60)
         assert restarted_lr_factor(step, 10, 100, [40]) == pytest.approx(expected)
     assert restarted_lr_factor(40, 10, 100, [40]) == pytest.approx(0.1)  # the new stage warms up again
-    assert restarted_lr_factor(39, 10, 100, [40]) < 0.01                # the old one ended near zero
+    assert restarted_lr_factor(39, 10, 100, [40]) < 0.01  # the old one ended near zero
     assert [restarted_lr_factor(s, 10, 100, None) for s in range(100)] == [lr_factor(s, 10, 100) for s in range(100)]
     assert stage_starts(parse_curriculum("1:40,2:60")) == [40] and stage_starts([(1, 5), (2, 5), (4, 5)]) == [5, 10]
 
@@ -265,8 +265,10 @@ def test_train_resume_equals_unbroken_and_learns(tmp_path) -> None:
     for (n, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
     init = make()
-    assert all(not torch.equal(p, q) for (n, p), (_, q) in zip(unbroken.memory.named_parameters(),
-                                                               init.memory.named_parameters()))
+    assert all(
+        not torch.equal(p, q)
+        for (n, p), (_, q) in zip(unbroken.memory.named_parameters(), init.memory.named_parameters())
+    )
     import json
 
     losses = json.loads((tmp_path / "a" / "train_history.json").read_text())["loss"]
@@ -305,7 +307,7 @@ def test_passkey_grid_batched_equals_one_by_one_and_resumes(comet, tmp_path) -> 
     args = dict(lengths=[50, 100], depths=[0.0, 1.0], keys_per_cell=2, seed=3, max_new_tokens=2)
     one = evaluate_grid(comet, out=tmp_path / "one.json", batch_size=1, **args)
     many = evaluate_grid(comet, out=tmp_path / "many.json", batch_size=3, **args)
-    strip = lambda rs: sorted((r["length"], r["depth"], r["i"], r["key"], r["answer"]) for r in rs)  # noqa: E731
+    strip = lambda rs: sorted((r["length"], r["depth"], r["i"], r["key"], r["answer"]) for r in rs)
     assert len(one["records"]) == 8 and strip(one["records"]) == strip(many["records"])
     # a rerun over a finished grid generates nothing new and keeps the same table
     again = evaluate_grid(comet, out=tmp_path / "many.json", batch_size=3, **args)
@@ -317,12 +319,14 @@ def test_digit_accuracy_and_tables_match_hand_counts() -> None:
 
     assert digit_accuracy(" 12345.", 12345) == 1.0
     assert digit_accuracy(" 12395...", 12345) == pytest.approx(0.8)
-    assert digit_accuracy(" 2161 is", 21616) == pytest.approx(0.8)   # a missing digit counts as wrong
+    assert digit_accuracy(" 2161 is", 21616) == pytest.approx(0.8)  # a missing digit counts as wrong
     assert digit_accuracy(" 216160", 21616) == pytest.approx(5 / 6)  # so does an extra one
     assert digit_accuracy(" no digits", 7) == 0.0
-    records = [{"length": 10, "depth": 0.0, "key": 123, "answer": "123", "correct": True},
-               {"length": 10, "depth": 0.0, "key": 456, "answer": "451", "correct": False},
-               {"length": 10, "depth": 1.0, "key": 789, "answer": "x", "correct": False}]
+    records = [
+        {"length": 10, "depth": 0.0, "key": 123, "answer": "123", "correct": True},
+        {"length": 10, "depth": 0.0, "key": 456, "answer": "451", "correct": False},
+        {"length": 10, "depth": 1.0, "key": 789, "answer": "x", "correct": False},
+    ]
     assert accuracy_table(records) == {"10": {"0.00": 0.5, "1.00": 0.0, "all": pytest.approx(1 / 3)}}
     digits = accuracy_table(records, "digits")["10"]
     assert digits["0.00"] == pytest.approx((1 + 2 / 3) / 2) and digits["1.00"] == 0.0

@@ -2,14 +2,30 @@ import httpx
 import pytest
 import torch
 
-from longlore.core.backends import (CachedTextModel, GenerationRequest, HFTextModel, LoglikelihoodRequest,
-                                    OpenAITextModel, load_text_model, parse_endpoint, truncate_at_stop)
+from longlore.core.backends import (
+    CachedTextModel,
+    GenerationRequest,
+    HFTextModel,
+    LoglikelihoodRequest,
+    OpenAITextModel,
+    load_text_model,
+    parse_endpoint,
+    truncate_at_stop,
+)
 from longlore.core.errors import LongloreError
 from longlore.core.serve import serve_openai
 
-PROMPTS = ["The capital of France is", "Once upon a time", "1, 2, 3, 4,", "The opposite of hot is",
-           "Water boils at", "My favourite colour is", "The first month of the year is", "Dogs like to",
-           "In the beginning God created"]
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time",
+    "1, 2, 3, 4,",
+    "The opposite of hot is",
+    "Water boils at",
+    "My favourite colour is",
+    "The first month of the year is",
+    "Dogs like to",
+    "In the beginning God created",
+]
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +124,17 @@ def test_openai_backend_against_local_server(tiny) -> None:
         requests.append(GenerationRequest("hi", system="be brief", max_new_tokens=6))
         assert client.generate(requests) == tiny.generate(requests)
         pairs = [LoglikelihoodRequest("In the beginning", " God created"), LoglikelihoodRequest("Once upon", " a time")]
-        for (remote, remote_greedy), (local, local_greedy) in zip(client.loglikelihood(pairs), tiny.loglikelihood(pairs)):
+        for (remote, remote_greedy), (local, local_greedy) in zip(
+            client.loglikelihood(pairs), tiny.loglikelihood(pairs)
+        ):
             assert remote == pytest.approx(local, abs=1e-4) and remote_greedy == local_greedy
         wrong_key = OpenAITextModel(url, "tiny", api_key="nope", max_retries=0)
         with pytest.raises(LongloreError, match="HTTP 401"):
             wrong_key.generate([GenerationRequest("x", chat=False, max_new_tokens=2)])
-        assert httpx.get(f"{url}/models", headers={"Authorization": "Bearer sekret"}).json()["data"][0]["id"] == "tiny-llama"
+        assert (
+            httpx.get(f"{url}/models", headers={"Authorization": "Bearer sekret"}).json()["data"][0]["id"]
+            == "tiny-llama"
+        )
     finally:
         server.shutdown()
 

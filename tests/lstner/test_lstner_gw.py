@@ -57,8 +57,17 @@ def test_gw_matches_pot_entropic_gw(eps, sizes):
     q = torch.full((sizes[1],), 1.0 / sizes[1], dtype=torch.float64)
     ours, plan = entropic_gw(c1, c2, p, q, eps=eps, outer_iters=30, sinkhorn_iters=300)
     ref_plan, log = ot.gromov.entropic_gromov_wasserstein(
-        c1.numpy(), c2.numpy(), p.numpy(), q.numpy(), epsilon=eps, max_iter=30, tol=1e-12, log=True,
-        numItermax=300, stopThr=1e-12)
+        c1.numpy(),
+        c2.numpy(),
+        p.numpy(),
+        q.numpy(),
+        epsilon=eps,
+        max_iter=30,
+        tol=1e-12,
+        log=True,
+        numItermax=300,
+        stopThr=1e-12,
+    )
     np.testing.assert_allclose(ours.item(), log["gw_dist"], rtol=1e-5)
     np.testing.assert_allclose(plan.numpy(), ref_plan, atol=1e-6)
 
@@ -68,8 +77,9 @@ def test_gw_handles_asymmetric_costs_like_pot():
     c1 = torch.rand(4, 4, generator=g, dtype=torch.float64)
     c2 = torch.rand(5, 5, generator=g, dtype=torch.float64)
     ours, _ = entropic_gw(c1, c2, eps=0.1, outer_iters=30, sinkhorn_iters=300)
-    ref = ot.gromov.entropic_gromov_wasserstein2(c1.numpy(), c2.numpy(), epsilon=0.1, max_iter=30, tol=1e-12,
-                                                 numItermax=300, stopThr=1e-12)
+    ref = ot.gromov.entropic_gromov_wasserstein2(
+        c1.numpy(), c2.numpy(), epsilon=0.1, max_iter=30, tol=1e-12, numItermax=300, stopThr=1e-12
+    )
     np.testing.assert_allclose(ours.item(), float(ref), rtol=1e-5)
 
 
@@ -84,7 +94,10 @@ def test_gw_passes_gradients_to_both_graphs_inputs_through_the_plan():
     # part (in particular the transport plan) is cut out of the graph.
     assert torch.autograd.gradcheck(
         lambda a, b: entropic_gw(cosine_cost(a), cosine_cost(b), eps=0.05, outer_iters=5, sinkhorn_iters=20)[0],
-        (x.detach().requires_grad_(), y.detach().requires_grad_()), eps=1e-6, atol=1e-6)
+        (x.detach().requires_grad_(), y.detach().requires_grad_()),
+        eps=1e-6,
+        atol=1e-6,
+    )
     # And detaching the plan would change the gradient: the plan's own contribution is non-zero.
     c1, c2 = cosine_cost(x), cosine_cost(y)
     _, plan = entropic_gw(c1, c2, eps=0.05, outer_iters=5, sinkhorn_iters=20)

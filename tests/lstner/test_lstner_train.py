@@ -56,8 +56,9 @@ def test_label_dist_head_init_maps_the_source_head_through_label_distributions(s
     torch.testing.assert_close(model.head.label_emb, model.label_dist @ e_s)
     torch.testing.assert_close(model.label_dist.sum(-1), torch.ones(len(labels)))
     # Zero-initialised output projection: at step 0 the fused model equals the plain tagger.
-    batch = batches([encode_sentence(s, source_pipe.tokenizer, labels, 48) for s in tgt], 8,
-                    source_pipe.tokenizer.pad_token_id)[0]
+    batch = batches(
+        [encode_sentence(s, source_pipe.tokenizer, labels, 48) for s in tgt], 8, source_pipe.tokenizer.pad_token_id
+    )[0]
     fused = model(batch["input_ids"], batch["attention_mask"])
     plain = model.head(model.encode(batch["input_ids"], batch["attention_mask"]))
     torch.testing.assert_close(fused, plain)
@@ -79,8 +80,15 @@ def test_gw_loss_reaches_target_label_embeddings_and_training_moves_them(source_
     assert model.gw_loss().item() < before
 
 
-@pytest.mark.parametrize("method, overrides", [("target-only", {}), ("source-then-target", {}),
-                                               ("multi-task", {}), ("lstner", {"use_graph": False, "l_gw": 0.0})])
+@pytest.mark.parametrize(
+    "method, overrides",
+    [
+        ("target-only", {}),
+        ("source-then-target", {}),
+        ("multi-task", {}),
+        ("lstner", {"use_graph": False, "l_gw": 0.0}),
+    ],
+)
 def test_every_method_trains_and_round_trips_through_save_and_load(tmp_path, source_pipe, method, overrides):
     tgt = target_corpus(6, seed=2)
     cfg = replace(TINY, epochs=2, **overrides)
@@ -93,8 +101,9 @@ def test_every_method_trains_and_round_trips_through_save_and_load(tmp_path, sou
     assert loaded.kind == pipe.kind and loaded.labels.labels == pipe.labels.labels
     assert loaded.predict_tags(tgt) == before
     x = batches([encode_sentence(s, loaded.tokenizer, None, 48) for s in tgt], 6, loaded.tokenizer.pad_token_id)[0]
-    torch.testing.assert_close(loaded.model(x["input_ids"], x["attention_mask"]),
-                               pipe.model(x["input_ids"], x["attention_mask"]))
+    torch.testing.assert_close(
+        loaded.model(x["input_ids"], x["attention_mask"]), pipe.model(x["input_ids"], x["attention_mask"])
+    )
 
 
 def test_methods_that_need_a_source_say_so():
@@ -107,18 +116,54 @@ def test_methods_that_need_a_source_say_so():
 def test_cli_make_data_train_eval_predict(tmp_path):
     runner = CliRunner()
     data = tmp_path / "data"
-    ok = runner.invoke(app, ["make-data", "--out", str(data), "--source-sentences", "6", "--target-sentences", "6",
-                             "--test-sentences", "6"])
+    ok = runner.invoke(
+        app,
+        [
+            "make-data",
+            "--out",
+            str(data),
+            "--source-sentences",
+            "6",
+            "--target-sentences",
+            "6",
+            "--test-sentences",
+            "6",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     common = ["--encoder", "tiny-bert", "--epochs", "2", "--lr", "3e-3", "--head-lr", "3e-2"]
-    res = runner.invoke(app, ["train-source", "--train", str(data / "source_train.txt"), "--out", str(tmp_path / "src"),
-                              *common])
+    res = runner.invoke(
+        app, ["train-source", "--train", str(data / "source_train.txt"), "--out", str(tmp_path / "src"), *common]
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train-target", "--train", str(data / "target_train.txt"), "--source", str(tmp_path / "src"),
-                              "--out", str(tmp_path / "tgt"), "--types", ",".join(TARGET_TYPES), *common])
+    res = runner.invoke(
+        app,
+        [
+            "train-target",
+            "--train",
+            str(data / "target_train.txt"),
+            "--source",
+            str(tmp_path / "src"),
+            "--out",
+            str(tmp_path / "tgt"),
+            "--types",
+            ",".join(TARGET_TYPES),
+            *common,
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["eval", "--model", str(tmp_path / "tgt"), "--data", str(data / "target_test.txt"),
-                              "--out", str(tmp_path / "scores.json")])
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "tgt"),
+            "--data",
+            str(data / "target_test.txt"),
+            "--out",
+            str(tmp_path / "scores.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert 0.0 <= scores["f1"] <= 100.0 and scores["n_sentences"] == 6

@@ -32,9 +32,11 @@ def test_world_puts_tail_facts_against_the_popular_value():
 
 def test_fact_loaders(tmp_path):
     path = tmp_path / "facts.jsonl"
-    path.write_text('{"subject": "Ada", "relation": "born_in", "object": "Tarsk"}\n'
-                    '{"subject": "Ada", "relation": "born_in", "object": "Brin"}\n'
-                    '{"subject": "Bo", "relation": "born_in", "object": "Kesh", "prompt": "Bo came from"}\n')
+    path.write_text(
+        '{"subject": "Ada", "relation": "born_in", "object": "Tarsk"}\n'
+        '{"subject": "Ada", "relation": "born_in", "object": "Brin"}\n'
+        '{"subject": "Bo", "relation": "born_in", "object": "Kesh", "prompt": "Bo came from"}\n'
+    )
     facts = load_facts(path)
     assert facts[0].prompt == "Ada born in" and facts[0].truths == ["Tarsk", "Brin"]
     assert facts[2].prompt == "Bo came from" and set(facts[2].candidates) == {"Tarsk", "Brin", "Kesh"}
@@ -58,22 +60,85 @@ def test_cli_make_world_mine_train_eval(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((world / "world.json").read_text())["facts_per_bucket"]
     facts = str(world / "facts.jsonl")
-    result = runner.invoke(app, ["mine", "--model", "tiny-llama", "--facts", facts, "--out", str(tmp_path / "neg.jsonl"),
-                                 "--max-new-tokens", "3", "--k", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "mine",
+            "--model",
+            "tiny-llama",
+            "--facts",
+            facts,
+            "--out",
+            str(tmp_path / "neg.jsonl"),
+            "--max-new-tokens",
+            "3",
+            "--k",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["train", "--model", "tiny-llama", "--facts", facts, "--corpus", str(world / "corpus.txt"),
-                                 "--out", str(tmp_path / "model"), "--steps", "2", "--batch-size", "2",
-                                 "--fact-batch-size", "2", "--block-size", "32", "--debias-fraction", "0.5",
-                                 "--negatives", str(tmp_path / "neg.jsonl")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "tiny-llama",
+            "--facts",
+            facts,
+            "--corpus",
+            str(world / "corpus.txt"),
+            "--out",
+            str(tmp_path / "model"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--fact-batch-size",
+            "2",
+            "--block-size",
+            "32",
+            "--debias-fraction",
+            "0.5",
+            "--negatives",
+            str(tmp_path / "neg.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     log = json.loads((tmp_path / "model" / "train_log.json").read_text())
     assert [row["phase"] for row in log["history"]] == ["debias", "learn"]
-    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "model"), "--facts", facts, "--negatives",
-                                 str(tmp_path / "neg.jsonl"), "--heldout", str(world / "heldout.txt"),
-                                 "--block-size", "32", "--out", str(tmp_path / "m.json")])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "model"),
+            "--facts",
+            facts,
+            "--negatives",
+            str(tmp_path / "neg.jsonl"),
+            "--heldout",
+            str(world / "heldout.txt"),
+            "--block-size",
+            "32",
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["perplexity"] > 1 and metrics["summary"]["all"]["n"] == 24
-    result = runner.invoke(app, ["train", "--model", "tiny-llama", "--corpus", str(world / "corpus.txt"),
-                                 "--out", str(tmp_path / "m2"), "--method", "sft"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "tiny-llama",
+            "--corpus",
+            str(world / "corpus.txt"),
+            "--out",
+            str(tmp_path / "m2"),
+            "--method",
+            "sft",
+        ],
+    )
     assert result.exit_code != 0 and "pass --facts" in str(result.exception)

@@ -28,15 +28,19 @@ class BigramLM(torch.nn.Module):
 @pytest.fixture(scope="module")
 def toy():
     _, tok = load_causal_lm("tiny-llama")
-    ids = {w: tok(" " + w, add_special_tokens=False)["input_ids"] for w in ("the", "he", "was", "unto", "of", "and", "in")}
+    ids = {
+        w: tok(" " + w, add_special_tokens=False)["input_ids"] for w in ("the", "he", "was", "unto", "of", "and", "in")
+    }
     assert all(len(v) == 1 for v in ids.values()), "toy answers must be single tokens"
     ids = {w: v[0] for w, v in ids.items()}
     V = len(tok)
     table = torch.zeros(V, V)
     # P(answer | last prompt token): designed rows; the left-over mass is spread over the other tokens.
-    rows = {"of": {"the": 0.5, "he": 0.2, "was": 0.1, "unto": 0.05},
-            "and": {"he": 0.6, "the": 0.12, "was": 0.1, "unto": 0.05},
-            "in": {"the": 0.4, "he": 0.35, "was": 0.1, "unto": 0.05}}
+    rows = {
+        "of": {"the": 0.5, "he": 0.2, "was": 0.1, "unto": 0.05},
+        "and": {"he": 0.6, "the": 0.12, "was": 0.1, "unto": 0.05},
+        "in": {"the": 0.4, "he": 0.35, "was": 0.1, "unto": 0.05},
+    }
     for last, probs in rows.items():
         rest = (1 - sum(probs.values())) / (V - len(probs))
         p = torch.full((V,), rest, dtype=torch.float64)
@@ -45,10 +49,20 @@ def toy():
         table[ids[last]] = p.log().float()
     model = BigramLM(table)
     cands = ["the", "he", "was", "unto"]
-    facts = [Fact(id="a", subject="Ab", relation="r", object="the", prompt="Ab said of", candidates=cands, bucket="head"),
-             Fact(id="b", subject="Cd", relation="r", object="was", objects=["was", "unto"], prompt="Cd said and",
-                  candidates=cands, bucket="torso"),
-             Fact(id="c", subject="Ef", relation="r", object="unto", prompt="Ef said in", candidates=cands, bucket="tail")]
+    facts = [
+        Fact(id="a", subject="Ab", relation="r", object="the", prompt="Ab said of", candidates=cands, bucket="head"),
+        Fact(
+            id="b",
+            subject="Cd",
+            relation="r",
+            object="was",
+            objects=["was", "unto"],
+            prompt="Cd said and",
+            candidates=cands,
+            bucket="torso",
+        ),
+        Fact(id="c", subject="Ef", relation="r", object="unto", prompt="Ef said in", candidates=cands, bucket="tail"),
+    ]
     return model, tok, facts, rest_mass(V)
 
 
@@ -87,8 +101,12 @@ def test_thresholds_and_question_prompts(toy):
 
 def test_summary_of_an_unbucketed_fact_set_counts_each_fact_once(toy):
     _, _, facts, _ = toy
-    states = [fact_state(f.model_copy(update={"bucket": "all"}), {f.object: math.log(0.05), "zz": math.log(0.5)})
-              for f in facts]
+    states = [
+        fact_state(f.model_copy(update={"bucket": "all"}), {f.object: math.log(0.05), "zz": math.log(0.5)})
+        for f in facts
+    ]
     summary = summarize(states)
     assert list(summary) == ["all"]
-    assert summary["all"]["n"] == 3 and summary["all"]["low_truth_count"] == 3 and summary["all"]["high_false_count"] == 3
+    assert (
+        summary["all"]["n"] == 3 and summary["all"]["low_truth_count"] == 3 and summary["all"]["high_false_count"] == 3
+    )

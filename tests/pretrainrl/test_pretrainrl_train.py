@@ -28,10 +28,28 @@ def tiny():
 
 
 def test_filter_never_keeps_a_true_object():
-    fact = Fact(id="f", subject="Abel Karo", relation="birthplace", object="New Tarsk", objects=["New Tarsk", "Velmor"],
-                prompt="Abel Karo was born in")
-    generated = [" New Tarsk. He was", " new tarsk", " Velmor, and", " New", " New Tarsk Harbour", "\nVelmor",
-                 " Ostra. Then", " Ostra", " Calder", ". Brin", " Brin and Dunmar;", " Dunmar"]
+    fact = Fact(
+        id="f",
+        subject="Abel Karo",
+        relation="birthplace",
+        object="New Tarsk",
+        objects=["New Tarsk", "Velmor"],
+        prompt="Abel Karo was born in",
+    )
+    generated = [
+        " New Tarsk. He was",
+        " new tarsk",
+        " Velmor, and",
+        " New",
+        " New Tarsk Harbour",
+        "\nVelmor",
+        " Ostra. Then",
+        " Ostra",
+        " Calder",
+        ". Brin",
+        " Brin and Dunmar;",
+        " Dunmar",
+    ]
     kept = filter_negatives(generated, fact, k=10)
     assert kept == ["Ostra", "Calder", "Brin and Dunmar", "Dunmar"]
     assert not any(is_true(k, fact.truths) for k in kept)
@@ -43,10 +61,22 @@ def test_mined_negatives_exclude_every_truth(tiny):
     model = copy.deepcopy(model)
     # Teach the model two true birthplaces, so beam search certainly proposes them.
     docs = ["Abel Karo was born in Tarsk.", "Abel Karo was born in Velmor."] * 40
-    train(model, tok, PretrainRLConfig(fact_objective="none", steps=30, lr=2e-2, batch_size=8, fact_batch_size=1,
-                                       warmup=0), blocks=make_blocks(tok, docs, 16), progress=False)
-    fact = Fact(id="f", subject="Abel Karo", relation="birthplace", object="Tarsk", objects=["Tarsk", "Velmor"],
-                prompt="Abel Karo was born in", candidates=TOWNS)
+    train(
+        model,
+        tok,
+        PretrainRLConfig(fact_objective="none", steps=30, lr=2e-2, batch_size=8, fact_batch_size=1, warmup=0),
+        blocks=make_blocks(tok, docs, 16),
+        progress=False,
+    )
+    fact = Fact(
+        id="f",
+        subject="Abel Karo",
+        relation="birthplace",
+        object="Tarsk",
+        objects=["Tarsk", "Velmor"],
+        prompt="Abel Karo was born in",
+        candidates=TOWNS,
+    )
     cfg = PretrainRLConfig(num_negatives=4, mine_method="beam")
     raw = [t.strip() for t in _generate(model, tok, [fact.prompt], cfg, seed=0)[0]]
     assert any(t.startswith(("Tarsk", "Velmor")) for t in raw), raw  # the truths are what the model says
@@ -62,8 +92,15 @@ def test_mined_negatives_exclude_every_truth(tiny):
 def test_training_on_one_fact_raises_hit1_from_0_to_1(tiny):
     model, tok, blocks = tiny
     model = copy.deepcopy(model)
-    probe = Fact(id="f", subject="Abel Karo", relation="birthplace", object=TOWNS[0], prompt="Abel Karo was born in",
-                 question="Question: In which town was Abel Karo born?\nAnswer:", candidates=TOWNS)
+    probe = Fact(
+        id="f",
+        subject="Abel Karo",
+        relation="birthplace",
+        object=TOWNS[0],
+        prompt="Abel Karo was born in",
+        question="Question: In which town was Abel Karo born?\nAnswer:",
+        candidates=TOWNS,
+    )
     scores = {}
     for town in TOWNS:  # the truth is the candidate the untrained model likes least: Hit@1 starts at 0
         scores[town] = evaluate_facts(model, tok, [probe.model_copy(update={"object": town})])[0].p_truth
@@ -72,8 +109,18 @@ def test_training_on_one_fact_raises_hit1_from_0_to_1(tiny):
     assert evaluate_facts(model, tok, [fact])[0].hit1 is False
     ref = copy.deepcopy(model)
     ref_before = [p.detach().clone() for p in ref.parameters()]
-    cfg = PretrainRLConfig(steps=30, lr=5e-3, batch_size=4, block_size=32, fact_batch_size=1, warmup=0,
-                           debias_fraction=0.5, beta=0.5, mine_every=10, mine_max_new_tokens=4)
+    cfg = PretrainRLConfig(
+        steps=30,
+        lr=5e-3,
+        batch_size=4,
+        block_size=32,
+        fact_batch_size=1,
+        warmup=0,
+        debias_fraction=0.5,
+        beta=0.5,
+        mine_every=10,
+        mine_max_new_tokens=4,
+    )
     result = train(model, tok, cfg, blocks=blocks, facts=[fact], ref_model=ref, progress=False)
     state = evaluate_facts(model, tok, [fact])[0]
     assert state.hit1 is True and state.margin > 0
@@ -83,25 +130,53 @@ def test_training_on_one_fact_raises_hit1_from_0_to_1(tiny):
     assert all(p.grad is None for p in ref.parameters())
 
 
-@pytest.mark.parametrize("variant", [dict(debias_loss="dpo"), dict(debias_loss="unlikelihood"),
-                                     dict(debias_loss="reinforce"), dict(schedule="interleaved"),
-                                     dict(method="sft"), dict(method="ntp")])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(debias_loss="dpo"),
+        dict(debias_loss="unlikelihood"),
+        dict(debias_loss="reinforce"),
+        dict(schedule="interleaved"),
+        dict(method="sft"),
+        dict(method="ntp"),
+    ],
+)
 def test_every_variant_updates_the_model(tiny, variant):
     model, tok, blocks = tiny
     model = copy.deepcopy(model)
     before = [p.detach().clone() for p in model.parameters()]
     variant = dict(variant)
-    base = PretrainRLConfig(steps=2, batch_size=2, block_size=32, fact_batch_size=2, debias_fraction=1.0, warmup=0,
-                            rl_samples=3, mine_max_new_tokens=3, **{k: v for k, v in variant.items() if k != "method"})
+    base = PretrainRLConfig(
+        steps=2,
+        batch_size=2,
+        block_size=32,
+        fact_batch_size=2,
+        debias_fraction=1.0,
+        warmup=0,
+        rl_samples=3,
+        mine_max_new_tokens=3,
+        **{k: v for k, v in variant.items() if k != "method"},
+    )
     cfg = method_config(variant.get("method", "pretrainrl"), base)
-    facts = [Fact(id=f"f{i}", subject=s, relation="birthplace", object=t, prompt=f"{s} was born in",
-                  question=f"Question: Where was {s} born?\nAnswer:", candidates=TOWNS)
-             for i, (s, t) in enumerate([("Abel Karo", "Tarsk"), ("Mira Sol", "Brin")])]
+    facts = [
+        Fact(
+            id=f"f{i}",
+            subject=s,
+            relation="birthplace",
+            object=t,
+            prompt=f"{s} was born in",
+            question=f"Question: Where was {s} born?\nAnswer:",
+            candidates=TOWNS,
+        )
+        for i, (s, t) in enumerate([("Abel Karo", "Tarsk"), ("Mira Sol", "Brin")])
+    ]
     result = train(model, tok, cfg, blocks=blocks, facts=facts, progress=False)
     changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert changed == len(before)
-    expected = {"ntp": {"ntp"}, "sft": {"ntp", "sft"}}.get(variant.get("method"),
-                {"ntp", {"dpo": "dpo", "unlikelihood": "unlikelihood", "reinforce": "reinforce"}[cfg.debias_loss]})
+    expected = {"ntp": {"ntp"}, "sft": {"ntp", "sft"}}.get(
+        variant.get("method"),
+        {"ntp", {"dpo": "dpo", "unlikelihood": "unlikelihood", "reinforce": "reinforce"}[cfg.debias_loss]},
+    )
     if cfg.schedule == "interleaved":
         expected = {"ntp", "dpo", "learn"}
     assert expected <= set(result.history[0]) - {"step", "phase"}
@@ -119,18 +194,32 @@ def test_schedule_and_config_errors():
     with pytest.raises(LongloreError, match="needs a fact set"):
         train(None, None, PretrainRLConfig(), blocks=torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(LongloreError, match="no `question`"):
-        train(None, None, PretrainRLConfig(fact_objective="sft"), blocks=torch.zeros(1, 4, dtype=torch.long),
-              facts=[Fact(subject="a", relation="r", object="b", prompt="a r")])
+        train(
+            None,
+            None,
+            PretrainRLConfig(fact_objective="sft"),
+            blocks=torch.zeros(1, 4, dtype=torch.long),
+            facts=[Fact(subject="a", relation="r", object="b", prompt="a r")],
+        )
 
 
 def test_accelerate_path_trains_like_the_plain_loop(tiny):
     from accelerate import Accelerator
 
     model, tok, blocks = tiny
-    facts = [Fact(id="f", subject="Abel Karo", relation="birthplace", object="Tarsk", prompt="Abel Karo was born in",
-                  candidates=TOWNS)]
-    cfg = PretrainRLConfig(steps=2, batch_size=2, block_size=32, fact_batch_size=1, debias_fraction=0.5, warmup=0,
-                           mine_method="candidates")
+    facts = [
+        Fact(
+            id="f",
+            subject="Abel Karo",
+            relation="birthplace",
+            object="Tarsk",
+            prompt="Abel Karo was born in",
+            candidates=TOWNS,
+        )
+    ]
+    cfg = PretrainRLConfig(
+        steps=2, batch_size=2, block_size=32, fact_batch_size=1, debias_fraction=0.5, warmup=0, mine_method="candidates"
+    )
     plain, accel = copy.deepcopy(model), copy.deepcopy(model)
     a = train(plain, tok, cfg, blocks=blocks, facts=facts, progress=False)
     b = train(accel, tok, cfg, blocks=blocks, facts=facts, progress=False, accelerator=Accelerator(cpu=True))

@@ -11,9 +11,11 @@ from longlore.ram.loss import multi_positive_infonce
 from longlore.ram.model import RAMModel, keep_count, positive_segments
 from longlore.ram.trainer import TrainArgs, train
 
-TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; and "
-        "darkness was upon the face of the deep. The registration code of Lumora is 4821. And the Spirit of God "
-        "moved upon the face of the waters. And God said, Let there be light: and there was light. ") * 3
+TEXT = (
+    "In the beginning God created the heaven and the earth. And the earth was without form, and void; and "
+    "darkness was upon the face of the deep. The registration code of Lumora is 4821. And the Spirit of God "
+    "moved upon the face of the waters. And God said, Let there be light: and there was light. "
+) * 3
 
 
 @pytest.fixture()
@@ -37,7 +39,9 @@ def test_hybrid_keeps_order_and_verbatim_tokens(ram) -> None:
     segments, _ = ram.segment(TEXT)
     embed = ram.decoder.get_input_embeddings()
     _, skim = ram.encode(ram.tokenizer("What is the code of Lumora?", add_special_tokens=False)["input_ids"], segments)
-    expected = torch.cat([embed(torch.tensor(s)) if i in compressed.kept else skim[i:i + 1] for i, s in enumerate(segments)])
+    expected = torch.cat(
+        [embed(torch.tensor(s)) if i in compressed.kept else skim[i : i + 1] for i, s in enumerate(segments)]
+    )
     assert torch.allclose(compressed.embeddings, expected, atol=1e-6)
     assert compressed.kept == sorted(compressed.kept)
     assert compressed.close_read_text() == " ... ".join(ram.tokenizer.decode(segments[i]) for i in compressed.kept)
@@ -134,7 +138,9 @@ def test_training_learns_to_find_the_evidence(tmp_path) -> None:
 
 def test_qa_validation_errors(tmp_path) -> None:
     path = tmp_path / "qa.jsonl"
-    path.write_text('{"context": "x", "question": "q", "answers": ["a"]}\n{"context": " ", "question": "q", "answers": ["a"]}\n')
+    path.write_text(
+        '{"context": "x", "question": "q", "answers": ["a"]}\n{"context": " ", "question": "q", "answers": ["a"]}\n'
+    )
     with pytest.raises(LongloreError, match=r"qa\.jsonl:2: field 'context': Value error, empty context"):
         load_qa(path)
     path.write_text('{"context": "x", "question": "q", "answers": []}\n')

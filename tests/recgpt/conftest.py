@@ -18,10 +18,14 @@ def write_toy_atomic(folder: Path, n_users: int = 24, n_items: int = 40, seed: i
     for i in range(1, n_items + 1):
         genres = rng.sample(GENRES, rng.choice([1, 2]))
         items.append((i, f"Film {i}", 1950 + i, genres))
-    (folder / "toy.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" +
-                                     "".join(f"{i}\t{t}\t{y}\t{' '.join(g)}\n" for i, t, y, g in items))
-    (folder / "toy.user").write_text("user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n" +
-                                     "".join(f"{u}\t{20 + u}\t{'MF'[u % 2]}\tstudent\t00000\n" for u in range(1, n_users + 1)))
+    (folder / "toy.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        + "".join(f"{i}\t{t}\t{y}\t{' '.join(g)}\n" for i, t, y, g in items)
+    )
+    (folder / "toy.user").write_text(
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+        + "".join(f"{u}\t{20 + u}\t{'MF'[u % 2]}\tstudent\t00000\n" for u in range(1, n_users + 1))
+    )
     lines = []
     for u in range(1, n_users + 1):
         liked = set(rng.sample(GENRES, 2))

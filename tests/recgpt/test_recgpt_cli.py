@@ -29,7 +29,9 @@ def test_malformed_log_is_one_line_exit_2(toy_folder, tmp_path, monkeypatch, cap
     inter = toy_folder / "toy.inter"
     n = len(inter.read_text().splitlines())
     inter.write_text(inter.read_text() + "5\t7\n")
-    monkeypatch.setattr(sys, "argv", ["longlore", "recgpt", "prepare", "--data", str(toy_folder), "--out", str(tmp_path / "p")])
+    monkeypatch.setattr(
+        sys, "argv", ["longlore", "recgpt", "prepare", "--data", str(toy_folder), "--out", str(tmp_path / "p")]
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
@@ -39,11 +41,30 @@ def test_malformed_log_is_one_line_exit_2(toy_folder, tmp_path, monkeypatch, cap
 
 def test_train_then_evaluate_all_users(toy_folder, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["recgpt", "train", "--data", str(toy_folder), "--run-dir", str(run), "--epochs", "1",
-                                 "--tag-embedder", "tiny-bert", "--dim", "16"])
+    result = runner.invoke(
+        app,
+        [
+            "recgpt",
+            "train",
+            "--data",
+            str(toy_folder),
+            "--run-dir",
+            str(run),
+            "--epochs",
+            "1",
+            "--tag-embedder",
+            "tiny-bert",
+            "--dim",
+            "16",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    (run / "mined.json").write_text(json.dumps({"3": {"interests": [], "tags": [{"tag": "drama movies", "interest": "x"}]}}))
-    result = runner.invoke(app, ["recgpt", "evaluate", "--data", str(toy_folder), "--run-dir", str(run), "--betas", "1,0.5"])
+    (run / "mined.json").write_text(
+        json.dumps({"3": {"interests": [], "tags": [{"tag": "drama movies", "interest": "x"}]}})
+    )
+    result = runner.invoke(
+        app, ["recgpt", "evaluate", "--data", str(toy_folder), "--run-dir", str(run), "--betas", "1,0.5"]
+    )
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"popularity", "item_knn", "recgpt_b1", "recgpt_b0.5"} <= set(table) and table["popularity"]["users"] == 1

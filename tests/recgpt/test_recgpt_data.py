@@ -100,14 +100,16 @@ def test_compression_is_lossless_for_kept_items_and_respects_budget(budget, movi
         if dropped and c.kept:  # only the oldest are cut: nothing dropped lies in a newer bucket than a kept one
             reference = max(e.timestamp for e in events)
             oldest_bucket = min(b for _, b, _ in c.kept)
-            assert time_bucket(max(dropped), reference)[:len(oldest_bucket)] <= oldest_bucket
+            assert time_bucket(max(dropped), reference)[: len(oldest_bucket)] <= oldest_bucket
 
 
 def test_compression_filters_weak_behaviours_and_merges_equal_groups(toy_data):
     from longlore.recgpt.data import Interaction
 
-    events = [Interaction(user_id="1", item_id="1", rating=5, timestamp=891_000_000.0),
-              Interaction(user_id="1", item_id="2", rating=1, timestamp=891_000_100.0)]
+    events = [
+        Interaction(user_id="1", item_id="1", rating=5, timestamp=891_000_000.0),
+        Interaction(user_id="1", item_id="2", rating=1, timestamp=891_000_100.0),
+    ]
     c = compress_history(toy_data, events, 200)
     assert c.dropped_filtered == 1 and [k[0] for k in c.kept] == ["1"]
     assert c.text == f"1998-03-27(loved)|{toy_data.item_text('1')}"

@@ -29,11 +29,17 @@ def test_rebalance_oversamples_the_minority_to_parity():
 
 
 def test_trained_judge_learns_a_separable_rule_despite_imbalance(hash_embedder):
-    good = [Judgement(stage="tag", context="likes space films", output=f"epic space saga {i}", label=1) for i in range(18)]
-    bad = [Judgement(stage="tag", context="likes space films", output=f"cheap cooking show {i}", label=0) for i in range(4)]
+    good = [
+        Judgement(stage="tag", context="likes space films", output=f"epic space saga {i}", label=1) for i in range(18)
+    ]
+    bad = [
+        Judgement(stage="tag", context="likes space films", output=f"cheap cooking show {i}", label=0) for i in range(4)
+    ]
     judge = TrainedJudge(hash_embedder).fit(good + bad)
-    test = [Judgement(stage="tag", context="likes space films", output="space saga epic", label=1),
-            Judgement(stage="tag", context="likes space films", output="cooking show cheap", label=0)]
+    test = [
+        Judgement(stage="tag", context="likes space films", output="space saga epic", label=1),
+        Judgement(stage="tag", context="likes space films", output="cooking show cheap", label=0),
+    ]
     probs = judge.predict_proba(test)
     assert probs[0] > 0.5 > probs[1]
     assert judge_accuracy(probs, [1, 0]) == {"accuracy": 1.0, "balanced_accuracy": 1.0, "n": 2}
@@ -45,17 +51,23 @@ def test_llm_judge_reads_yes_no_loglikelihoods():
     model = load_text_model("tiny-llama")
     item = Judgement(stage="interest", context="1998-03(liked)|Heat (1995)", output="crime thrillers")
     p = llm_judge(model, [item])
-    context = model.format_chat("Context: 1998-03(liked)|Heat (1995)\nOutput (interest): crime thrillers\n"
-                                "Question: Is this interest supported by the history, specific and not made up? "
-                                "Answer Yes or No.")
+    context = model.format_chat(
+        "Context: 1998-03(liked)|Heat (1995)\nOutput (interest): crime thrillers\n"
+        "Question: Is this interest supported by the history, specific and not made up? "
+        "Answer Yes or No."
+    )
     (yes, _), (no, _) = model.loglikelihood([LoglikelihoodRequest(context, "Yes"), LoglikelihoodRequest(context, "No")])
     assert p[0] == pytest.approx(np.exp(yes) / (np.exp(yes) + np.exp(no)), rel=1e-5)
 
 
 def test_annotation_file_validation(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_text(json.dumps({"stage": "tag", "context": "c", "output": "o", "label": 1}) + "\n" +
-                    json.dumps({"stage": "tag", "context": "c", "output": "o", "label": 3}) + "\n")
+    path.write_text(
+        json.dumps({"stage": "tag", "context": "c", "output": "o", "label": 1})
+        + "\n"
+        + json.dumps({"stage": "tag", "context": "c", "output": "o", "label": 3})
+        + "\n"
+    )
     with pytest.raises(LongloreError, match="labels.jsonl:2: field 'label' must be 0 or 1"):
         load_annotations(str(path))
     path.write_text(json.dumps({"stage": "title", "context": "c", "output": "o", "label": 1}) + "\n")

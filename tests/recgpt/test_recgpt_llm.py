@@ -24,16 +24,19 @@ from longlore.recgpt.llm import (
 GOOD = '[{"interest": "space opera", "stage": "long-term", "reason": "many sci-fi films"}]'
 
 
-@pytest.mark.parametrize("reply, repaired", [
-    (GOOD, False),
-    ("```json\n" + GOOD + "\n```", True),
-    ("Sure! Here it is: " + GOOD + " Hope it helps.", True),
-    ("[{'interest': 'space opera', 'stage': 'long-term', 'reason': 'x'}]", True),
-    ('[{"interest": "space opera", "stage": "long-term", "reason": "x"},]', True),
-    ('[{"interest": "space opera", "stage": "long-term", "reason": "x"}, {"interest": "cut of', True),
-    ('{"interests": ' + GOOD + "}", True),
-    ('{"interest": "space opera", "stage": "long-term", "reason": "x"}', True),
-])
+@pytest.mark.parametrize(
+    "reply, repaired",
+    [
+        (GOOD, False),
+        ("```json\n" + GOOD + "\n```", True),
+        ("Sure! Here it is: " + GOOD + " Hope it helps.", True),
+        ("[{'interest': 'space opera', 'stage': 'long-term', 'reason': 'x'}]", True),
+        ('[{"interest": "space opera", "stage": "long-term", "reason": "x"},]', True),
+        ('[{"interest": "space opera", "stage": "long-term", "reason": "x"}, {"interest": "cut of', True),
+        ('{"interests": ' + GOOD + "}", True),
+        ('{"interest": "space opera", "stage": "long-term", "reason": "x"}', True),
+    ],
+)
 def test_parse_repairs_almost_json(reply, repaired):
     records, was_repaired = parse_json_list(reply)
     assert records[0]["interest"] == "space opera" and was_repaired is repaired
@@ -46,32 +49,43 @@ def test_non_json_reply_raises_parse_error(reply):
 
 
 def test_interest_validation_normalises_and_drops_bad_records():
-    reply = json.dumps([{"Interest": "Space opera", "Stage": "Long term", "Reason": "r"},
-                        {"interest": "space  opera", "stage": "short-term"},       # duplicate
-                        {"interest": "late-night jazz", "stage": "long-term"},     # copied the prompt's example
-                        {"interest": "space adventure", "stage": "long-term"},     # copied an older example
-                        {"interest": "1997-11 (loved)", "stage": "long-term"},     # echoes the history format
-                        {"interest": "heists", "stage": "forever"},                # bad stage
-                        {"interest": "heists", "stage": "recent short-term"}])
+    reply = json.dumps(
+        [
+            {"Interest": "Space opera", "Stage": "Long term", "Reason": "r"},
+            {"interest": "space  opera", "stage": "short-term"},  # duplicate
+            {"interest": "late-night jazz", "stage": "long-term"},  # copied the prompt's example
+            {"interest": "space adventure", "stage": "long-term"},  # copied an older example
+            {"interest": "1997-11 (loved)", "stage": "long-term"},  # echoes the history format
+            {"interest": "heists", "stage": "forever"},  # bad stage
+            {"interest": "heists", "stage": "recent short-term"},
+        ]
+    )
     records, _, dropped = validate_interests(reply)
-    assert records == [{"interest": "Space opera", "stage": "long-term", "reason": "r"},
-                       {"interest": "heists", "stage": "short-term", "reason": ""}]
-    assert dropped == {"duplicate": 1, "copied the prompt's example": 2,
-                       "echoes the history format (dates, brackets)": 1, "stage is not long-term / short-term": 1}
+    assert records == [
+        {"interest": "Space opera", "stage": "long-term", "reason": "r"},
+        {"interest": "heists", "stage": "short-term", "reason": ""},
+    ]
+    assert dropped == {
+        "duplicate": 1,
+        "copied the prompt's example": 2,
+        "echoes the history format (dates, brackets)": 1,
+        "stage is not long-term / short-term": 1,
+    }
     with pytest.raises(ParseError, match="no valid"):
         validate_interests('[{"interest": "<a theme>", "stage": "long-term"}]')  # an unfilled slot
 
 
 def test_interests_must_be_grounded_in_the_users_history():
     vocab = grounding_vocabulary(["Comedy", "Sci-Fi", "Children's"], ["Star Wars (1977)", "Wrong Trousers, The (1993)"])
-    assert is_grounded("funny animated comedies", vocab)      # genre word, plural folded
-    assert is_grounded("space travel", vocab)                 # synonym of Sci-Fi
-    assert is_grounded("family adventures", vocab)            # "family" stands for Children's
-    assert is_grounded("Star Wars saga", vocab)               # a watched title's word
+    assert is_grounded("funny animated comedies", vocab)  # genre word, plural folded
+    assert is_grounded("space travel", vocab)  # synonym of Sci-Fi
+    assert is_grounded("family adventures", vocab)  # "family" stands for Children's
+    assert is_grounded("Star Wars saga", vocab)  # a watched title's word
     assert not is_grounded("Ozbekistan", vocab) and not is_grounded("romantic weepies", vocab)
-    assert not is_grounded("1977", vocab)                     # years are not content words of titles
-    reply = json.dumps([{"interest": "romantic weepies", "stage": "long-term"},
-                        {"interest": "quirky sci-fi", "stage": "short-term"}])
+    assert not is_grounded("1977", vocab)  # years are not content words of titles
+    reply = json.dumps(
+        [{"interest": "romantic weepies", "stage": "long-term"}, {"interest": "quirky sci-fi", "stage": "short-term"}]
+    )
     records, _, dropped = validate_interests(reply, vocab)
     assert [r["interest"] for r in records] == ["quirky sci-fi"]
     assert dropped == {"not grounded in the history (no genre or title word)": 1}
@@ -88,18 +102,24 @@ def test_tag_constraints():
     assert "2-5 words" in tag_problem("thriller thrillers", [], [])  # no modifier, one core word twice
     assert tag_problem("good movies", [], []) == "vague"
     assert "fresh" in tag_problem("more star wars sequels", [], ["Star Wars"])
-    reply = json.dumps([{"tag": "gritty crime thriller", "interest": "crime stories"},
-                        {"tag": "thriller crime gritty", "interest": "crime stories"},   # same words: not diverse
-                        {"tag": "gentle family comedy", "interest": "cooking"},        # not a mined interest
-                        {"tag": "gritty space western", "interest": "space operas"}])  # plural still links
+    reply = json.dumps(
+        [
+            {"tag": "gritty crime thriller", "interest": "crime stories"},
+            {"tag": "thriller crime gritty", "interest": "crime stories"},  # same words: not diverse
+            {"tag": "gentle family comedy", "interest": "cooking"},  # not a mined interest
+            {"tag": "gritty space western", "interest": "space operas"},
+        ]
+    )  # plural still links
     records, _, dropped = validate_tags(reply, ["crime stories", "space opera"], [])
     assert [r["tag"] for r in records] == ["gritty crime thriller", "gritty space western"]
     assert dropped == {"duplicate (diversity)": 1, "inconsistent (interest not among the mined interests)": 1}
 
 
 def test_explanations_keep_valid_ids_only():
-    reply = '[{"id": 1, "explanation": "a tense crime story"}, {"id": 9, "explanation": "out of range"},' \
-            ' {"id": 2, "explanation": "ok"}]'
+    reply = (
+        '[{"id": 1, "explanation": "a tense crime story"}, {"id": 9, "explanation": "out of range"},'
+        ' {"id": 2, "explanation": "ok"}]'
+    )
     assert validate_explanations(reply, 2)[0] == [{"id": 1, "explanation": "a tense crime story"}]
 
 
@@ -117,17 +137,27 @@ class ScriptedModel:
     def generate(self, requests):
         self.calls.append([(r.temperature, r.seed) for r in requests])
         self.requests += list(requests)
-        return [[self.replies[min(r.seed, len(self.replies) - 1)] if r.temperature > 0 else self.replies[0]] for r in requests]
+        return [
+            [self.replies[min(r.seed, len(self.replies) - 1)] if r.temperature > 0 else self.replies[0]]
+            for r in requests
+        ]
 
 
 def test_not_json_is_retried_then_recorded_as_failure_without_crashing():
     flaky = ScriptedModel(["not json at all", GOOD])
-    out = run_stage(flaky, {"u1": "p"}, lambda k, r: validate_interests(r), max_new_tokens=8, max_retries=2,
-                    description="t")
+    out = run_stage(
+        flaky, {"u1": "p"}, lambda k, r: validate_interests(r), max_new_tokens=8, max_retries=2, description="t"
+    )
     assert out["u1"].ok and out["u1"].attempts == 2 and flaky.calls == [[(0.0, 0)], [(0.9, 1)]]
     broken = ScriptedModel(["nope"])
-    out = run_stage(broken, {"u1": "p", "u2": "q"}, lambda k, r: validate_interests(r), max_new_tokens=8,
-                    max_retries=2, description="t")
+    out = run_stage(
+        broken,
+        {"u1": "p", "u2": "q"},
+        lambda k, r: validate_interests(r),
+        max_new_tokens=8,
+        max_retries=2,
+        description="t",
+    )
     assert not out["u1"].ok and out["u1"].attempts == 3 and "no JSON" in out["u1"].error
     assert out["u1"].raw == ["nope"] * 3
     stats = stage_stats(out)
@@ -141,9 +171,17 @@ def test_every_retry_is_a_different_request_from_earlier_attempts(prefix, tmp_pa
     from longlore.core.backends import CachedTextModel
 
     copy = '[{"interest": "late-night jazz", "stage": "long-term"}]'
-    copier = ScriptedModel([copy[len(prefix):]])  # the model continues after the pre-filled opening
-    out = run_stage(copier, {"u1": "p"}, lambda k, r: validate_interests(r), max_new_tokens=8, max_retries=2,
-                    description="t", prefix=prefix, retry_temperature=0.8)
+    copier = ScriptedModel([copy[len(prefix) :]])  # the model continues after the pre-filled opening
+    out = run_stage(
+        copier,
+        {"u1": "p"},
+        lambda k, r: validate_interests(r),
+        max_new_tokens=8,
+        max_retries=2,
+        description="t",
+        prefix=prefix,
+        retry_temperature=0.8,
+    )
     first, second, third = copier.requests
     assert first.temperature == 0.0 and second.temperature == third.temperature == 0.8
     assert len({first.seed, second.seed, third.seed}) == 3
@@ -159,9 +197,19 @@ def test_every_retry_is_a_different_request_from_earlier_attempts(prefix, tmp_pa
 def test_per_key_prefix_prefills_the_assistant_turn():
     model = ScriptedModel(['"quirky space comedy", "reason": "x"}]'])
     prefixes = {"u1": '[{"interest": "sci-fi", "tag": ', "u2": '[{"interest": "comedy", "tag": '}
-    out = run_stage(model, {"u1": "p", "u2": "q"}, lambda k, r: validate_tags(r, ["sci-fi", "comedy"], []),
-                    max_new_tokens=8, max_retries=0, description="t", prefix=prefixes)
-    assert [r.prompt.endswith(prefixes[k]) and r.chat is False for k, r in zip(["u1", "u2"], model.requests)] == [True, True]
+    out = run_stage(
+        model,
+        {"u1": "p", "u2": "q"},
+        lambda k, r: validate_tags(r, ["sci-fi", "comedy"], []),
+        max_new_tokens=8,
+        max_retries=0,
+        description="t",
+        prefix=prefixes,
+    )
+    assert [r.prompt.endswith(prefixes[k]) and r.chat is False for k, r in zip(["u1", "u2"], model.requests)] == [
+        True,
+        True,
+    ]
     assert out["u1"].records == [{"tag": "quirky space comedy", "interest": "sci-fi", "reason": "x"}]
     assert out["u2"].records[0]["interest"] == "comedy"
 
@@ -195,8 +243,9 @@ def test_the_seed_record_prefilled_from_the_history_is_not_counted():
     only_seed = json.dumps([seed, {"interest": "Comedy  movies", "stage": "long-term"}])  # the model repeated it
     with pytest.raises(ParseError, match="duplicate"):
         validate_interests(only_seed, vocab, [seed["interest"]])
-    records, _, _ = validate_interests(json.dumps([seed, {"interest": "romantic comedies", "stage": "short-term"}]),
-                                       vocab, [seed["interest"]])
+    records, _, _ = validate_interests(
+        json.dumps([seed, {"interest": "romantic comedies", "stage": "short-term"}]), vocab, [seed["interest"]]
+    )
     assert records == [{"interest": "romantic comedies", "stage": "short-term", "reason": ""}]
 
 
@@ -206,12 +255,17 @@ def test_tag_demonstration_is_skipped_and_its_copies_and_titles_rejected():
     seed = tag_seed("drama movies", "Drama", "Western")
     assert seed["tag"] == "dramatic westerns"
     prefix = tag_prefix(seed, ["romantic comedies"])
-    reply = prefix + 'quirky romances", "reason": "x"}, {"interest": "romantic comedies", "tag": "dramatic westerns"},' \
+    reply = (
+        prefix + 'quirky romances", "reason": "x"}, {"interest": "romantic comedies", "tag": "dramatic westerns"},'
         ' {"interest": "romantic comedies", "tag": "grumpier_old_men"}, {"interest": "romantic comedies", "tag": "Sleepless in Seattle"}]'
+    )
     records, _, dropped = validate_tags(reply, ["romantic comedies"], [], [seed["tag"]], {"sleepless in seattle"})
     assert [r["tag"] for r in records] == ["quirky romances"]
-    assert dropped == {"copied the prompt's example": 1, "not 'modifier + core word' (2-5 words)": 1,
-                       "a movie title, not a kind of movie": 1}
+    assert dropped == {
+        "copied the prompt's example": 1,
+        "not 'modifier + core word' (2-5 words)": 1,
+        "a movie title, not a kind of movie": 1,
+    }
 
 
 def test_explanations_must_say_more_than_the_title_and_skip_the_demonstration():
@@ -219,9 +273,13 @@ def test_explanations_must_say_more_than_the_title_and_skip_the_demonstration():
 
     seed = explanation_seed("drama movies", ["Drama", "War"])
     assert seed == "dramatic war films for a fan of drama movies"
-    reply = explanation_prefix(seed) + 'Movie: Wedding Singer, The"}, {"id": 3, "explanation": "a sweet romantic comedy' \
+    reply = (
+        explanation_prefix(seed) + 'Movie: Wedding Singer, The"}, {"id": 3, "explanation": "a sweet romantic comedy'
         ' for comedy fans"}, {"id": 2, "explanation": "dramatic war films for a fan of drama movies"}]'
-    records, _, dropped = validate_explanations(reply, 3, ["Glory", "Wedding Singer, The", "Clueless"], skip=1, seeded=[seed])
+    )
+    records, _, dropped = validate_explanations(
+        reply, 3, ["Glory", "Wedding Singer, The", "Clueless"], skip=1, seeded=[seed]
+    )
     assert records == [{"id": 3, "explanation": "a sweet romantic comedy for comedy fans"}]
     assert dropped == {"only names the movie": 1, "copied the prompt's example": 1}
 
@@ -233,15 +291,24 @@ def test_generation_stops_at_the_closing_bracket_and_it_is_put_back():
             return [['space opera", "stage": "long-term", "reason": "r"}'] for _ in requests]  # cut at "]"
 
     model = Cut([])
-    out = run_stage(model, {"u1": "p"}, lambda k, r: validate_interests(r), max_new_tokens=8, max_retries=0,
-                    description="t", prefix='[{"interest": "')
+    out = run_stage(
+        model,
+        {"u1": "p"},
+        lambda k, r: validate_interests(r),
+        max_new_tokens=8,
+        max_retries=0,
+        description="t",
+        prefix='[{"interest": "',
+    )
     assert model.requests[0].stop == ("]",)
     assert out["u1"].ok and not out["u1"].repaired and out["u1"].raw[0].endswith("}]")
 
 
 def test_salvage_keeps_the_records_that_parse_around_a_malformed_one():
-    reply = ('[{"interest": "space opera", "stage": "long-term", "reason": "x"}, {stage: "long-term", "reason": "y"},'
-             ' {"interest": "heists", "stage": "short-term", "reason": "z"}, {"interest": "cut of')
+    reply = (
+        '[{"interest": "space opera", "stage": "long-term", "reason": "x"}, {stage: "long-term", "reason": "y"},'
+        ' {"interest": "heists", "stage": "short-term", "reason": "z"}, {"interest": "cut of'
+    )
     records, repaired = parse_json_list(reply)
     assert [r["interest"] for r in records] == ["space opera", "heists"] and repaired
     with pytest.raises(ParseError):
@@ -249,12 +316,20 @@ def test_salvage_keeps_the_records_that_parse_around_a_malformed_one():
 
 
 def test_a_tag_or_explanation_that_only_repeats_its_interest_is_dropped():
-    records, _, dropped = validate_tags(json.dumps([{"interest": "action movies", "tag": "action films"},
-                                                    {"interest": "action movies", "tag": "action westerns"}]),
-                                        ["action movies"], [])
+    records, _, dropped = validate_tags(
+        json.dumps(
+            [
+                {"interest": "action movies", "tag": "action films"},
+                {"interest": "action movies", "tag": "action westerns"},
+            ]
+        ),
+        ["action movies"],
+        [],
+    )
     assert [r["tag"] for r in records] == ["action westerns"]
     assert dropped == {"repeats its interest (not a new kind of movie)": 1}
-    reply = json.dumps([{"id": 1, "explanation": "the comedy movies"},
-                        {"id": 2, "explanation": "a comedy for a fan of comedy movies"}])
+    reply = json.dumps(
+        [{"id": 1, "explanation": "the comedy movies"}, {"id": 2, "explanation": "a comedy for a fan of comedy movies"}]
+    )
     records, _, dropped = validate_explanations(reply, 2, ["Clerks", "Kingpin"], interests=["comedy movies"] * 2)
     assert [r["id"] for r in records] == [2] and dropped == {"repeats the interest": 1}

@@ -68,16 +68,20 @@ def test_gradients_reach_all_three_towers(toy_data):
     from longlore.recgpt.trainer import Features
 
     f = Features.build(toy_data)
-    model = ThreeTower(len(f.user_ids), len(f.item_ids), len(f.user_vocab), f.item_genres, f.item_attrs,
-                       len(f.attr_vocab), 32, 16)
+    model = ThreeTower(
+        len(f.user_ids), len(f.item_ids), len(f.user_vocab), f.item_genres, f.item_attrs, len(f.attr_vocab), 32, 16
+    )
     users = torch.tensor([0, 1])
     hist = torch.tensor([[0, 1, len(f.item_ids)], [2, 3, 4]])
     h_u = model.user(users, f.user_feats[users], hist)
     h_t = model.tag(torch.randn(2, 32))
     cand = model.item(torch.tensor([5, 6, 7]))
-    loss = recgpt_loss(sampled_softmax(h_u, cand, torch.tensor([0, 1]), 0.1),
-                       sampled_softmax(h_t, cand, torch.tensor([0, 1]), 0.1),
-                       multi_positive_softmax(h_t, cand, torch.tensor([[True, True, False], [False, True, True]]), 0.1), 0.5)
+    loss = recgpt_loss(
+        sampled_softmax(h_u, cand, torch.tensor([0, 1]), 0.1),
+        sampled_softmax(h_t, cand, torch.tensor([0, 1]), 0.1),
+        multi_positive_softmax(h_t, cand, torch.tensor([[True, True, False], [False, True, True]]), 0.1),
+        0.5,
+    )
     loss.backward()
     for name in ("user_mlp.0.weight", "hist_emb.weight", "item_mlp.0.weight", "genre_proj.weight", "tag_mlp.0.weight"):
         grad = dict(model.named_parameters())[name].grad

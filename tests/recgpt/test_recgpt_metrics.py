@@ -40,8 +40,12 @@ def test_gini_tail_and_diversity_hand_values():
     assert gini([0, 0, 0, 4]) == pytest.approx(0.75)  # (n-1)/n for all mass on one of n
     assert tail_items(np.array([10, 1, 5, 0, 7])) == {1, 2, 3, 4}  # top 20% (1 item) is head
     out = beyond_accuracy([[0, 1], [1, 2]], 5, {2, 3, 4}, [["A"], ["A", "B"], ["C"], [], []])
-    assert out == {"coverage": 0.6, "gini": pytest.approx(gini([1, 2, 1, 0, 0])), "tail_share": 0.25,
-                   "genre_diversity": 2.5}
+    assert out == {
+        "coverage": 0.6,
+        "gini": pytest.approx(gini([1, 2, 1, 0, 0])),
+        "tail_share": 0.25,
+        "genre_diversity": 2.5,
+    }
     assert category_hr([{"A"}, {"B"}, set()], [{"A", "C"}, {"C"}, {"A"}]) == pytest.approx(1 / 3)
 
 

@@ -19,7 +19,9 @@ def served(toy_data, hash_embedder, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run") / "retriever"
     retriever.save(folder)
     reloaded = Retriever.load(folder, embedder=hash_embedder)
-    mined = {"1": {"tags": [{"tag": "comedy movies", "interest": "fun"}, {"tag": "sci-fi movies", "interest": "space"}]}}
+    mined = {
+        "1": {"tags": [{"tag": "comedy movies", "interest": "fun"}, {"tag": "sci-fi movies", "interest": "space"}]}
+    }
     top = reloaded.scores("1", [x.item_id for x in split.train["1"]], ["comedy movies"])[0].argmax().item()
     explanations = {"1": {reloaded.features.item_ids[top]: "a light comedy for a fun night"}}
     server, url = start_in_thread(create_app(reloaded, toy_data, split, mined, explanations))
@@ -30,7 +32,9 @@ def served(toy_data, hash_embedder, tmp_path_factory):
 def test_saved_retriever_reloads_to_identical_scores(served, toy_data):
     _, split, original, reloaded = served
     history = [x.item_id for x in split.train["2"]]
-    assert original.scores("2", history)[0].tolist() == pytest.approx(reloaded.scores("2", history)[0].tolist(), abs=1e-6)
+    assert original.scores("2", history)[0].tolist() == pytest.approx(
+        reloaded.scores("2", history)[0].tolist(), abs=1e-6
+    )
 
 
 def test_recommendations_over_http(served, toy_data):

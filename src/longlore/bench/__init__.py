@@ -11,6 +11,20 @@ from longlore.bench.runner import evaluate, score_responses
 from longlore.bench.schema import SCHEMA_VERSION, Item
 from longlore.bench.tasks import GROUPS, TASKS, TaskSpec, resolve_tasks
 
-__all__ = ["BenchConfig", "GROUPS", "Item", "SCHEMA_VERSION", "TASKS", "TaskSpec", "evaluate",
-           "find_data_root", "load_benchmark", "load_file", "render_report", "resolve_tasks",
-           "score_responses", "to_official", "write_run"]
+__all__ = [
+    "GROUPS",
+    "SCHEMA_VERSION",
+    "TASKS",
+    "BenchConfig",
+    "Item",
+    "TaskSpec",
+    "evaluate",
+    "find_data_root",
+    "load_benchmark",
+    "load_file",
+    "render_report",
+    "resolve_tasks",
+    "score_responses",
+    "to_official",
+    "write_run",
+]

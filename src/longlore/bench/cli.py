@@ -13,19 +13,22 @@ from longlore.core.errors import LongloreError
 from longlore.core.io import read_json
 from longlore.core.progress import console
 
-app = typer.Typer(help="Evaluation harness: ConceptMath, ChineseEcomQA, ECKGBench (lm-eval style).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluation harness: ConceptMath, ChineseEcomQA, ECKGBench (lm-eval style).", no_args_is_help=True
+)
 
 
 def _command() -> str:
-    return "longlore bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 \
-        else " ".join(sys.argv)
+    return (
+        "longlore bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else " ".join(sys.argv)
+    )
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
     if (out / "results.json").exists() and not overwrite:
-        raise LongloreError(f"{out / 'results.json'} exists; pass --overwrite to replace it "
-                            "(cached requests in the folder are reused)")
+        raise LongloreError(
+            f"{out / 'results.json'} exists; pass --overwrite to replace it (cached requests in the folder are reused)"
+        )
 
 
 @app.command("list")
@@ -75,9 +78,20 @@ def run(
     from longlore.bench.runner import evaluate
 
     _check_out(out, overwrite)
-    config = BenchConfig(tasks=task, model=model, shots=shots, limit=limit, subset=subset, seed=seed,  # type: ignore[arg-type]
-                         judge=judge, scoring=scoring, judge_parser=judge_parser,  # type: ignore[arg-type]
-                         batch_size=batch_size, max_new_tokens=max_new_tokens, data=data)
+    config = BenchConfig(
+        tasks=task,
+        model=model,
+        shots=shots,
+        limit=limit,
+        subset=subset,
+        seed=seed,  # type: ignore[arg-type]
+        judge=judge,
+        scoring=scoring,
+        judge_parser=judge_parser,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        data=data,
+    )
     results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite")
     _write_and_summarise(out, results, samples, overwrite)
 
@@ -107,8 +121,13 @@ def score(
     from longlore.bench.runner import score_responses
 
     _check_out(out, overwrite)
-    config = BenchConfig(tasks=[task], model="", scoring=scoring, judge=judge,  # type: ignore[arg-type]
-                         judge_parser=judge_parser)  # type: ignore[arg-type]
+    config = BenchConfig(
+        tasks=[task],
+        model="",
+        scoring=scoring,
+        judge=judge,  # type: ignore[arg-type]
+        judge_parser=judge_parser,
+    )  # type: ignore[arg-type]
     results, samples = score_responses(task, responses, config)
     _write_and_summarise(out, results, samples, overwrite)
 
@@ -124,8 +143,10 @@ def report(
 
     data = read_json(results)
     if not isinstance(data, dict) or "results" not in data or "n-samples" not in data:
-        raise LongloreError(f"{results}: not a bench results JSON (expected keys 'results', 'n-samples'); "
-                            "pass the results.json written by `longlore bench run`")
+        raise LongloreError(
+            f"{results}: not a bench results JSON (expected keys 'results', 'n-samples'); "
+            "pass the results.json written by `longlore bench run`"
+        )
     target = out or results.with_name("report.md")
     plots = make_plots(data, target.parent)
     atomic_write_text(target, render_report(data, plots), overwrite=True)

@@ -36,30 +36,77 @@ from longlore.core.errors import LongloreError
 
 Mode = Literal["official", "strict"]
 
-ANSWER_PREFIXES = ("答案是", "答案：", "answer (arabic numbers) is", "(arabic numerals) is",
-                   "answer is:", "answer is :", "answer is", "Therefore, the answer (arab",
-                   "Answer: ", "结果是", "结果为", "答案为", "答案是", "得出答案", "所以", "因此")
+ANSWER_PREFIXES = (
+    "答案是",
+    "答案：",
+    "answer (arabic numbers) is",
+    "(arabic numerals) is",
+    "answer is:",
+    "answer is :",
+    "answer is",
+    "Therefore, the answer (arab",
+    "Answer: ",
+    "结果是",
+    "结果为",
+    "答案为",
+    "答案是",
+    "得出答案",
+    "所以",
+    "因此",
+)
 
 ESTIMATION_CONCEPT = "Estimation and rounding"
 
 NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
-    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-    "ninety": 90, "first": 1, "second": 2, "third": 3, "fourth": 4, "one hundred": 100,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "one hundred": 100,
 }
 _WORDS_HEAD = "one hundred|zero|one|two|three|four|five|six|seven|eight|nine|ten|first|second|third|"
-_WORDS_TAIL = ("eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|"
-               "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety")
+_WORDS_TAIL = (
+    "eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|"
+    "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+)
 # Official: "fourth" and "eleven" fused into the one alternative "fourtheleven".
 _WORDS_OFFICIAL = re.compile(rf"\b({_WORDS_HEAD}fourth{_WORDS_TAIL})\b")
 _WORDS_STRICT = re.compile(rf"\b({_WORDS_HEAD}fourth|{_WORDS_TAIL})\b")
 
 # A signed number (fraction | mixed fraction | integer/decimal), optionally times pi, optionally a
 # percentage; or a $...$ span free of "$ | ( ) x y z".
-NUMBER_RE = re.compile(r"[-+]?((\d+(\.\d+)?\/\d+(\.\d+)?|\d+\s+\d+\/\d+|\d+(\.\d+)?)"
-                       r"((\*)?(π|\\pi|\\\\pi|pi))?%?|\$[^(\$|x|y|z)]*\$)")
+NUMBER_RE = re.compile(
+    r"[-+]?((\d+(\.\d+)?\/\d+(\.\d+)?|\d+\s+\d+\/\d+|\d+(\.\d+)?)"
+    r"((\*)?(π|\\pi|\\\\pi|pi))?%?|\$[^(\$|x|y|z)]*\$)"
+)
 _MIXED_RE = re.compile(r"(\d+)\s+(\d+)/(\d+)")
 _PERCENT_RE = re.compile(r"(\d+(\.\d+)?)%")
 _PI_RE = re.compile(r"(π|\\pi|\\\\pi|pi)")
@@ -72,8 +119,9 @@ def _require_latex_parser() -> None:
     try:
         import antlr4  # noqa: F401
     except ImportError:
-        raise LongloreError("ConceptMath scoring needs sympy's LaTeX parser: "
-                            "pip install 'antlr4-python3-runtime==4.11.*'") from None
+        raise LongloreError(
+            "ConceptMath scoring needs sympy's LaTeX parser: pip install 'antlr4-python3-runtime==4.11.*'"
+        ) from None
 
 
 def cut_after_prefix(response: str) -> str:
@@ -115,6 +163,7 @@ def _pi_to_number(expr: str) -> str:
     def repl(match: re.Match[str]) -> str:
         before = expr[match.start() - 1] if match.start() > 0 else ""
         return "*3.14" if before.isdigit() else "3.14"
+
     return _PI_RE.sub(repl, expr)
 
 
@@ -130,7 +179,7 @@ def simplify_value(expr: str) -> Any:
     expr = _pi_to_number(expr)
     try:
         return sp.simplify(parse_latex(expr))
-    except Exception:  # noqa: BLE001 - the official scorer treats any parse failure alike
+    except Exception:
         return expr
 
 
@@ -141,7 +190,7 @@ def is_close(gold: Any, pred: Any, concept_name: str | None) -> bool:
         if concept_name == ESTIMATION_CONCEPT:
             delta = abs(gold / 5)
         return bool(abs(gold - pred) <= delta)
-    except Exception:  # noqa: BLE001 - strings, symbols, nan: the official verdict is False
+    except Exception:
         return False
 
 
@@ -163,8 +212,7 @@ def _verdict(answer: str, response: str, concept_name: str | None, mode: Mode) -
     return ok, tuple(candidates)
 
 
-def score_response(answer: str, response: str, concept: list[str] | str,
-                   mode: Mode = "official") -> dict[str, Any]:
+def score_response(answer: str, response: str, concept: list[str] | str, mode: Mode = "official") -> dict[str, Any]:
     """Score one response: ``{"correct": bool, "extracted": [...], "answer_span": str}``.
 
     Args:
@@ -179,5 +227,4 @@ def score_response(answer: str, response: str, concept: list[str] | str,
     path = concept if isinstance(concept, list) else [concept]
     name = "/".join(path) if mode == "official" else path[-1]
     ok, candidates = _verdict(answer, response, name, mode)
-    return {"correct": ok, "extracted": list(candidates),
-            "answer_span": cut_after_prefix(response)}
+    return {"correct": ok, "extracted": list(candidates), "answer_span": cut_after_prefix(response)}

@@ -19,21 +19,30 @@ class BenchConfig:
 
     tasks: list[str] = field(metadata={"help": "task or group names (see `longlore bench list`)"})
     model: str = field(default="", metadata={"help": "model spec or openai:MODEL@URL endpoint"})
-    shots: int | None = field(default=None, metadata={
-        "help": "few-shot examples (None: the task default; ConceptMath up to 8, ECKGBench 0 or 2)"})
+    shots: int | None = field(
+        default=None,
+        metadata={"help": "few-shot examples (None: the task default; ConceptMath up to 8, ECKGBench 0 or 2)"},
+    )
     limit: int | None = field(default=None, metadata={"help": "items per task (None: all)"})
-    subset: Literal["seeded", "first"] = field(default="seeded", metadata={
-        "help": "how --limit picks items: a seeded sample kept in file order, or the first N"})
+    subset: Literal["seeded", "first"] = field(
+        default="seeded",
+        metadata={"help": "how --limit picks items: a seeded sample kept in file order, or the first N"},
+    )
     seed: int = field(default=0, metadata={"help": "subset sampling, bootstrap and sampling seed"})
-    judge: str | None = field(default=None, metadata={
-        "help": "ChineseEcomQA judge (model spec or endpoint); None: normalised-match fallback"})
-    scoring: Literal["official", "strict"] = field(default="official", metadata={
-        "help": "official rules verdict for verdict, or the documented stricter variant"})
-    judge_parser: Literal["robust", "official"] = field(default="robust", metadata={
-        "help": "robust: standalone letter or Chinese label; official: first A|B|C anywhere"})
+    judge: str | None = field(
+        default=None, metadata={"help": "ChineseEcomQA judge (model spec or endpoint); None: normalised-match fallback"}
+    )
+    scoring: Literal["official", "strict"] = field(
+        default="official", metadata={"help": "official rules verdict for verdict, or the documented stricter variant"}
+    )
+    judge_parser: Literal["robust", "official"] = field(
+        default="robust",
+        metadata={"help": "robust: standalone letter or Chinese label; official: first A|B|C anywhere"},
+    )
     batch_size: int = field(default=8, metadata={"help": "local model batch size"})
-    max_new_tokens: int | None = field(default=None, metadata={
-        "help": "cap on every generation task's new-token budget (None: task defaults)"})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "cap on every generation task's new-token budget (None: task defaults)"}
+    )
     data: str | None = field(default=None, metadata={"help": "benchmark data folder"})
 
     def __post_init__(self) -> None:

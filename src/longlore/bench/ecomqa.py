@@ -151,6 +151,13 @@ def calibration(confidences: Sequence[float], correct: Sequence[bool], n_bins: i
             continue
         acc, mean_conf = float(hit[mask].mean()), float(conf[mask].mean())
         ece += mask.sum() / conf.size * abs(acc - mean_conf)
-        bins.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(mask.sum()),
-                     "accuracy": acc, "confidence": mean_conf})
+        bins.append(
+            {
+                "low": b / n_bins,
+                "high": (b + 1) / n_bins,
+                "n": int(mask.sum()),
+                "accuracy": acc,
+                "confidence": mean_conf,
+            }
+        )
     return {"ece": float(ece), "n": int(conf.size), "bins": bins}

@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from longlore.bench.ecomqa import CONFIDENCE_TEMPLATE
 from longlore.bench.eckg import SYSTEM_PROMPT as ECKG_SYSTEM
+from longlore.bench.ecomqa import CONFIDENCE_TEMPLATE
 from longlore.bench.schema import Item
 from longlore.bench.tasks import TaskSpec
 
@@ -49,15 +49,16 @@ def build_messages(spec: TaskSpec, item: Item, shots: Sequence[Item] = ()) -> tu
     messages: Messages = []
     if spec.benchmark == "conceptmath":
         for ex in shots:
-            messages += [{"role": "user", "content": ex.question},
-                         {"role": "assistant", "content": ANSWER_LINE[ex.language].format(ex.answers[0])}]
+            messages += [
+                {"role": "user", "content": ex.question},
+                {"role": "assistant", "content": ANSWER_LINE[ex.language].format(ex.answers[0])},
+            ]
         suffix = COT_SUFFIX[item.language] if spec.prompt == "cot" else ""
         messages.append({"role": "user", "content": item.question + suffix})
         return messages, None
     if spec.benchmark == "eckgbench":
         for ex in shots:
-            messages += [{"role": "user", "content": ex.question},
-                         {"role": "assistant", "content": ex.answers[0]}]
+            messages += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.answers[0]}]
         messages.append({"role": "user", "content": item.question})
         return messages, ECKG_SYSTEM
     question = item.question

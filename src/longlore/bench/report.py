@@ -52,17 +52,20 @@ def _tree_lines(rows_by_level: dict[str, list[dict[str, Any]]], max_leaves: int 
     return lines
 
 
-def render_report(results: dict[str, Any], plots: dict[str, str] | None = None,
-                  max_leaves: int | None = None) -> str:
+def render_report(results: dict[str, Any], plots: dict[str, str] | None = None, max_leaves: int | None = None) -> str:
     """The Markdown report of one results JSON."""
     cfg = results.get("config", {})
-    out = [f"# longlore bench report: {results.get('model_id', cfg.get('model', '?'))}", "",
-           f"- date: {results.get('date', '?')}; machine: {results.get('machine', {}).get('platform', '?')}",
-           f"- tasks: {', '.join(results['results'])}",
-           f"- limit: {cfg.get('limit')} ({cfg.get('subset')}, seed {cfg.get('seed')}); "
-           f"scoring: {cfg.get('scoring')}; ChineseEcomQA grader: {cfg.get('ecomqa_grader')}",
-           f"- evaluation time: {results.get('total_evaluation_time_seconds')} s; "
-           f"request cache: {results.get('request_cache', 'off')}", ""]
+    out = [
+        f"# longlore bench report: {results.get('model_id', cfg.get('model', '?'))}",
+        "",
+        f"- date: {results.get('date', '?')}; machine: {results.get('machine', {}).get('platform', '?')}",
+        f"- tasks: {', '.join(results['results'])}",
+        f"- limit: {cfg.get('limit')} ({cfg.get('subset')}, seed {cfg.get('seed')}); "
+        f"scoring: {cfg.get('scoring')}; ChineseEcomQA grader: {cfg.get('ecomqa_grader')}",
+        f"- evaluation time: {results.get('total_evaluation_time_seconds')} s; "
+        f"request cache: {results.get('request_cache', 'off')}",
+        "",
+    ]
     if cfg.get("command"):
         out += [f"Command: `{cfg['command']}`", ""]
     out += ["## Summary", "", "| task | n | shots | metric | value | 95% CI |", "|---|---|---|---|---|---|"]
@@ -70,22 +73,35 @@ def render_report(results: dict[str, Any], plots: dict[str, str] | None = None,
         name, value, ci = _primary(metrics)
         ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
         n = results["n-samples"][task]
-        out.append(f"| {task} | {n['effective']}/{n['original']} | {results['n-shot'][task]} | {name} | "
-                   f"{value:.4f} | {ci_text} |")
+        out.append(
+            f"| {task} | {n['effective']}/{n['original']} | {results['n-shot'][task]} | {name} | "
+            f"{value:.4f} | {ci_text} |"
+        )
     if results.get("groups"):
-        out += ["", "## Groups", "", "| group | subtasks | n | acc (unweighted mean) | acc (micro) |",
-                "|---|---|---|---|---|"]
+        out += [
+            "",
+            "## Groups",
+            "",
+            "| group | subtasks | n | acc (unweighted mean) | acc (micro) |",
+            "|---|---|---|---|---|",
+        ]
         for group, g in results["groups"].items():
             out.append(f"| {group} | {g['subtasks']} | {g['n']} | {g['acc,none']:.4f} | {g['acc_micro,none']:.4f} |")
     for task, metrics in results["results"].items():
         out += ["", f"## {task}", ""]
-        extras = {k: v for k, v in metrics.items()
-                  if k not in ("alias", "reliability_bins", "unparsed_judge_replies") and "_ci95" not in k}
+        extras = {
+            k: v
+            for k, v in metrics.items()
+            if k not in ("alias", "reliability_bins", "unparsed_judge_replies") and "_ci95" not in k
+        }
         out.append(", ".join(f"{k.replace(',none', '')}={_fmt(v)}" for k, v in extras.items()))
         unparsed = metrics.get("unparsed_judge_replies")
         if unparsed is not None:
-            out += ["", f"Judge replies not parsed (counted as not attempted): {len(unparsed)}"
-                    + (f": {', '.join(unparsed[:50])}" if unparsed else "")]
+            out += [
+                "",
+                f"Judge replies not parsed (counted as not attempted): {len(unparsed)}"
+                + (f": {', '.join(unparsed[:50])}" if unparsed else ""),
+            ]
         tree = results.get("concepts", {}).get(task)
         if tree:
             out += ["", "Concepts (weakest first at every level):", ""] + _tree_lines(tree, max_leaves)
@@ -108,8 +124,10 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
     if rows:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
         values = [r[2] for r in rows]
-        err = [[max(r[2] - r[3][0], 0) if r[3] else 0 for r in rows],
-               [max(r[3][1] - r[2], 0) if r[3] else 0 for r in rows]]
+        err = [
+            [max(r[2] - r[3][0], 0) if r[3] else 0 for r in rows],
+            [max(r[3][1] - r[2], 0) if r[3] else 0 for r in rows],
+        ]
         ax.barh([r[0] for r in rows], values, xerr=err, color="#4c72b0")
         ax.set_xlim(0, 1)
         ax.set_xlabel("accuracy / hit-rate (95% bootstrap CI)")
@@ -124,14 +142,22 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
             bins = metrics["reliability_bins"]
             fig, ax = plt.subplots(figsize=(4, 4))
             ax.plot([0, 1], [0, 1], "--", color="gray")
-            ax.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["accuracy"] for b in bins], width=0.09,
-                   color="#dd8452", label="accuracy")
+            ax.bar(
+                [(b["low"] + b["high"]) / 2 for b in bins],
+                [b["accuracy"] for b in bins],
+                width=0.09,
+                color="#dd8452",
+                label="accuracy",
+            )
             ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black")
             ax.set_xlabel("stated confidence")
             ax.set_ylabel("accuracy")
             ece = metrics["ece,none"]
-            ax.set_title(f"ECE = {ece:.3f} (n={metrics['n_with_confidence']})" if ece is not None
-                         else "no stated confidence parsed")
+            ax.set_title(
+                f"ECE = {ece:.3f} (n={metrics['n_with_confidence']})"
+                if ece is not None
+                else "no stated confidence parsed"
+            )
             fig.tight_layout()
             save_figure(fig, out_dir / f"{stem}_reliability.png")
             plt.close(fig)
@@ -142,8 +168,7 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
             continue
         leaves = list(tree.values())[-1][:15]
         fig, ax = plt.subplots(figsize=(7, 0.32 * len(leaves) + 1.2))
-        ax.barh([r["path"][-1][:40] for r in leaves], [r["acc"] for r in leaves],
-                color="#55a868")
+        ax.barh([r["path"][-1][:40] for r in leaves], [r["acc"] for r in leaves], color="#55a868")
         ax.set_xlim(0, 1)
         ax.invert_yaxis()
         ax.set_title(f"{task}: weakest concepts")
@@ -154,8 +179,14 @@ def make_plots(results: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return plots
 
 
-def write_run(out_dir: str | Path, results: dict[str, Any], samples: dict[str, list[dict[str, Any]]],
-              overwrite: bool = False, plots: bool = True, samples_dir: str | Path | None = None) -> Path:
+def write_run(
+    out_dir: str | Path,
+    results: dict[str, Any],
+    samples: dict[str, list[dict[str, Any]]],
+    overwrite: bool = False,
+    plots: bool = True,
+    samples_dir: str | Path | None = None,
+) -> Path:
     """Write results.json, one samples JSONL per task, the plots and report.md into ``out_dir``.
 
     ``samples_dir`` puts the samples elsewhere: they quote benchmark items (prompts, golds), so a

@@ -38,8 +38,7 @@ class Item(BaseModel):
     language: Literal["en", "zh"]
     concept: list[str] = Field(min_length=1)
     question: str
-    system_prompt: str | None = Field(
-        default=None, description="instructions/few-shot examples shipped with the item")
+    system_prompt: str | None = Field(default=None, description="instructions/few-shot examples shipped with the item")
     options: list[str] | None = None
     gold_index: int | None = None
     answers: list[str] = Field(min_length=1)

@@ -12,11 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from longlore.core.metrics import bootstrap_ci
-
 from longlore.bench import conceptmath, eckg, ecomqa
 from longlore.bench.schema import Item
 from longlore.bench.tasks import TaskSpec
+from longlore.core.metrics import bootstrap_ci
 
 VERDICT_NAMES = ecomqa.VERDICTS
 
@@ -24,21 +23,27 @@ VERDICT_NAMES = ecomqa.VERDICTS
 def grade_conceptmath(item: Item, response: str, mode: conceptmath.Mode = "official") -> dict[str, Any]:
     """Verdict fields for one ConceptMath response."""
     out = conceptmath.score_response(item.answers[0], response, item.concept, mode=mode)
-    return {"correct": float(out["correct"]), "extracted": out["extracted"],
-            "verdict": "correct" if out["correct"] else "incorrect"}
+    return {
+        "correct": float(out["correct"]),
+        "extracted": out["extracted"],
+        "verdict": "correct" if out["correct"] else "incorrect",
+    }
 
 
 def grade_eckg(item: Item, response: str, strict: bool = False) -> dict[str, Any]:
     """Verdict fields for one ECKGBench generation."""
     out = eckg.score_generation(item.question, item.answers[0], response, strict=strict)
-    return {"correct": float(out["correct"]), "extracted": out["answer_span"], "echo": out["echo"],
-            "verdict": "correct" if out["correct"] else "incorrect"}
+    return {
+        "correct": float(out["correct"]),
+        "extracted": out["answer_span"],
+        "echo": out["echo"],
+        "verdict": "correct" if out["correct"] else "incorrect",
+    }
 
 
 def grade_letter(letter: str, parsed: bool = True) -> dict[str, Any]:
     """Verdict fields from a judge (or fallback) letter A/B/C."""
-    return {"correct": float(letter == "A"), "verdict": VERDICT_NAMES[letter],
-            "judge_parsed": parsed}
+    return {"correct": float(letter == "A"), "verdict": VERDICT_NAMES[letter], "judge_parsed": parsed}
 
 
 def concept_tree(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -53,8 +58,10 @@ def concept_tree(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, 
         label = "/".join(f"L{d}" for d in range(depth))
         # "concept" joins the path with '/' as the official evaluator names concepts; "path"
         # keeps the parts, since some concept names contain '/' themselves.
-        rows = [{"concept": "/".join(path), "path": list(path), "n": len(v), "acc": sum(v) / len(v)}
-                for path, v in buckets[depth].items()]
+        rows = [
+            {"concept": "/".join(path), "path": list(path), "n": len(v), "acc": sum(v) / len(v)}
+            for path, v in buckets[depth].items()
+        ]
         tree[label] = sorted(rows, key=lambda r: (r["acc"], r["concept"]))
     return tree
 
@@ -64,8 +71,11 @@ def _with_ci(name: str, values: Sequence[float], seed: int) -> dict[str, Any]:
     n = len(values)
     # Standard error of a mean, as lm-eval reports it next to each metric.
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return {f"{name},none": mean, f"{name}_stderr,none": (var / n) ** 0.5 if n else float("nan"),
-            f"{name}_ci95,none": [low, high]}
+    return {
+        f"{name},none": mean,
+        f"{name}_stderr,none": (var / n) ** 0.5 if n else float("nan"),
+        f"{name}_ci95,none": [low, high],
+    }
 
 
 def summarize(spec: TaskSpec, samples: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
@@ -87,30 +97,37 @@ def summarize(spec: TaskSpec, samples: Sequence[dict[str, Any]], seed: int = 0) 
         incorrect = sum(s["verdict"] == "incorrect" for s in samples) / n
         attempted = correct + incorrect
         given = correct / attempted if attempted else 0.0
-        metrics.update({
-            "incorrect,none": incorrect,
-            "not_attempted,none": sum(s["verdict"] == "not_attempted" for s in samples) / n,
-            "accuracy_given_attempted,none": given,
-            # Chinese-SimpleQA's F-score: harmonic mean of correct and correct-given-attempted.
-            "f1,none": 2 * given * correct / (given + correct) if given + correct else 0.0,
-            "unparsed_judge_replies": [s["item_id"] for s in samples if not s.get("judge_parsed", True)],
-        })
+        metrics.update(
+            {
+                "incorrect,none": incorrect,
+                "not_attempted,none": sum(s["verdict"] == "not_attempted" for s in samples) / n,
+                "accuracy_given_attempted,none": given,
+                # Chinese-SimpleQA's F-score: harmonic mean of correct and correct-given-attempted.
+                "f1,none": 2 * given * correct / (given + correct) if given + correct else 0.0,
+                "unparsed_judge_replies": [s["item_id"] for s in samples if not s.get("judge_parsed", True)],
+            }
+        )
     if spec.grader == "eckg" and spec.output_type == "generate":
         metrics["echo_rate,none"] = sum(s.get("echo", False) for s in samples) / max(len(samples), 1)
     if spec.output_type == "confidence":
         rated = [s for s in samples if s.get("confidence") is not None]
         cal = ecomqa.calibration([s["confidence"] for s in rated], [s["correct"] > 0 for s in rated])
-        metrics.update({"ece,none": cal["ece"], "n_with_confidence": cal["n"],
-                        "reliability_bins": cal["bins"]})
+        metrics.update({"ece,none": cal["ece"], "n_with_confidence": cal["n"], "reliability_bins": cal["bins"]})
     return metrics
 
 
-def group_summary(task_metrics: dict[str, dict[str, Any]], subtasks: list[str],
-                  sizes: dict[str, int]) -> dict[str, Any]:
+def group_summary(
+    task_metrics: dict[str, dict[str, Any]], subtasks: list[str], sizes: dict[str, int]
+) -> dict[str, Any]:
     """Group metrics: the unweighted mean of the subtasks' ``acc`` (the papers' Avg) and the
     item-weighted (micro) mean beside it."""
     accs = [task_metrics[t]["acc,none"] for t in subtasks]
     total = sum(sizes[t] for t in subtasks)
     micro = sum(task_metrics[t]["acc,none"] * sizes[t] for t in subtasks) / total if total else 0.0
-    return {"alias": "group", "acc,none": sum(accs) / len(accs), "acc_micro,none": micro,
-            "subtasks": len(subtasks), "n": total}
+    return {
+        "alias": "group",
+        "acc,none": sum(accs) / len(accs),
+        "acc_micro,none": micro,
+        "subtasks": len(subtasks),
+        "n": total,
+    }

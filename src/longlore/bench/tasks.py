@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from longlore.core.errors import LongloreError
-
 from longlore.bench.data import CONCEPTMATH_SPLITS, ECOMQA_CONCEPTS
+from longlore.core.errors import LongloreError
 
 OutputType = Literal["generate", "loglikelihood", "boundary", "confidence"]
 Grader = Literal["conceptmath", "eckg", "ecomqa"]
@@ -31,8 +30,9 @@ class TaskSpec:
     grader: Grader = field(metadata={"help": "scorer turning a response into a verdict"})
     description: str = ""
     version: str = "1.0"
-    concepts: tuple[str, ...] = field(default=(), metadata={
-        "help": "keep only items whose top-level concept is listed (empty: all)"})
+    concepts: tuple[str, ...] = field(
+        default=(), metadata={"help": "keep only items whose top-level concept is listed (empty: all)"}
+    )
     prompt: Literal["plain", "cot"] = "plain"
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -49,33 +49,90 @@ class TaskSpec:
 _CM_LANG = {s: ("zh" if s.endswith("zh") else "en") for s in CONCEPTMATH_SPLITS}
 
 TASK_ROWS: list[dict[str, Any]] = [
-    *[dict(name=f"conceptmath/{s}", benchmark="conceptmath", split=s, output_type="generate",
-           grader="conceptmath", max_shots=8,
-           description=f"ConceptMath {s}: zero-shot (k-shot with --shots), official answer matching")
-      for s in CONCEPTMATH_SPLITS],
-    *[dict(name=f"conceptmath-cot/{s}", benchmark="conceptmath", split=s, output_type="generate",
-           grader="conceptmath", prompt="cot", max_shots=0,
-           description=f"ConceptMath {s}: zero-shot chain of thought")
-      for s in CONCEPTMATH_SPLITS],
-    *[dict(name=f"chineseecomqa/{c}", benchmark="chineseecomqa", split="all",
-           output_type="generate", grader="ecomqa", concepts=(c,), max_new_tokens=64,
-           description=f"ChineseEcomQA {c}: few-shot system prompt, judge-graded")
-      for c in ECOMQA_CONCEPTS],
-    dict(name="chineseecomqa/calibration", benchmark="chineseecomqa", split="all",
-         output_type="confidence", grader="ecomqa", concepts=("CC", "BC"), max_new_tokens=96,
-         primary_metric="ece",
-         description="ChineseEcomQA CC+BC with a stated 0-100 confidence: ECE, reliability"),
-    *[dict(name=f"eckgbench/{s}", benchmark="eckgbench", split=s, output_type="generate",
-           grader="eckg", max_new_tokens=8, max_shots=2,
-           description=f"ECKGBench {s}: generation, substring-and-no-echo rule (--shots 2)")
-      for s in ("main", "large")],
-    dict(name="eckgbench/main_mc", benchmark="eckgbench", split="main",
-         output_type="loglikelihood", grader="eckg", max_new_tokens=0, max_shots=2,
-         description="ECKGBench main: log-likelihood multiple choice (acc, acc_norm)"),
-    dict(name="eckgbench/main_boundary", benchmark="eckgbench", split="main",
-         output_type="boundary", grader="eckg", max_new_tokens=8, temperature=0.2, n_samples=5,
-         primary_metric="hit_rate",
-         description="ECKGBench main: knowledge boundary, 5 samples at T=0.2"),
+    *[
+        dict(
+            name=f"conceptmath/{s}",
+            benchmark="conceptmath",
+            split=s,
+            output_type="generate",
+            grader="conceptmath",
+            max_shots=8,
+            description=f"ConceptMath {s}: zero-shot (k-shot with --shots), official answer matching",
+        )
+        for s in CONCEPTMATH_SPLITS
+    ],
+    *[
+        dict(
+            name=f"conceptmath-cot/{s}",
+            benchmark="conceptmath",
+            split=s,
+            output_type="generate",
+            grader="conceptmath",
+            prompt="cot",
+            max_shots=0,
+            description=f"ConceptMath {s}: zero-shot chain of thought",
+        )
+        for s in CONCEPTMATH_SPLITS
+    ],
+    *[
+        dict(
+            name=f"chineseecomqa/{c}",
+            benchmark="chineseecomqa",
+            split="all",
+            output_type="generate",
+            grader="ecomqa",
+            concepts=(c,),
+            max_new_tokens=64,
+            description=f"ChineseEcomQA {c}: few-shot system prompt, judge-graded",
+        )
+        for c in ECOMQA_CONCEPTS
+    ],
+    dict(
+        name="chineseecomqa/calibration",
+        benchmark="chineseecomqa",
+        split="all",
+        output_type="confidence",
+        grader="ecomqa",
+        concepts=("CC", "BC"),
+        max_new_tokens=96,
+        primary_metric="ece",
+        description="ChineseEcomQA CC+BC with a stated 0-100 confidence: ECE, reliability",
+    ),
+    *[
+        dict(
+            name=f"eckgbench/{s}",
+            benchmark="eckgbench",
+            split=s,
+            output_type="generate",
+            grader="eckg",
+            max_new_tokens=8,
+            max_shots=2,
+            description=f"ECKGBench {s}: generation, substring-and-no-echo rule (--shots 2)",
+        )
+        for s in ("main", "large")
+    ],
+    dict(
+        name="eckgbench/main_mc",
+        benchmark="eckgbench",
+        split="main",
+        output_type="loglikelihood",
+        grader="eckg",
+        max_new_tokens=0,
+        max_shots=2,
+        description="ECKGBench main: log-likelihood multiple choice (acc, acc_norm)",
+    ),
+    dict(
+        name="eckgbench/main_boundary",
+        benchmark="eckgbench",
+        split="main",
+        output_type="boundary",
+        grader="eckg",
+        max_new_tokens=8,
+        temperature=0.2,
+        n_samples=5,
+        primary_metric="hit_rate",
+        description="ECKGBench main: knowledge boundary, 5 samples at T=0.2",
+    ),
 ]
 
 TASKS: dict[str, TaskSpec] = {row["name"]: TaskSpec(**row) for row in TASK_ROWS}

@@ -60,7 +60,9 @@ def train_cmd(
     ewc_lambda: float = typer.Option(1.0, help="EWC: lambda (Fisher scaled to mean 1)"),
     recadam_gamma: float = typer.Option(5000.0, help="RecAdam: gamma"),
     r3f_lambda: float = typer.Option(1.0, help="R3F: lambda"),
-    config: Optional[Path] = typer.Option(None, help="JSON config file (CETConfig keys); command-line flags are ignored"),
+    config: Optional[Path] = typer.Option(
+        None, help="JSON config file (CETConfig keys); command-line flags are ignored"
+    ),
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
@@ -78,18 +80,39 @@ def train_cmd(
     if config is not None:
         cfg = CETConfig.load(config)
     else:
-        cfg = CETConfig(method=method, encoder=encoder, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                        head_lr=head_lr, max_len=max_len, w0=w0, k=k, theta=theta, neighbour_space=neighbour_space,
-                        variant=variant, ewc_lambda=ewc_lambda, recadam_gamma=recadam_gamma, r3f_lambda=r3f_lambda)
+        cfg = CETConfig(
+            method=method,
+            encoder=encoder,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            head_lr=head_lr,
+            max_len=max_len,
+            w0=w0,
+            k=k,
+            theta=theta,
+            neighbour_space=neighbour_space,
+            variant=variant,
+            ewc_lambda=ewc_lambda,
+            recadam_gamma=recadam_gamma,
+            r3f_lambda=r3f_lambda,
+        )
     questions = load_questions(train)
     eval_sets = {p.stem: load_questions(p) for p in (eval_files or [])}
     start = time.perf_counter()
     result = run_train(cfg, questions, eval_sets=eval_sets, cache_dir=out / "cache", progress=progress)
     save_scorer(out / "model", result.scorer, result.tokenizer, cfg.dumps())
-    metrics = {"command": _command(), "machine": platform.platform(), "config": cfg.to_dict(),
-               "train_file": str(train), "n_train": len(questions), "history": result.history,
-               "neighbour_coverage": result.neighbours.coverage if result.neighbours is not None else None,
-               "seconds": round(time.perf_counter() - start, 1)}
+    metrics = {
+        "command": _command(),
+        "machine": platform.platform(),
+        "config": cfg.to_dict(),
+        "train_file": str(train),
+        "n_train": len(questions),
+        "history": result.history,
+        "neighbour_coverage": result.neighbours.coverage if result.neighbours is not None else None,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     write_json(out / "metrics.json", metrics, overwrite=True)
     console.print(f"[green]saved[/green] {out / 'model'} and {out / 'metrics.json'}")
 

@@ -59,16 +59,28 @@ class CETConfig:
     # --- CET ---------------------------------------------------------------------------------
     w0: float = field(default=0.9, metadata={"help": "W0, weight of the anchor's own prediction (paper: ~0.9)"})
     k: int = field(default=3, metadata={"help": "K neighbours per anchor (paper: 5)"})
-    theta: float = field(default=0.5, metadata={"help": "min cosine similarity of a neighbour; 1.0 keeps exact copies only"})
-    neighbour_space: str = field(default="feature", metadata={"help": "feature (paper: KNN in h0 space) or answer (released code)"})
-    variant: str = field(default="mixture", metadata={"help": "mixture (paper) or joint (weighted CE of anchor and neighbours)"})
+    theta: float = field(
+        default=0.5, metadata={"help": "min cosine similarity of a neighbour; 1.0 keeps exact copies only"}
+    )
+    neighbour_space: str = field(
+        default="feature", metadata={"help": "feature (paper: KNN in h0 space) or answer (released code)"}
+    )
+    variant: str = field(
+        default="mixture", metadata={"help": "mixture (paper) or joint (weighted CE of anchor and neighbours)"}
+    )
     # --- EWC -----------------------------------------------------------------------------------
-    ewc_lambda: float = field(default=1.0, metadata={"help": "lambda of (lambda/2) sum F (theta-theta0)^2, F scaled to mean 1"})
+    ewc_lambda: float = field(
+        default=1.0, metadata={"help": "lambda of (lambda/2) sum F (theta-theta0)^2, F scaled to mean 1"}
+    )
     fisher_samples: int = field(default=64, metadata={"help": "questions used to estimate the diagonal Fisher"})
     # --- RecAdam -------------------------------------------------------------------------------
-    recadam_gamma: float = field(default=5000.0, metadata={"help": "gamma, strength of the quadratic pull to theta0 (RecAdam default 5000)"})
+    recadam_gamma: float = field(
+        default=5000.0, metadata={"help": "gamma, strength of the quadratic pull to theta0 (RecAdam default 5000)"}
+    )
     recadam_k: float = field(default=0.5, metadata={"help": "k, slope of the sigmoid annealing lambda(t)"})
-    recadam_t0: float = field(default=20.0, metadata={"help": "t0, step where lambda(t) = 0.5 (short runs need a small t0)"})
+    recadam_t0: float = field(
+        default=20.0, metadata={"help": "t0, step where lambda(t) = 0.5 (short runs need a small t0)"}
+    )
     # --- R3F -----------------------------------------------------------------------------------
     r3f_lambda: float = field(default=1.0, metadata={"help": "lambda of the symmetric-KL smoothness term"})
     r3f_eps: float = field(default=1e-5, metadata={"help": "half-width of the uniform noise on input embeddings"})
@@ -100,8 +112,9 @@ class CETConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise LongloreError(f"{where}: unknown CET config key(s) {', '.join(unknown)}; "
-                                f"valid keys: {', '.join(sorted(known))}")
+            raise LongloreError(
+                f"{where}: unknown CET config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+            )
         return cls(**data)
 
     @classmethod

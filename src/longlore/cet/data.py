@@ -47,8 +47,9 @@ class MCQuestion:
 
 def _check_options(options: Sequence[str], where: str, field: str) -> tuple[str, ...]:
     if len(options) < 2:
-        raise LongloreError(f"{where}: field '{field}': {len(options)} option(s); a multiple-choice question "
-                            "needs at least two")
+        raise LongloreError(
+            f"{where}: field '{field}': {len(options)} option(s); a multiple-choice question needs at least two"
+        )
     for i, text in enumerate(options):
         if not isinstance(text, str) or not text.strip():
             raise LongloreError(f"{where}: field '{field}[{i}]': empty or not a string; every option needs text")
@@ -65,16 +66,20 @@ def _parse_csqa(record: dict[str, Any], where: str) -> MCQuestion:
     labels = [str(c["label"]).strip() for c in choices]
     duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})
     if duplicates:
-        raise LongloreError(f"{where}: field 'question.choices': duplicate label(s) {', '.join(duplicates)}; "
-                            "each choice needs its own label")
+        raise LongloreError(
+            f"{where}: field 'question.choices': duplicate label(s) {', '.join(duplicates)}; "
+            "each choice needs its own label"
+        )
     options = _check_options([c["text"] for c in choices], where, "question.choices")
     if "answerKey" not in record:
-        raise LongloreError(f"{where}: field 'answerKey' is missing; add the gold choice's label "
-                            f"(one of {', '.join(labels)})")
+        raise LongloreError(
+            f"{where}: field 'answerKey' is missing; add the gold choice's label (one of {', '.join(labels)})"
+        )
     key = str(record["answerKey"]).strip()
     if key not in labels:
-        raise LongloreError(f"{where}: field 'answerKey': '{key}' is not a choice label; "
-                            f"expected one of {', '.join(labels)}")
+        raise LongloreError(
+            f"{where}: field 'answerKey': '{key}' is not a choice label; expected one of {', '.join(labels)}"
+        )
     return MCQuestion(str(record.get("id", where)), str(question["stem"]).strip(), options, labels.index(key))
 
 
@@ -113,8 +118,10 @@ def parse_question(record: dict[str, Any], where: str) -> MCQuestion:
     if "options" in record:
         return _parse_flat(record, where)
     if "question" not in record:
-        raise LongloreError(f"{where}: field 'question' is missing; expected the CommonsenseQA form "
-                            "(question.stem, question.choices, answerKey) or the flat form (question, options, answer)")
+        raise LongloreError(
+            f"{where}: field 'question' is missing; expected the CommonsenseQA form "
+            "(question.stem, question.choices, answerKey) or the flat form (question, options, answer)"
+        )
     raise LongloreError(f"{where}: field 'options' is missing; the flat form needs question, options and answer")
 
 

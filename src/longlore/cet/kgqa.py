@@ -76,8 +76,15 @@ def read_kg(name: str = "umls", folder: Path | None = None) -> dict[str, list[Tr
     return splits
 
 
-def kg_questions(triples: list[Triple], all_triples: list[Triple], relations: tuple[str, ...], n: int,
-                 rng: random.Random, n_options: int = 4, prefix: str = "kg") -> list[MCQuestion]:
+def kg_questions(
+    triples: list[Triple],
+    all_triples: list[Triple],
+    relations: tuple[str, ...],
+    n: int,
+    rng: random.Random,
+    n_options: int = 4,
+    prefix: str = "kg",
+) -> list[MCQuestion]:
     """One question per triple of ``triples`` whose relation has a template; ``n`` sampled.
 
     Distractors come first from the relation's other tails (type-plausible), then from any entity;
@@ -103,8 +110,14 @@ def kg_questions(triples: list[Triple], all_triples: list[Triple], relations: tu
             distractors += rng.sample(rest, n_options - 1 - len(distractors))
         options = [pretty(t)] + [pretty(d) for d in distractors]
         rng.shuffle(options)
-        questions.append(MCQuestion(f"{prefix}-{len(questions)}", RELATION_TEMPLATES[r].format(h=pretty(h)),
-                                    tuple(options), options.index(pretty(t))))
+        questions.append(
+            MCQuestion(
+                f"{prefix}-{len(questions)}",
+                RELATION_TEMPLATES[r].format(h=pretty(h)),
+                tuple(options),
+                options.index(pretty(t)),
+            )
+        )
     return questions
 
 
@@ -117,7 +130,9 @@ def _natural_title(title: str) -> str:
     return title
 
 
-def movie_genre_questions(n: int, rng: random.Random, folder: Path | None = None, n_options: int = 4) -> list[MCQuestion]:
+def movie_genre_questions(
+    n: int, rng: random.Random, folder: Path | None = None, n_options: int = 4
+) -> list[MCQuestion]:
     """'What kind of film is {title}?' over MovieLens-100k items with known genres."""
     folder = Path(folder) if folder is not None else asset_path("movielens-100k")
     path = folder / "ml-100k.item"
@@ -129,7 +144,9 @@ def movie_genre_questions(n: int, rng: random.Random, folder: Path | None = None
         title_col = header.index("movie_title:token_seq")
         genre_col = header.index("class:token_seq")
     except ValueError:
-        raise LongloreError(f"{path}:1: expected columns movie_title:token_seq and class:token_seq; got {header}") from None
+        raise LongloreError(
+            f"{path}:1: expected columns movie_title:token_seq and class:token_seq; got {header}"
+        ) from None
     films = []
     for line in lines[1:]:
         cols = line.split("\t")
@@ -145,18 +162,32 @@ def movie_genre_questions(n: int, rng: random.Random, folder: Path | None = None
         rng.shuffle(options)
         # MiniLM matches "What kind of film is Scream?" with "horror film" far better than with a
         # bare "horror" or with the year in the title (zero-shot 0.19 -> 0.4 on 200 questions)
-        questions.append(MCQuestion(f"movie-{len(questions)}", f"What kind of film is {title}?",
-                                    tuple(f"{o.lower()} film" for o in options), options.index(gold)))
+        questions.append(
+            MCQuestion(
+                f"movie-{len(questions)}",
+                f"What kind of film is {title}?",
+                tuple(f"{o.lower()} film" for o in options),
+                options.index(gold),
+            )
+        )
     return questions
 
 
-def build_benchmark(n_train: int = 300, n_test: int = 200, n_probe: int = 200, seed: int = 0) -> dict[str, list[MCQuestion]]:
+def build_benchmark(
+    n_train: int = 300, n_test: int = 200, n_probe: int = 200, seed: int = 0
+) -> dict[str, list[MCQuestion]]:
     """The CET experiment's four question sets (see module docstring); deterministic in ``seed``."""
     kg = read_kg("umls")
     everything = kg["train"] + kg["valid"] + kg["test"]
     return {
-        "target_train": kg_questions(kg["train"], everything, TARGET_RELATIONS, n_train, random.Random(seed), prefix="train"),
-        "target_test": kg_questions(kg["test"], everything, TARGET_RELATIONS, n_test, random.Random(seed + 1), prefix="test"),
-        "probe_isa": kg_questions(everything, everything, PROBE_RELATIONS, n_probe, random.Random(seed + 2), prefix="isa"),
+        "target_train": kg_questions(
+            kg["train"], everything, TARGET_RELATIONS, n_train, random.Random(seed), prefix="train"
+        ),
+        "target_test": kg_questions(
+            kg["test"], everything, TARGET_RELATIONS, n_test, random.Random(seed + 1), prefix="test"
+        ),
+        "probe_isa": kg_questions(
+            everything, everything, PROBE_RELATIONS, n_probe, random.Random(seed + 2), prefix="isa"
+        ),
         "probe_movies": movie_genre_questions(n_probe, random.Random(seed + 3)),
     }

@@ -44,11 +44,18 @@ def _check(anchor_logits: torch.Tensor, neighbour_logits: torch.Tensor, neighbou
     if neighbour_logits.shape[0] != B or neighbour_logits.shape[2] != C:
         raise ValueError(f"neighbour_logits {tuple(neighbour_logits.shape)} do not match anchors (B={B}, C={C})")
     if neighbour_mask.shape != neighbour_logits.shape[:2]:
-        raise ValueError(f"neighbour_mask {tuple(neighbour_mask.shape)} must be (B, K) = {tuple(neighbour_logits.shape[:2])}")
+        raise ValueError(
+            f"neighbour_mask {tuple(neighbour_mask.shape)} must be (B, K) = {tuple(neighbour_logits.shape[:2])}"
+        )
 
 
-def cet_mixture_loss(anchor_logits: torch.Tensor, labels: torch.Tensor, neighbour_logits: torch.Tensor,
-                     neighbour_mask: torch.Tensor, w0: float) -> torch.Tensor:
+def cet_mixture_loss(
+    anchor_logits: torch.Tensor,
+    labels: torch.Tensor,
+    neighbour_logits: torch.Tensor,
+    neighbour_mask: torch.Tensor,
+    w0: float,
+) -> torch.Tensor:
     """CET's loss, batch mean, computed in log space.
 
     Args:
@@ -70,8 +77,13 @@ def cet_mixture_loss(anchor_logits: torch.Tensor, labels: torch.Tensor, neighbou
     return per_anchor.mean()
 
 
-def cet_joint_loss(anchor_logits: torch.Tensor, labels: torch.Tensor, neighbour_logits: torch.Tensor,
-                   neighbour_mask: torch.Tensor, w0: float) -> torch.Tensor:
+def cet_joint_loss(
+    anchor_logits: torch.Tensor,
+    labels: torch.Tensor,
+    neighbour_logits: torch.Tensor,
+    neighbour_mask: torch.Tensor,
+    w0: float,
+) -> torch.Tensor:
     """Joint-CE variant: ``W0 CE(anchor) + (1-W0) mean_k CE(neighbour k)``; plain CE without neighbours."""
     _check(anchor_logits, neighbour_logits, neighbour_mask)
     anchor_ce = -_gold_logp(anchor_logits, labels)  # (B,)
@@ -85,8 +97,12 @@ def cet_joint_loss(anchor_logits: torch.Tensor, labels: torch.Tensor, neighbour_
 CET_LOSSES = {"mixture": cet_mixture_loss, "joint": cet_joint_loss}
 
 
-def ewc_penalty(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
-                fisher: Mapping[str, torch.Tensor], lam: float) -> torch.Tensor:
+def ewc_penalty(
+    params: Mapping[str, torch.Tensor],
+    anchor: Mapping[str, torch.Tensor],
+    fisher: Mapping[str, torch.Tensor],
+    lam: float,
+) -> torch.Tensor:
     """EWC: ``(lam / 2) * sum_j F_j (theta_j - theta0_j)^2`` over the parameters named in ``fisher``.
 
     Zero at the anchor weights, positive away from them wherever the Fisher is positive.

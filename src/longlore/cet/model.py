@@ -31,8 +31,9 @@ class PairBatch:
     labels: torch.Tensor  # (B,)
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch({k: v.to(device) for k, v in self.encoding.items()}, self.option_mask.to(device),
-                         self.labels.to(device))
+        return PairBatch(
+            {k: v.to(device) for k, v in self.encoding.items()}, self.option_mask.to(device), self.labels.to(device)
+        )
 
 
 def encode_pairs(tokenizer: Any, questions: Sequence[MCQuestion], max_len: int) -> PairBatch:
@@ -45,8 +46,11 @@ def encode_pairs(tokenizer: Any, questions: Sequence[MCQuestion], max_len: int) 
             seconds.append(q.options[c] if c < len(q.options) else "")
             mask.append(c < len(q.options))
     encoding = tokenizer(firsts, seconds, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-    return PairBatch(dict(encoding), torch.tensor(mask).view(len(questions), n_opt),
-                     torch.tensor([q.label for q in questions], dtype=torch.long))
+    return PairBatch(
+        dict(encoding),
+        torch.tensor(mask).view(len(questions), n_opt),
+        torch.tensor([q.label for q in questions], dtype=torch.long),
+    )
 
 
 class MCScorer(nn.Module):
@@ -61,8 +65,9 @@ class MCScorer(nn.Module):
         self.encoder = encoder
         width = encoder.config.hidden_size
         hidden = hidden or width
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.Tanh(),
-                                  nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(width, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
 
     def forward(self, batch: PairBatch, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C) option logits; ``inputs_embeds`` (N, T, D) replaces the word embeddings (R3F noise)."""
@@ -82,15 +87,16 @@ class MCScorer(nn.Module):
 
 
 @torch.no_grad()
-def predict(scorer: MCScorer, tokenizer: Any, questions: Sequence[MCQuestion], max_len: int,
-            batch_size: int = 32) -> list[int]:
+def predict(
+    scorer: MCScorer, tokenizer: Any, questions: Sequence[MCQuestion], max_len: int, batch_size: int = 32
+) -> list[int]:
     """Index of the highest-scoring option for each question (eval mode, no dropout)."""
     was_training = scorer.training
     scorer.eval()
     device = next(scorer.parameters()).device
     preds: list[int] = []
     for start in range(0, len(questions), batch_size):
-        batch = encode_pairs(tokenizer, questions[start:start + batch_size], max_len).to(device)
+        batch = encode_pairs(tokenizer, questions[start : start + batch_size], max_len).to(device)
         preds.extend(scorer(batch).argmax(dim=-1).tolist())
     scorer.train(was_training)
     return preds
@@ -113,13 +119,14 @@ def zero_shot_accuracy(encoder: nn.Module, tokenizer: Any, questions: Sequence[M
     o_emb = embed_texts(encoder, tokenizer, texts, max_len)
     correct, offset = 0, 0
     for i, q in enumerate(questions):
-        sims = o_emb[offset:offset + len(q.options)] @ q_emb[i]
+        sims = o_emb[offset : offset + len(q.options)] @ q_emb[i]
         correct += int(int(sims.argmax()) == q.label)
         offset += len(q.options)
     return correct / len(questions)
 
 
 # --- save / load ------------------------------------------------------------------------------
+
 
 def save_scorer(out_dir: str | Path, scorer: MCScorer, tokenizer: Any, config_json: str) -> Path:
     """Write ``encoder/`` (HF folder + tokenizer), ``head.safetensors`` and ``config.json``; the
@@ -152,8 +159,9 @@ def load_scorer(model_dir: str | Path) -> tuple[MCScorer, Any, CETConfig]:
     head_path, config_path = model_dir / "head.safetensors", model_dir / "config.json"
     for needed in (head_path, config_path, model_dir / "encoder"):
         if not needed.exists():
-            raise LongloreError(f"{model_dir}: not a CET model folder ({needed.name} is missing); "
-                                "train one with `longlore cet train`")
+            raise LongloreError(
+                f"{model_dir}: not a CET model folder ({needed.name} is missing); train one with `longlore cet train`"
+            )
     config = CETConfig.load(config_path)
     encoder, tokenizer = load_encoder(str(model_dir / "encoder"))
     scorer = MCScorer(encoder, hidden=config.head_hidden)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from longlore.cet.data import MCQuestion
 from longlore.core.io import atomic_write_bytes
 from longlore.core.models import mean_pool
-from longlore.cet.data import MCQuestion
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,9 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], max_len: int, ba
     device = next(encoder.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_len,
-                          return_tensors="pt").to(device)
+        batch = tokenizer(
+            texts[start : start + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        ).to(device)
         hidden = encoder(**batch).last_hidden_state  # (B, T, D)
         out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu())
     encoder.train(was_training)
@@ -97,13 +98,25 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], max_len: int, ba
 
 
 def _cache_key(encoder_id: str, texts: list[str], space: str, k: int, theta: float, max_len: int) -> str:
-    payload = json.dumps({"encoder": encoder_id, "space": space, "k": k, "theta": theta, "max_len": max_len,
-                          "texts": texts}, sort_keys=True)
+    payload = json.dumps(
+        {"encoder": encoder_id, "space": space, "k": k, "theta": theta, "max_len": max_len, "texts": texts},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def build_neighbours(questions: list[MCQuestion], encoder: Any, tokenizer: Any, *, encoder_id: str, space: str,
-                     k: int, theta: float, max_len: int, cache_dir: Path | None = None) -> NeighbourTable:
+def build_neighbours(
+    questions: list[MCQuestion],
+    encoder: Any,
+    tokenizer: Any,
+    *,
+    encoder_id: str,
+    space: str,
+    k: int,
+    theta: float,
+    max_len: int,
+    cache_dir: Path | None = None,
+) -> NeighbourTable:
     """Neighbour table of ``questions`` in the frozen encoder's space, read from / written to a cache.
 
     The cache file name hashes everything the table depends on (encoder id, texts, space, K, theta,

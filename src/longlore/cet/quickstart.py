@@ -25,16 +25,25 @@ def run(out_dir: Path) -> str:
     example = data["target_train"][0]
     encoder, tokenizer = load_encoder("minilm")
     pre = {name: zero_shot_accuracy(encoder, tokenizer, data[name], 64) for name in ("target_test", *PROBES)}
-    rows = [f"| pretrained (zero-shot, no training) | {pre['target_test']:.3f} | {pre['probe_isa']:.3f} | "
-            f"{pre['probe_movies']:.3f} | - |"]
+    rows = [
+        f"| pretrained (zero-shot, no training) | {pre['target_test']:.3f} | {pre['probe_isa']:.3f} | "
+        f"{pre['probe_movies']:.3f} | - |"
+    ]
     for method in ("vanilla", "cet"):
         console.print(f"[bold]cet quickstart[/bold]: {method}, 1 epoch on {len(data['target_train'])} questions")
         cfg = CETConfig(method=method, encoder="minilm", epochs=1, batch_size=16, k=3, theta=0.5)
-        result = train(cfg, data["target_train"], eval_sets={"target_test": data["target_test"]},
-                       retention_sets={p: data[p] for p in PROBES}, cache_dir=out_dir / "cache")
+        result = train(
+            cfg,
+            data["target_train"],
+            eval_sets={"target_test": data["target_test"]},
+            retention_sets={p: data[p] for p in PROBES},
+            cache_dir=out_dir / "cache",
+        )
         last = result.history[-1]
-        rows.append(f"| {method} | {last['target_test_acc']:.3f} | {last['probe_isa_zs']:.3f} | "
-                    f"{last['probe_movies_zs']:.3f} | {result.seconds:.0f} |")
+        rows.append(
+            f"| {method} | {last['target_test_acc']:.3f} | {last['probe_isa_zs']:.3f} | "
+            f"{last['probe_movies_zs']:.3f} | {result.seconds:.0f} |"
+        )
     table = "\n".join(rows)
     return (
         "## cet: causal effect tuning (multiple-choice QA that keeps pretrained knowledge)\n\n"

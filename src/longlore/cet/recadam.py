@@ -31,11 +31,19 @@ class RecAdam(Optimizer):
     at construction time as theta0, so build the optimiser before any training step.
     """
 
-    def __init__(self, params: Iterable, lr: float = 5e-5, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, gamma: float = 5000.0, k: float = 0.5,
-                 t0: float = 20.0, anneal: bool = True) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, gamma=gamma, k=k, t0=t0,
-                        anneal=anneal)
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 5e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        gamma: float = 5000.0,
+        k: float = 0.5,
+        t0: float = 20.0,
+        anneal: bool = True,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, gamma=gamma, k=k, t0=t0, anneal=anneal)
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
@@ -60,7 +68,7 @@ class RecAdam(Optimizer):
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 exp_avg.mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
-                step_size = group["lr"] * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+                step_size = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
                 denom = exp_avg_sq.sqrt().add_(group["eps"])
                 if group["anneal"]:
                     lam = anneal_lambda(t, group["k"], group["t0"])

@@ -57,7 +57,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def estimate_fisher(scorer: MCScorer, tokenizer: Any, questions: list[MCQuestion], max_len: int) -> dict[str, torch.Tensor]:
+def estimate_fisher(
+    scorer: MCScorer, tokenizer: Any, questions: list[MCQuestion], max_len: int
+) -> dict[str, torch.Tensor]:
     """Diagonal Fisher of the encoder: the mean over questions of squared per-question gradients
     of the cross-entropy, at the current (pretrained) weights. Dropout is off so the estimate is
     deterministic. Scaled to mean 1 over all entries so ``ewc_lambda`` is comparable across encoders."""
@@ -87,8 +89,10 @@ class Trainer:
         if len(train_questions) < 2:
             raise LongloreError(f"training needs at least 2 questions, got {len(train_questions)}")
         if config.method == "recadam" and config.lr * config.recadam_gamma >= 1.0:
-            raise LongloreError(f"`lr` x `recadam_gamma` = {config.lr * config.recadam_gamma:g} >= 1: the pull "
-                                "towards theta0 would overshoot; lower recadam_gamma or lr")
+            raise LongloreError(
+                f"`lr` x `recadam_gamma` = {config.lr * config.recadam_gamma:g} >= 1: the pull "
+                "towards theta0 would overshoot; lower recadam_gamma or lr"
+            )
         self.config = config
         self.questions = train_questions
         seed_everything(config.seed)
@@ -100,9 +104,17 @@ class Trainer:
         self.theta0: dict[str, torch.Tensor] | None = None
         if config.method == "cet":
             # h0 space: the encoder before any update (this runs before the first step)
-            self.neighbours = build_neighbours(train_questions, encoder, self.tokenizer, encoder_id=config.encoder,
-                                               space=config.neighbour_space, k=config.k, theta=config.theta,
-                                               max_len=config.max_len, cache_dir=cache_dir)
+            self.neighbours = build_neighbours(
+                train_questions,
+                encoder,
+                self.tokenizer,
+                encoder_id=config.encoder,
+                space=config.neighbour_space,
+                k=config.k,
+                theta=config.theta,
+                max_len=config.max_len,
+                cache_dir=cache_dir,
+            )
         if config.method == "ewc":
             rng = random.Random(config.seed)
             sample = rng.sample(train_questions, min(config.fisher_samples, len(train_questions)))
@@ -123,8 +135,14 @@ class Trainer:
             for decay in (True, False):
                 params = [p for n, p in named if any(tag in n for tag in _NO_DECAY) != decay]
                 if params:
-                    groups.append({"params": params, "lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0,
-                                   "anneal": anneal})
+                    groups.append(
+                        {
+                            "params": params,
+                            "lr": lr,
+                            "weight_decay": cfg.weight_decay if decay else 0.0,
+                            "anneal": anneal,
+                        }
+                    )
         if cfg.method == "recadam":
             return RecAdam(groups, gamma=cfg.recadam_gamma, k=cfg.recadam_k, t0=cfg.recadam_t0)
         for g in groups:
@@ -146,14 +164,16 @@ class Trainer:
         pairs = [(i, k) for i in range(B) for k in range(K) if index[i, k] >= 0]
         if pairs:
             # a neighbour's input: its own question, the anchor's options, the anchor's label
-            pseudo = [MCQuestion(f"nb{i}-{k}", self.questions[index[i, k]].question, anchors[i].options,
-                                 anchors[i].label) for i, k in pairs]
+            pseudo = [
+                MCQuestion(f"nb{i}-{k}", self.questions[index[i, k]].question, anchors[i].options, anchors[i].label)
+                for i, k in pairs
+            ]
             batch = encode_pairs(self.tokenizer, pseudo, self.config.max_len).to(self.device)
             flat = self.scorer(batch)  # (M, C') with C' <= C
             rows, cols = zip(*pairs)
             logits[list(rows), list(cols), : flat.shape[1]] = flat
             if flat.shape[1] < C:
-                logits[list(rows), list(cols), flat.shape[1]:] = -1e4
+                logits[list(rows), list(cols), flat.shape[1] :] = -1e4
         return logits, mask.to(self.device)
 
     def batch_loss(self, anchor_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,18 +200,32 @@ class Trainer:
 
     # --- loop ---------------------------------------------------------------------------------
 
-    def evaluate(self, eval_sets: dict[str, list[MCQuestion]] | None = None,
-                 retention_sets: dict[str, list[MCQuestion]] | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        eval_sets: dict[str, list[MCQuestion]] | None = None,
+        retention_sets: dict[str, list[MCQuestion]] | None = None,
+    ) -> dict[str, float]:
         """``{name}_acc``: the scorer's accuracy; ``{name}_zs``: zero-shot embedding accuracy of the
         (fine-tuned) encoder alone, i.e. how much of what the pretrained encoder knew it still knows."""
-        row = {f"{name}_acc": accuracy(self.scorer, self.tokenizer, qs, self.config.max_len)
-               for name, qs in (eval_sets or {}).items()}
-        row.update({f"{name}_zs": zero_shot_accuracy(self.scorer.encoder, self.tokenizer, qs, self.config.max_len)
-                    for name, qs in (retention_sets or {}).items()})
+        row = {
+            f"{name}_acc": accuracy(self.scorer, self.tokenizer, qs, self.config.max_len)
+            for name, qs in (eval_sets or {}).items()
+        }
+        row.update(
+            {
+                f"{name}_zs": zero_shot_accuracy(self.scorer.encoder, self.tokenizer, qs, self.config.max_len)
+                for name, qs in (retention_sets or {}).items()
+            }
+        )
         return row
 
-    def fit(self, eval_sets: dict[str, list[MCQuestion]] | None = None, progress: bool = True,
-            retention_sets: dict[str, list[MCQuestion]] | None = None, eval_each_epoch: bool = True) -> TrainResult:
+    def fit(
+        self,
+        eval_sets: dict[str, list[MCQuestion]] | None = None,
+        progress: bool = True,
+        retention_sets: dict[str, list[MCQuestion]] | None = None,
+        eval_each_epoch: bool = True,
+    ) -> TrainResult:
         """Train for ``config.epochs``; evaluate after each epoch (or only the last one)."""
         cfg = self.config
         rng = random.Random(cfg.seed)
@@ -201,7 +235,7 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             order = list(range(len(self.questions)))
             rng.shuffle(order)
-            batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
             total, correct, seen = 0.0, 0, 0
             iterator = track(batches, f"{cfg.method} epoch {epoch}/{cfg.epochs}") if progress else batches
             for ids in iterator:
@@ -225,13 +259,20 @@ class Trainer:
         return TrainResult(self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start)
 
 
-def train(config: CETConfig, train_questions: list[MCQuestion], eval_sets: dict[str, list[MCQuestion]] | None = None,
-          cache_dir: Path | None = None, progress: bool = True,
-          retention_sets: dict[str, list[MCQuestion]] | None = None, eval_each_epoch: bool = True) -> TrainResult:
+def train(
+    config: CETConfig,
+    train_questions: list[MCQuestion],
+    eval_sets: dict[str, list[MCQuestion]] | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    retention_sets: dict[str, list[MCQuestion]] | None = None,
+    eval_each_epoch: bool = True,
+) -> TrainResult:
     """Fine-tune a fresh scorer on ``train_questions`` with ``config.method``; see module docstring.
 
     ``eval_sets`` are scored by the trained scorer (``{name}_acc``); ``retention_sets`` by the
     fine-tuned encoder alone, zero-shot (``{name}_zs``), the same way the pretrained one is scored.
     """
     return Trainer(config, train_questions, cache_dir=cache_dir).fit(
-        eval_sets, progress=progress, retention_sets=retention_sets, eval_each_epoch=eval_each_epoch)
+        eval_sets, progress=progress, retention_sets=retention_sets, eval_each_epoch=eval_each_epoch
+    )

@@ -21,20 +21,47 @@ class CometConfig:
     """
 
     # --- memory layout ---
-    num_global: int = field(default=512, metadata={"help": "G: global memory slots per layer (0 disables global memory)."})
-    temp_stride: int = field(default=8, metadata={"help": "A temporary <beacon> after every `temp_stride` text tokens (-1 disables temporary memory)."})
-    temp_budget: int = field(default=2048, metadata={"help": "B: the FIFO keeps the newest B temporary-memory entries per layer."})
-    chunk_size: int = field(default=2048, metadata={"help": "Text tokens per chunk (beacons and memory slots come on top)."})
-    rank: int = field(default=8, metadata={"help": "Rank of the residual bottleneck x + Up(Down(x)) on memory outputs."})
+    num_global: int = field(
+        default=512, metadata={"help": "G: global memory slots per layer (0 disables global memory)."}
+    )
+    temp_stride: int = field(
+        default=8,
+        metadata={"help": "A temporary <beacon> after every `temp_stride` text tokens (-1 disables temporary memory)."},
+    )
+    temp_budget: int = field(
+        default=2048, metadata={"help": "B: the FIFO keeps the newest B temporary-memory entries per layer."}
+    )
+    chunk_size: int = field(
+        default=2048, metadata={"help": "Text tokens per chunk (beacons and memory slots come on top)."}
+    )
+    rank: int = field(
+        default=8, metadata={"help": "Rank of the residual bottleneck x + Up(Down(x)) on memory outputs."}
+    )
     # --- training ---
-    mode: str = field(default="full", metadata={"help": "'full' trains the backbone too; 'memory-only' freezes it (memory nets + new-token embeddings train)."})
+    mode: str = field(
+        default="full",
+        metadata={
+            "help": "'full' trains the backbone too; 'memory-only' freezes it (memory nets + new-token embeddings train)."
+        },
+    )
     lr: float = field(default=5e-5, metadata={"help": "Peak learning rate (cosine decay after warm-up)."})
-    memory_lr_multiplier: float = field(default=5.0, metadata={"help": "Memory modules train at lr x this (5 in the official code)."})
+    memory_lr_multiplier: float = field(
+        default=5.0, metadata={"help": "Memory modules train at lr x this (5 in the official code)."}
+    )
     warmup_steps: int = field(default=10, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay on matrices (never on norms/gates of rank <= 1)."})
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "AdamW weight decay on matrices (never on norms/gates of rank <= 1)."}
+    )
     grad_clip: float = field(default=1.0, metadata={"help": "Gradient-norm clipping."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute each (layer, chunk) in backward to save activations."})
-    augment_chunks: bool = field(default=True, metadata={"help": "Chunk-boundary augmentation in training (fixed / right-aligned / random sizes / semantic boundaries)."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute each (layer, chunk) in backward to save activations."}
+    )
+    augment_chunks: bool = field(
+        default=True,
+        metadata={
+            "help": "Chunk-boundary augmentation in training (fixed / right-aligned / random sizes / semantic boundaries)."
+        },
+    )
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -43,9 +70,13 @@ class CometConfig:
         if self.temp_stride != -1 and self.temp_stride < 1:
             raise LongloreError(f"CometConfig.temp_stride must be >= 1 or -1 (off), got {self.temp_stride}")
         if self.temp_stride != -1 and self.temp_budget < 1:
-            raise LongloreError(f"CometConfig.temp_budget must be >= 1 when temporary memory is on, got {self.temp_budget}")
+            raise LongloreError(
+                f"CometConfig.temp_budget must be >= 1 when temporary memory is on, got {self.temp_budget}"
+            )
         if self.num_global == 0 and self.temp_stride == -1:
-            raise LongloreError("CometConfig: num_global=0 and temp_stride=-1 leave no memory at all; enable one of them")
+            raise LongloreError(
+                "CometConfig: num_global=0 and temp_stride=-1 leave no memory at all; enable one of them"
+            )
         if self.chunk_size < 1 or self.rank < 1:
             raise LongloreError(f"CometConfig.chunk_size and rank must be >= 1, got {self.chunk_size}, {self.rank}")
         if self.mode not in MODES:
@@ -53,8 +84,11 @@ class CometConfig:
         if self.lr <= 0 or self.memory_lr_multiplier <= 0:
             raise LongloreError("CometConfig.lr and memory_lr_multiplier must be > 0")
         if self.temp_stride != -1 and self.temp_stride > self.chunk_size:
-            warnings.warn(f"CometConfig.temp_stride={self.temp_stride} > chunk_size={self.chunk_size}: "
-                          "one temporary beacon per chunk", stacklevel=2)
+            warnings.warn(
+                f"CometConfig.temp_stride={self.temp_stride} > chunk_size={self.chunk_size}: "
+                "one temporary beacon per chunk",
+                stacklevel=2,
+            )
 
     @property
     def uses_temp(self) -> bool:

@@ -41,17 +41,25 @@ def measure(method: str, length: int, backbone: str, comet: dict[str, Any], seed
             base(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=1)
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"method": method, "length": length, "seconds": round(seconds, 3), "peak_rss_mb": round(peak_kb / 1024, 1),
-            "rss_after_load_mb": round(rss_before / 1024, 1)}
+    return {
+        "method": method,
+        "length": length,
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "rss_after_load_mb": round(rss_before / 1024, 1),
+    }
 
 
 def measure_in_subprocess(method: str, length: int, backbone: str, comet: dict[str, Any], timeout: float) -> dict:
     """A fresh interpreter per point; an out-of-memory kill or timeout is recorded, not raised."""
-    code = ("import json,sys; from longlore.comet.cost import measure; "
-            f"print(json.dumps(measure({method!r}, {length}, {backbone!r}, {comet!r})))")
+    code = (
+        "import json,sys; from longlore.comet.cost import measure; "
+        f"print(json.dumps(measure({method!r}, {length}, {backbone!r}, {comet!r})))"
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return {"method": method, "length": length, "failed": f"timeout after {timeout:.0f} s"}
     if proc.returncode != 0:
@@ -59,8 +67,15 @@ def measure_in_subprocess(method: str, length: int, backbone: str, comet: dict[s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_cost_benchmark(lengths: list[int], backbone: str, comet: dict[str, Any], out: Path,
-                       full_max: int | None = None, timeout: float = 3600.0, command: str = "") -> dict[str, Any]:
+def run_cost_benchmark(
+    lengths: list[int],
+    backbone: str,
+    comet: dict[str, Any],
+    out: Path,
+    full_max: int | None = None,
+    timeout: float = 3600.0,
+    command: str = "",
+) -> dict[str, Any]:
     """Measure CoMeT at every length and full attention until it fails (or passes ``full_max``);
     resumes points already in ``out``; writes JSON + a two-panel plot beside it."""
     result = read_json(out) if out.exists() else {}
@@ -76,8 +91,14 @@ def run_cost_benchmark(lengths: list[int], backbone: str, comet: dict[str, Any],
             console.print(f"  {point}")
             points.append(point)
             full_failed |= method == "full" and "failed" in point
-            result = {"command": command, "backbone": backbone, "comet": comet, "machine": platform.platform(),
-                      "cpu_threads": torch.get_num_threads(), "points": points}
+            result = {
+                "command": command,
+                "backbone": backbone,
+                "comet": comet,
+                "machine": platform.platform(),
+                "cpu_threads": torch.get_num_threads(),
+                "points": points,
+            }
             write_json(out, result, overwrite=True)
     result["summary"] = summarize(points)
     write_json(out, result, overwrite=True)
@@ -91,8 +112,10 @@ def summarize(points: list[dict]) -> dict[str, Any]:
     if len(ok) < 2:
         return {}
     by_len = {p["length"]: p for p in ok}
-    summary = {"comet_peak_rss_ratio_longest_vs_shortest": round(ok[-1]["peak_rss_mb"] / ok[0]["peak_rss_mb"], 3),
-               "comet_lengths": [p["length"] for p in ok]}
+    summary = {
+        "comet_peak_rss_ratio_longest_vs_shortest": round(ok[-1]["peak_rss_mb"] / ok[0]["peak_rss_mb"], 3),
+        "comet_lengths": [p["length"] for p in ok],
+    }
     if 65536 in by_len and 1048576 in by_len:
         summary["comet_time_1M_over_64K"] = round(by_len[1048576]["seconds"] / by_len[65536]["seconds"], 2)
     summary["comet_time_longest_over_shortest"] = round(ok[-1]["seconds"] / ok[0]["seconds"], 2)

@@ -44,13 +44,13 @@ class SpecialIds:
 class ChunkLayout:
     """One example's chunk (the parts that differ per example; the G slots are shared)."""
 
-    body_ids: list[int]          # text with temporary beacons
+    body_ids: list[int]  # text with temporary beacons
     body_labels: list[int]
     temp_beacon_offsets: list[int]  # offsets of <beacon> inside body_ids
-    n_global_in: int             # G placeholders in front (0 in the first chunk)
-    n_temp_in: int               # temporary-memory placeholders in front
-    global_out: bool             # G global beacons at the end (False only for a generating last chunk)
-    n_text: int                  # text tokens in this chunk
+    n_global_in: int  # G placeholders in front (0 in the first chunk)
+    n_temp_in: int  # temporary-memory placeholders in front
+    global_out: bool  # G global beacons at the end (False only for a generating last chunk)
+    n_text: int  # text tokens in this chunk
 
 
 def fixed_sizes(n: int, chunk: int) -> list[int]:
@@ -91,8 +91,9 @@ def semantic_sizes(ids: list[int], chunk: int, boundary_ids: set[int], min_size:
     return sizes
 
 
-def plan_chunks(ids: list[int], chunk: int, rng: random.Random | None = None,
-                boundary_ids: set[int] | None = None) -> list[int]:
+def plan_chunks(
+    ids: list[int], chunk: int, rng: random.Random | None = None, boundary_ids: set[int] | None = None
+) -> list[int]:
     """Chunk sizes for training. Without ``rng``: fixed sizes. With it: chunk-boundary augmentation,
     the official mix (fixed 60%, right-aligned 10%, random sizes 20%, semantic boundaries 10%)."""
     n = len(ids)
@@ -108,8 +109,14 @@ def plan_chunks(ids: list[int], chunk: int, rng: random.Random | None = None,
     return semantic_sizes(ids, chunk, boundary_ids)
 
 
-def build_layouts(ids: list[int], sizes: list[int], config: CometConfig, special: SpecialIds,
-                  labels: list[int] | None = None, generating: bool = False) -> list[ChunkLayout]:
+def build_layouts(
+    ids: list[int],
+    sizes: list[int],
+    config: CometConfig,
+    special: SpecialIds,
+    labels: list[int] | None = None,
+    generating: bool = False,
+) -> list[ChunkLayout]:
     """Lay out one example's chunks (see module docstring). ``labels`` (aligned with ``ids``,
     -100 = no loss) default to ``ids``; they are shifted here so each token predicts the next."""
     if sum(sizes) != len(ids) or any(s < 1 for s in sizes):
@@ -119,13 +126,13 @@ def build_layouts(ids: list[int], sizes: list[int], config: CometConfig, special
     stride, budget = config.temp_stride, config.temp_budget
     layouts, start, emitted = [], 0, 0
     for i, size in enumerate(sizes):
-        text, lab = ids[start:start + size], shifted[start:start + size]
+        text, lab = ids[start : start + size], shifted[start : start + size]
         last = i == len(sizes) - 1
         body, body_labels, offsets = [], [], []
         if config.uses_temp:
             for beg in range(0, size, stride):
-                body += text[beg:beg + stride]
-                body_labels += lab[beg:beg + stride]
+                body += text[beg : beg + stride]
+                body_labels += lab[beg : beg + stride]
                 if generating and last and beg + stride >= size:
                     break  # the generator inserts the next beacon itself
                 offsets.append(len(body))
@@ -133,10 +140,17 @@ def build_layouts(ids: list[int], sizes: list[int], config: CometConfig, special
                 body_labels.append(IGNORE)
         else:
             body, body_labels = list(text), list(lab)
-        layouts.append(ChunkLayout(body_ids=body, body_labels=body_labels, temp_beacon_offsets=offsets,
-                                   n_global_in=config.num_global if i > 0 else 0,
-                                   n_temp_in=min(emitted, budget) if config.uses_temp else 0,
-                                   global_out=config.num_global > 0 and not (generating and last), n_text=size))
+        layouts.append(
+            ChunkLayout(
+                body_ids=body,
+                body_labels=body_labels,
+                temp_beacon_offsets=offsets,
+                n_global_in=config.num_global if i > 0 else 0,
+                n_temp_in=min(emitted, budget) if config.uses_temp else 0,
+                global_out=config.num_global > 0 and not (generating and last),
+                n_text=size,
+            )
+        )
         emitted += len(offsets)
         start += size
     return layouts
@@ -149,19 +163,19 @@ class BatchChunk:
     Shapes: R rows, L = G_in + T + N + G_out positions.
     """
 
-    rows: list[int]              # batch indices of the rows present
-    input_ids: torch.Tensor      # (R, L); placeholders hold the <|memory|> id
-    labels: torch.Tensor         # (R, L)
-    position_ids: torch.Tensor   # (R, L), 0.. over real tokens of each row
-    key_valid: torch.Tensor      # (R, L) bool, False on padding
-    n_global_in: int             # G or 0 (width of the global region)
-    global_rows: list[bool]      # per row: has global memory to inject
-    temp_width: int              # T = max temporary entries over rows
-    temp_counts: list[int]       # per row
-    body_width: int              # N
-    n_global_out: int            # G or 0
-    beacon_index: torch.Tensor   # (R, nb) positions of temporary beacons (padded with 0)
-    beacon_counts: list[int]     # per row
+    rows: list[int]  # batch indices of the rows present
+    input_ids: torch.Tensor  # (R, L); placeholders hold the <|memory|> id
+    labels: torch.Tensor  # (R, L)
+    position_ids: torch.Tensor  # (R, L), 0.. over real tokens of each row
+    key_valid: torch.Tensor  # (R, L) bool, False on padding
+    n_global_in: int  # G or 0 (width of the global region)
+    global_rows: list[bool]  # per row: has global memory to inject
+    temp_width: int  # T = max temporary entries over rows
+    temp_counts: list[int]  # per row
+    body_width: int  # N
+    n_global_out: int  # G or 0
+    beacon_index: torch.Tensor  # (R, nb) positions of temporary beacons (padded with 0)
+    beacon_counts: list[int]  # per row
 
 
 def collate_chunk(rows: list[int], layouts: list[ChunkLayout], special: SpecialIds, pad_id: int) -> BatchChunk:
@@ -169,7 +183,9 @@ def collate_chunk(rows: list[int], layouts: list[ChunkLayout], special: SpecialI
     g_in = max(lay.n_global_in for lay in layouts)
     g_out = len(special.global_beacons) if layouts[0].global_out else 0
     if any(lay.global_out != layouts[0].global_out for lay in layouts):
-        raise ValueError("rows of one batch chunk disagree on global beacons; generating and training chunks cannot mix")
+        raise ValueError(
+            "rows of one batch chunk disagree on global beacons; generating and training chunks cannot mix"
+        )
     if g_out and any(lay.n_global_in != g_in for lay in layouts):
         # a row would update a gate state it does not have: only generating last chunks may mix
         raise ValueError("rows of one memory-writing chunk must all have (or all lack) global memory")
@@ -183,25 +199,36 @@ def collate_chunk(rows: list[int], layouts: list[ChunkLayout], special: SpecialI
     beacon_index = torch.zeros((len(rows), nb), dtype=torch.long)
     for r, lay in enumerate(layouts):
         ids[r, :g_in] = special.placeholder
-        valid[r, :lay.n_global_in] = True  # a row without memory yet keeps its global region masked
+        valid[r, : lay.n_global_in] = True  # a row without memory yet keeps its global region masked
         t0 = g_in + t_width - lay.n_temp_in  # temporary entries are right-aligned in their region
-        ids[r, t0:g_in + t_width] = special.placeholder
-        valid[r, t0:g_in + t_width] = True
+        ids[r, t0 : g_in + t_width] = special.placeholder
+        valid[r, t0 : g_in + t_width] = True
         b0 = g_in + t_width
-        ids[r, b0:b0 + len(lay.body_ids)] = torch.tensor(lay.body_ids, dtype=torch.long)
-        labels[r, b0:b0 + len(lay.body_ids)] = torch.tensor(lay.body_labels, dtype=torch.long)
-        valid[r, b0:b0 + len(lay.body_ids)] = True
+        ids[r, b0 : b0 + len(lay.body_ids)] = torch.tensor(lay.body_ids, dtype=torch.long)
+        labels[r, b0 : b0 + len(lay.body_ids)] = torch.tensor(lay.body_labels, dtype=torch.long)
+        valid[r, b0 : b0 + len(lay.body_ids)] = True
         if g_out:
-            ids[r, length - g_out:] = torch.tensor(special.global_beacons, dtype=torch.long)
-            valid[r, length - g_out:] = True
+            ids[r, length - g_out :] = torch.tensor(special.global_beacons, dtype=torch.long)
+            valid[r, length - g_out :] = True
         if lay.temp_beacon_offsets:
-            beacon_index[r, :len(lay.temp_beacon_offsets)] = torch.tensor(lay.temp_beacon_offsets) + b0
+            beacon_index[r, : len(lay.temp_beacon_offsets)] = torch.tensor(lay.temp_beacon_offsets) + b0
     # Positions restart at 0 in every chunk and count only real tokens (official init_position_ids).
     position_ids = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
-    return BatchChunk(rows=list(rows), input_ids=ids, labels=labels, position_ids=position_ids, key_valid=valid,
-                      n_global_in=g_in, global_rows=[lay.n_global_in > 0 for lay in layouts], temp_width=t_width, temp_counts=[lay.n_temp_in for lay in layouts],
-                      body_width=n_width, n_global_out=g_out, beacon_index=beacon_index,
-                      beacon_counts=[len(lay.temp_beacon_offsets) for lay in layouts])
+    return BatchChunk(
+        rows=list(rows),
+        input_ids=ids,
+        labels=labels,
+        position_ids=position_ids,
+        key_valid=valid,
+        n_global_in=g_in,
+        global_rows=[lay.n_global_in > 0 for lay in layouts],
+        temp_width=t_width,
+        temp_counts=[lay.n_temp_in for lay in layouts],
+        body_width=n_width,
+        n_global_out=g_out,
+        beacon_index=beacon_index,
+        beacon_counts=[len(lay.temp_beacon_offsets) for lay in layouts],
+    )
 
 
 def collate_batch(per_example: list[list[ChunkLayout]], special: SpecialIds, pad_id: int) -> list[BatchChunk]:

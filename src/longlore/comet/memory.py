@@ -76,19 +76,20 @@ class LayerMemory:
     ``temp`` is left-padded: row r's ``temp_counts[r]`` valid entries are its last ones, newest last.
     """
 
-    global_mem: torch.Tensor | None = None    # (R, G, D)
+    global_mem: torch.Tensor | None = None  # (R, G, D)
     global_state: torch.Tensor | None = None  # (R, G, D)
-    temp: torch.Tensor | None = None          # (R, T, D)
+    temp: torch.Tensor | None = None  # (R, T, D)
     temp_counts: list[int] = field(default_factory=list)
 
 
-def enqueue(temp: torch.Tensor | None, counts: list[int], new: torch.Tensor, new_counts: list[int],
-            budget: int) -> tuple[torch.Tensor, list[int]]:
+def enqueue(
+    temp: torch.Tensor | None, counts: list[int], new: torch.Tensor, new_counts: list[int], budget: int
+) -> tuple[torch.Tensor, list[int]]:
     """FIFO push per row: keep the newest ``budget`` of (old valid entries, new valid entries)."""
     rows, kept = [], []
     for r in range(new.shape[0]):
-        old = temp[r, temp.shape[1] - counts[r]:] if temp is not None and counts[r] else new[r, :0]
-        row = torch.cat([old, new[r, :new_counts[r]]], dim=0)[-budget:]
+        old = temp[r, temp.shape[1] - counts[r] :] if temp is not None and counts[r] else new[r, :0]
+        row = torch.cat([old, new[r, : new_counts[r]]], dim=0)[-budget:]
         rows.append(row)
         kept.append(row.shape[0])
     width = max(kept)
@@ -124,8 +125,12 @@ class MemoryState:
         if max(counts, default=0) > 0:
             ref = next(t[r] for r in rows if t[r] is not None)
             width = max(counts)
-            temp = torch.stack([torch.cat([ref.new_zeros(width - c, ref.shape[1])] + ([t[r]] if c else []))
-                                for r, c in zip(rows, counts)])
+            temp = torch.stack(
+                [
+                    torch.cat([ref.new_zeros(width - c, ref.shape[1])] + ([t[r]] if c else []))
+                    for r, c in zip(rows, counts)
+                ]
+            )
         global_mem = global_state = None
         if any(have):  # rows without memory yet (a 1-chunk prompt beside longer ones) get zeros, masked out
             ref = next(g[r] for r in rows if g[r] is not None)
@@ -139,12 +144,15 @@ class MemoryState:
                 self._global[layer][r] = mem.global_mem[i]
                 self._state[layer][r] = mem.global_state[i]
             if mem.temp is not None and mem.temp_counts[i]:
-                self._temp[layer][r] = mem.temp[i, mem.temp.shape[1] - mem.temp_counts[i]:]
+                self._temp[layer][r] = mem.temp[i, mem.temp.shape[1] - mem.temp_counts[i] :]
 
     def tensors(self, layer: int, row: int) -> dict[str, torch.Tensor | None]:
         """One row's memory at one layer (for inspection and tests)."""
-        return {"global_mem": self._global[layer][row], "global_state": self._state[layer][row],
-                "temp": self._temp[layer][row]}
+        return {
+            "global_mem": self._global[layer][row],
+            "global_state": self._state[layer][row],
+            "temp": self._temp[layer][row],
+        }
 
     def detach_(self) -> MemoryState:
         """Cut the autograd history (streaming inference, truncated backprop)."""
@@ -157,5 +165,10 @@ class MemoryState:
 
     def nbytes(self) -> int:
         """Bytes held by the memory tensors: bounded by layers x (2G + B) x D per row."""
-        return sum(x.numel() * x.element_size() for store in (self._global, self._state, self._temp)
-                   for layer in store for x in layer if x is not None)
+        return sum(
+            x.numel() * x.element_size()
+            for store in (self._global, self._state, self._temp)
+            for layer in store
+            for x in layer
+            if x is not None
+        )

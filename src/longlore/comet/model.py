@@ -45,13 +45,17 @@ def _decoder_parts(base_model: nn.Module) -> tuple[Any, Any, Any, Any]:
     parts = [getattr(decoder, name, None) for name in ("layers", "norm", "rotary_emb")]
     head = base_model.get_output_embeddings() if hasattr(base_model, "get_output_embeddings") else None
     if decoder is None or any(p is None for p in parts) or head is None:
-        raise LongloreError(f"CometModel: {type(base_model).__name__} is not a supported decoder-only LM; it needs "
-                            "model.layers, model.norm, model.rotary_emb and an LM head (Llama, Qwen2, Qwen3, "
-                            "Mistral, SmolLM2 families)")
+        raise LongloreError(
+            f"CometModel: {type(base_model).__name__} is not a supported decoder-only LM; it needs "
+            "model.layers, model.norm, model.rotary_emb and an LM head (Llama, Qwen2, Qwen3, "
+            "Mistral, SmolLM2 families)"
+        )
     types = set(getattr(base_model.config, "layer_types", None) or ["full_attention"])
     if types != {"full_attention"}:
-        raise LongloreError(f"CometModel: layer types {sorted(types)} found; only full-attention layers are supported "
-                            "(turn sliding-window attention off in the backbone config)")
+        raise LongloreError(
+            f"CometModel: layer types {sorted(types)} found; only full-attention layers are supported "
+            "(turn sliding-window attention off in the backbone config)"
+        )
     return parts[0], parts[1], parts[2], head
 
 
@@ -81,8 +85,10 @@ class CometModel(nn.Module):
         self.token_embed = nn.Embedding(n_new, hidden, dtype=dtype)
         with torch.no_grad():  # mean init, as resize_token_embeddings(mean_resizing=True) does
             self.token_embed.weight.copy_(base_embed.weight.float().mean(0).to(dtype).expand(n_new, -1))
-        self.memory = nn.ModuleList(LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp)
-                                    for _ in range(len(self.layers)))
+        self.memory = nn.ModuleList(
+            LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp)
+            for _ in range(len(self.layers))
+        )
         std = float(getattr(base_model.config, "initializer_range", 0.02))
         generator = torch.Generator().manual_seed(seed)  # same weights in every process (pipeline ranks)
         for module in self.memory.modules():  # the official _init_weights: normal(0, initializer_range)
@@ -107,8 +113,10 @@ class CometModel(nn.Module):
         tokenizer.add_tokens(new, special_tokens=True)  # no-op for tokens it already has
         ids = tokenizer.convert_tokens_to_ids(new)
         if ids != list(range(ids[0], ids[0] + len(new))):
-            raise LongloreError("CometModel: the tokenizer already holds some CoMeT tokens with other ids; pass the "
-                                "backbone's original tokenizer (or the one saved beside this CoMeT model)")
+            raise LongloreError(
+                "CometModel: the tokenizer already holds some CoMeT tokens with other ids; pass the "
+                "backbone's original tokenizer (or the one saved beside this CoMeT model)"
+            )
         return SpecialIds(placeholder=ids[0], temp_beacon=ids[1], global_beacons=tuple(ids[2:]))
 
     def set_mode(self, mode: str) -> None:
@@ -145,39 +153,77 @@ class CometModel(nn.Module):
         rope = self.rotary(h, chunk.position_ids.to(self.device))
         return h, rope, attention_bias(chunk.key_valid, h.dtype).to(self.device)
 
-    def layer_chunk(self, index: int, h: torch.Tensor, chunk: BatchChunk, mem: LayerMemory,
-                    rope: tuple[torch.Tensor, torch.Tensor], bias: torch.Tensor, cache: Any = None,
-                    write_memory: bool = True) -> tuple[torch.Tensor, LayerMemory]:
+    def layer_chunk(
+        self,
+        index: int,
+        h: torch.Tensor,
+        chunk: BatchChunk,
+        mem: LayerMemory,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        bias: torch.Tensor,
+        cache: Any = None,
+        write_memory: bool = True,
+    ) -> tuple[torch.Tensor, LayerMemory]:
         """Inject memory into the placeholders, run decoder layer ``index`` on the chunk, read the
         beacons into new memory. h (R, L, D) -> (R, L, D)."""
         if self.training and self.config.gradient_checkpointing and cache is None:
-            flat = checkpoint(self._layer_chunk_flat, index, h, chunk, mem.global_mem, mem.global_state, mem.temp,
-                              tuple(mem.temp_counts), rope, bias, write_memory, use_reentrant=False)
+            flat = checkpoint(
+                self._layer_chunk_flat,
+                index,
+                h,
+                chunk,
+                mem.global_mem,
+                mem.global_state,
+                mem.temp,
+                tuple(mem.temp_counts),
+                rope,
+                bias,
+                write_memory,
+                use_reentrant=False,
+            )
             out, gm, gs, temp, counts = flat
             return out, LayerMemory(gm, gs, temp, list(counts))
-        out, gm, gs, temp, counts = self._layer_chunk_flat(index, h, chunk, mem.global_mem, mem.global_state, mem.temp,
-                                                           tuple(mem.temp_counts), rope, bias, write_memory, cache)
+        out, gm, gs, temp, counts = self._layer_chunk_flat(
+            index,
+            h,
+            chunk,
+            mem.global_mem,
+            mem.global_state,
+            mem.temp,
+            tuple(mem.temp_counts),
+            rope,
+            bias,
+            write_memory,
+            cache,
+        )
         return out, LayerMemory(gm, gs, temp, list(counts))
 
-    def _layer_chunk_flat(self, index, h, chunk, global_mem, global_state, temp, counts, rope, bias, write_memory,
-                          cache=None):
+    def _layer_chunk_flat(
+        self, index, h, chunk, global_mem, global_state, temp, counts, rope, bias, write_memory, cache=None
+    ):
         g_in, t_width = chunk.n_global_in, chunk.temp_width
         if list(counts or [0] * len(chunk.rows)) != chunk.temp_counts and t_width:
             raise RuntimeError(f"temporary memory counts {counts} do not match the chunk layout {chunk.temp_counts}")
         parts = []
         if g_in:
-            parts.append(global_mem)            # (R, G, D) into the G placeholders
+            parts.append(global_mem)  # (R, G, D) into the G placeholders
         if t_width:
-            parts.append(temp[:, -t_width:])    # (R, T, D) right-aligned, as the layout expects
+            parts.append(temp[:, -t_width:])  # (R, T, D) right-aligned, as the layout expects
         if parts:
-            h = torch.cat(parts + [h[:, g_in + t_width:]], dim=1)
-        out = self.layers[index](h, attention_mask=bias, position_ids=chunk.position_ids.to(h.device),
-                                 position_embeddings=rope, cache=cache, use_cache=cache is not None)
+            h = torch.cat(parts + [h[:, g_in + t_width :]], dim=1)
+        out = self.layers[index](
+            h,
+            attention_mask=bias,
+            position_ids=chunk.position_ids.to(h.device),
+            position_embeddings=rope,
+            cache=cache,
+            use_cache=cache is not None,
+        )
         out = out[0] if isinstance(out, tuple) else out
         nets: LayerMemoryNets = self.memory[index]
         counts = list(counts) if counts else [0] * len(chunk.rows)
         if write_memory and chunk.n_global_out and nets.global_net is not None:
-            global_mem, global_state = nets.global_net(out[:, -chunk.n_global_out:], global_state)
+            global_mem, global_state = nets.global_net(out[:, -chunk.n_global_out :], global_state)
         if write_memory and nets.temp_net is not None and max(chunk.beacon_counts) > 0:
             index_ = chunk.beacon_index.to(out.device)[..., None].expand(-1, -1, out.shape[-1])
             beacons = nets.temp_net(out.gather(1, index_))  # (R, nb, D)
@@ -185,8 +231,13 @@ class CometModel(nn.Module):
         return out, global_mem, global_state, temp, tuple(counts)
 
     # ----- training / full forward -----
-    def prepare(self, ids: list[list[int]], labels: list[list[int]] | None = None,
-                sizes: list[list[int]] | None = None, rng: Any = None) -> list[BatchChunk]:
+    def prepare(
+        self,
+        ids: list[list[int]],
+        labels: list[list[int]] | None = None,
+        sizes: list[list[int]] | None = None,
+        rng: Any = None,
+    ) -> list[BatchChunk]:
         """Chunk, lay out and batch token sequences (ragged allowed). ``rng`` turns on chunk-boundary
         augmentation (when the config allows it); ``sizes`` fixes the chunk sizes per example."""
         per_example = []
@@ -198,14 +249,17 @@ class CometModel(nn.Module):
             per_example.append(build_layouts(seq, plan, self.config, self.special, labels[b] if labels else None))
         return collate_batch(per_example, self.special, self.pad_id)
 
-    def forward(self, chunks: list[BatchChunk], state: MemoryState | None = None,
-                return_logits: bool = False) -> CometOutput:
+    def forward(
+        self, chunks: list[BatchChunk], state: MemoryState | None = None, return_logits: bool = False
+    ) -> CometOutput:
         """All chunks of a batch, layer-major (each layer runs every chunk in order, memory flowing
         chunk to chunk, as the official plugin does). Gradients flow through the memory."""
         batch = max(r for c in chunks for r in c.rows) + 1
         if state is not None and any(state.chunks_seen):
-            raise LongloreError("CometModel.forward starts new streams from prepare(); continue a used state with "
-                                "stream_chunk() or read(), or call state.reset() first")
+            raise LongloreError(
+                "CometModel.forward starts new streams from prepare(); continue a used state with "
+                "stream_chunk() or read(), or call state.reset() first"
+            )
         state = state or self.new_state(batch)
         contexts = [self.chunk_context(c) for c in chunks]
         hs = [ctx[0] for ctx in contexts]
@@ -254,8 +308,9 @@ class CometModel(nn.Module):
         rows = list(range(len(ids))) if rows is None else rows
         if any(len(x) > self.config.chunk_size or not x for x in ids):
             raise LongloreError(f"stream_chunk: each chunk needs 1..{self.config.chunk_size} tokens")
-        chunk = collate_chunk(rows, [self._next_layout(x, state, r, False) for x, r in zip(ids, rows)],
-                              self.special, self.pad_id)
+        chunk = collate_chunk(
+            rows, [self._next_layout(x, state, r, False) for x, r in zip(ids, rows)], self.special, self.pad_id
+        )
         h, rope, bias = self.chunk_context(chunk)
         for index in range(len(self.layers)):
             h, mem = self.layer_chunk(index, h, chunk, state.get(index, rows), rope, bias)
@@ -272,12 +327,17 @@ class CometModel(nn.Module):
         size = self.config.chunk_size
         for c in range(max(-(-len(x) // size) for x in ids)):
             rows = [r for r, x in enumerate(ids) if len(x) > c * size]
-            self.stream_chunk([ids[r][c * size:(c + 1) * size] for r in rows], state, rows)
+            self.stream_chunk([ids[r][c * size : (c + 1) * size] for r in rows], state, rows)
         return state
 
     @torch.no_grad()
-    def generate_ids(self, prompts: list[list[int]], max_new_tokens: int = 32, state: MemoryState | None = None,
-                     eos_id: int | None = None) -> list[list[int]]:
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int = 32,
+        state: MemoryState | None = None,
+        eos_id: int | None = None,
+    ) -> list[list[int]]:
         """Greedy decoding after streaming each prompt; only the last prompt chunk keeps a KV cache.
 
         All chunks but the last go through memory (``stream_chunk``); the last one is pre-filled
@@ -291,15 +351,18 @@ class CometModel(nn.Module):
         n_chunks = [-(-len(p) // size) for p in prompts]  # fixed-size chunks, the remainder last
         for c in range(max(n_chunks) - 1):
             rows = [r for r, n in enumerate(n_chunks) if n - 1 > c]
-            self.stream_chunk([prompts[r][c * size:(c + 1) * size] for r in rows], state, rows)
+            self.stream_chunk([prompts[r][c * size : (c + 1) * size] for r in rows], state, rows)
         rows = list(range(len(prompts)))
-        lasts = [prompts[r][(n_chunks[r] - 1) * size:] for r in rows]
-        chunk = collate_chunk(rows, [self._next_layout(x, state, r, True) for x, r in zip(lasts, rows)],
-                              self.special, self.pad_id)
+        lasts = [prompts[r][(n_chunks[r] - 1) * size :] for r in rows]
+        chunk = collate_chunk(
+            rows, [self._next_layout(x, state, r, True) for x, r in zip(lasts, rows)], self.special, self.pad_id
+        )
         cache = DynamicCache(config=self.base_model.config)
         h, rope, bias = self.chunk_context(chunk)
         for index in range(len(self.layers)):
-            h, _ = self.layer_chunk(index, h, chunk, state.get(index, rows), rope, bias, cache=cache, write_memory=False)
+            h, _ = self.layer_chunk(
+                index, h, chunk, state.get(index, rows), rope, bias, cache=cache, write_memory=False
+            )
         # bodies are left-aligned (padding after them), so read each row's last real token
         last_pos = [int(chunk.key_valid[r].nonzero().max()) for r in rows]
         logits = self.lm_head(self.norm(h[torch.arange(len(rows)), last_pos]))
@@ -328,9 +391,14 @@ class CometModel(nn.Module):
             x = self.embed(ids)
             rope = self.rotary(x, next_pos[:, None].to(self.device))
             for index in range(len(self.layers)):
-                x = self.layers[index](x, attention_mask=step_bias, position_ids=next_pos[:, None].to(self.device),
-                                       position_embeddings=rope,
-                                       cache=cache, use_cache=True)
+                x = self.layers[index](
+                    x,
+                    attention_mask=step_bias,
+                    position_ids=next_pos[:, None].to(self.device),
+                    position_embeddings=rope,
+                    cache=cache,
+                    use_cache=True,
+                )
                 x = x[0] if isinstance(x, tuple) else x
             step_logits = self.lm_head(self.norm(x))[:, -1]
             past_valid = torch.cat([past_valid, torch.ones(len(rows), 1, dtype=torch.bool)], dim=1)
@@ -344,8 +412,13 @@ class CometModel(nn.Module):
                     pending[r] = int(step_logits[r].argmax())
         return outputs
 
-    def generate(self, prompts: str | list[str], max_new_tokens: int = 32, state: MemoryState | None = None,
-                 stop_at_eos: bool = True) -> list[str]:
+    def generate(
+        self,
+        prompts: str | list[str],
+        max_new_tokens: int = 32,
+        state: MemoryState | None = None,
+        stop_at_eos: bool = True,
+    ) -> list[str]:
         """Greedy completions of text prompts of any length (see :meth:`generate_ids`)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         ids = [self.encode(p) for p in prompts]
@@ -377,10 +450,14 @@ class CometModel(nn.Module):
         tmp = path / f".{WEIGHTS_NAME}.tmp"
         save_file(tensors, str(tmp))
         tmp.replace(path / WEIGHTS_NAME)
-        meta = {"comet": self.config.to_dict(), "backbone_class": type(self.base_model).__name__,
-                "hidden_size": self.token_embed.weight.shape[1], "num_layers": len(self.layers),
-                "includes_backbone": include, "special_ids": {"placeholder": self.special.placeholder,
-                                                              "temp_beacon": self.special.temp_beacon}}
+        meta = {
+            "comet": self.config.to_dict(),
+            "backbone_class": type(self.base_model).__name__,
+            "hidden_size": self.token_embed.weight.shape[1],
+            "num_layers": len(self.layers),
+            "includes_backbone": include,
+            "special_ids": {"placeholder": self.special.placeholder, "temp_beacon": self.special.temp_beacon},
+        }
         if include:
             self.base_model.save_pretrained(path / BACKBONE_DIR)
             self.tokenizer.save_pretrained(path / BACKBONE_DIR)
@@ -388,8 +465,13 @@ class CometModel(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None,
-                        dtype: torch.dtype = torch.float32) -> CometModel:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        base_model: nn.Module | None = None,
+        tokenizer: Any = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> CometModel:
         """Load a saved CoMeT model; the backbone comes from ``path/backbone`` when saved there, else
         pass ``base_model`` and ``tokenizer`` (the same backbone it was trained on)."""
         from safetensors.torch import load_file
@@ -402,20 +484,24 @@ class CometModel(nn.Module):
         meta = read_json(path / CONFIG_NAME)
         if base_model is None:
             if not meta.get("includes_backbone"):
-                raise LongloreError(f"{path}: saved without its backbone; pass base_model and tokenizer "
-                                    "(or --model on the CLI)")
+                raise LongloreError(
+                    f"{path}: saved without its backbone; pass base_model and tokenizer (or --model on the CLI)"
+                )
             from longlore.core.models import load_causal_lm
 
             base_model, tokenizer = load_causal_lm(str(path / BACKBONE_DIR), dtype=dtype)
         model = cls(base_model, tokenizer, CometConfig.from_dict(meta["comet"]))
         if model.token_embed.weight.shape[1] != meta["hidden_size"] or len(model.layers) != meta["num_layers"]:
-            raise LongloreError(f"{path}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
-                                f"backbone has {model.token_embed.weight.shape[1]} x {len(model.layers)}; pass the "
-                                "backbone it was trained on")
+            raise LongloreError(
+                f"{path}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
+                f"backbone has {model.token_embed.weight.shape[1]} x {len(model.layers)}; pass the "
+                "backbone it was trained on"
+            )
         missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=False)
         missing = [k for k in missing if k.startswith(("memory.", "token_embed."))]
         if missing or unexpected:
-            raise LongloreError(f"{path}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
-                                "the file does not match this CometConfig")
+            raise LongloreError(
+                f"{path}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
+                "the file does not match this CometConfig"
+            )
         return model.eval()
-

@@ -20,8 +20,10 @@ from longlore.core.errors import LongloreError
 from longlore.core.io import read_json, write_json
 from longlore.core.progress import console
 
-TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-        "I will quiz you about the important information there.")
+TASK = (
+    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+    "I will quiz you about the important information there."
+)
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 KEY_LINE = "The pass key is {k}. Remember it. {k} is the pass key."
 QUESTION = "What is the pass key? The pass key is"
@@ -48,7 +50,7 @@ def passkey_prompt(model: CometModel, pieces: PasskeyPieces, n_tokens: int, dept
     fixed = len(pieces.task) + len(key_ids) + len(pieces.question)
     repeats = max(0, (n_tokens - fixed) // len(pieces.filler))
     before = round(depth * repeats)
-    return (pieces.task + pieces.filler * before + key_ids + pieces.filler * (repeats - before) + pieces.question)
+    return pieces.task + pieces.filler * before + key_ids + pieces.filler * (repeats - before) + pieces.question
 
 
 def answer_ids(model: CometModel, key: int) -> list[int]:
@@ -92,8 +94,7 @@ def stage_starts(stages: list[tuple[int, int]]) -> list[int]:
     return starts
 
 
-def curriculum_batches(model: CometModel, stages: list[tuple[int, int]], batch_size: int,
-                       answer_only: bool = True):
+def curriculum_batches(model: CometModel, stages: list[tuple[int, int]], batch_size: int, answer_only: bool = True):
     """A trainer BatchFn: at step s, passkey samples spanning the stage's number of chunks
     (length drawn in ((c - 1) * chunk, c * chunk], random depth and key); loss on the answer only
     by default (the filler is trivially predictable and would drown the retrieval signal)."""
@@ -120,9 +121,17 @@ def curriculum_batches(model: CometModel, stages: list[tuple[int, int]], batch_s
     return draw, total
 
 
-def evaluate_grid(model: CometModel, lengths: list[int], depths: list[float], keys_per_cell: int, out: Path,
-                  seed: int = 0, max_new_tokens: int = 8, meta: dict[str, Any] | None = None,
-                  batch_size: int = 10) -> dict[str, Any]:
+def evaluate_grid(
+    model: CometModel,
+    lengths: list[int],
+    depths: list[float],
+    keys_per_cell: int,
+    out: Path,
+    seed: int = 0,
+    max_new_tokens: int = 8,
+    meta: dict[str, Any] | None = None,
+    batch_size: int = 10,
+) -> dict[str, Any]:
     """Greedy passkey accuracy over lengths x depths; resumes from ``out`` (records saved per batch).
 
     Prompts of one length are streamed together in batches of ``batch_size`` (the memory state is
@@ -137,7 +146,7 @@ def evaluate_grid(model: CometModel, lengths: list[int], depths: list[float], ke
     plan = [(n, d, i, rng.randint(1, 50000)) for n in lengths for d in depths for i in range(keys_per_cell)]
     todo = [item for item in plan if item[:3] not in seen]
     batches = [[item for item in todo if item[0] == n] for n in lengths]
-    batches = [group[b:b + batch_size] for group in batches for b in range(0, len(group), batch_size)]
+    batches = [group[b : b + batch_size] for group in batches for b in range(0, len(group), batch_size)]
     for batch in batches:
         start = time.perf_counter()
         prompts = [passkey_prompt(model, pieces, n, d, key) for n, d, _, key in batch]
@@ -146,12 +155,29 @@ def evaluate_grid(model: CometModel, lengths: list[int], depths: list[float], ke
         for (n, d, i, key), prompt, ids in zip(batch, prompts, outputs):
             text = model.tokenizer.decode(ids, skip_special_tokens=True)
             ok = first_integer(text) == key
-            records.append({"length": n, "depth": d, "i": i, "key": key, "answer": text, "correct": ok,
-                            "prompt_tokens": len(prompt), "seconds": seconds})
-            console.print(f"len {n:>8} depth {d:.2f} #{i}: {'ok ' if ok else 'MISS'} ({text.strip()[:20]!r}, key {key})")
+            records.append(
+                {
+                    "length": n,
+                    "depth": d,
+                    "i": i,
+                    "key": key,
+                    "answer": text,
+                    "correct": ok,
+                    "prompt_tokens": len(prompt),
+                    "seconds": seconds,
+                }
+            )
+            console.print(
+                f"len {n:>8} depth {d:.2f} #{i}: {'ok ' if ok else 'MISS'} ({text.strip()[:20]!r}, key {key})"
+            )
         write_json(out, {**(meta or {}), "records": records}, overwrite=True)  # resumable after every batch
     table = accuracy_table(records)
-    result = {**(meta or {}), "records": records, "accuracy": table, "digit_accuracy": accuracy_table(records, "digits")}
+    result = {
+        **(meta or {}),
+        "records": records,
+        "accuracy": table,
+        "digit_accuracy": accuracy_table(records, "digits"),
+    }
     write_json(out, result, overwrite=True)
     return result
 
@@ -159,14 +185,17 @@ def evaluate_grid(model: CometModel, lengths: list[int], depths: list[float], ke
 def accuracy_table(records: list[dict], score: str = "exact") -> dict[str, dict[str, float]]:
     """{length: {depth: mean score, 'all': mean score}} from per-prompt records; ``score`` is
     'exact' (first integer == key) or 'digits' (``digit_accuracy``)."""
+
     def value(r: dict) -> float:
         return float(r["correct"]) if score == "exact" else digit_accuracy(r["answer"], r["key"])
 
     table: dict[str, dict[str, float]] = {}
     for n in sorted({r["length"] for r in records}):
         rows = [r for r in records if r["length"] == n]
-        cell = {f"{d:.2f}": sum(value(r) for r in rows if r["depth"] == d) / max(1, sum(r["depth"] == d for r in rows))
-                for d in sorted({r["depth"] for r in rows})}
+        cell = {
+            f"{d:.2f}": sum(value(r) for r in rows if r["depth"] == d) / max(1, sum(r["depth"] == d for r in rows))
+            for d in sorted({r["depth"] for r in rows})
+        }
         cell["all"] = sum(value(r) for r in rows) / len(rows)
         table[str(n)] = cell
     return table
@@ -186,8 +215,17 @@ def heatmap(table: dict[str, dict[str, float]], path: Path, title: str) -> None:
     grid = [[table[n].get(d, float("nan")) for n in lengths] for d in depths]
     fig, ax = plt.subplots(figsize=(1.2 * len(lengths) + 2, 0.5 * len(depths) + 1.5))
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(lengths)), [f"{int(n) // 2 ** 20}M" if int(n) >= 2 ** 20 and int(n) % 2 ** 20 == 0 else
-                                        f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths])
+    ax.set_xticks(
+        range(len(lengths)),
+        [
+            f"{int(n) // 2**20}M"
+            if int(n) >= 2**20 and int(n) % 2**20 == 0
+            else f"{int(n) // 1024}K"
+            if int(n) >= 1024
+            else n
+            for n in lengths
+        ],
+    )
     ax.set_yticks(range(len(depths)), [f"{float(d):.0%}" for d in depths])
     for y, row in enumerate(grid):
         for x, v in enumerate(row):

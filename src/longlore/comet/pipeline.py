@@ -61,10 +61,13 @@ def send_with_grad(tensor: torch.Tensor, dst: int, tag: int) -> torch.Tensor:
     return _SendWithGrad.apply(tensor, dst, tag)
 
 
-def recv_with_grad(shape: tuple[int, ...], dtype: torch.dtype, src: int, tag: int,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
+def recv_with_grad(
+    shape: tuple[int, ...], dtype: torch.dtype, src: int, tag: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Receive a tensor whose gradient is sent back to ``src`` in backward."""
-    buffer = torch.empty(shape, dtype=dtype, device=device, requires_grad=True)  # requires_grad puts the node in the graph
+    buffer = torch.empty(
+        shape, dtype=dtype, device=device, requires_grad=True
+    )  # requires_grad puts the node in the graph
     return _RecvWithGrad.apply(buffer, src, tag)
 
 
@@ -74,7 +77,7 @@ def _pack(mem: LayerMemory, chunk: BatchChunk) -> torch.Tensor:
     if chunk.n_global_in:
         parts += [mem.global_mem, mem.global_state]
     if chunk.temp_width:
-        parts.append(mem.temp[:, -chunk.temp_width:])
+        parts.append(mem.temp[:, -chunk.temp_width :])
     return torch.cat(parts, dim=1)
 
 
@@ -82,9 +85,9 @@ def _unpack(packed: torch.Tensor, chunk: BatchChunk) -> LayerMemory:
     g = chunk.n_global_in
     mem = LayerMemory(temp_counts=list(chunk.temp_counts))
     if g:
-        mem.global_mem, mem.global_state = packed[:, :g], packed[:, g:2 * g]
+        mem.global_mem, mem.global_state = packed[:, :g], packed[:, g : 2 * g]
     if chunk.temp_width:
-        mem.temp = packed[:, 2 * g:]
+        mem.temp = packed[:, 2 * g :]
     return mem
 
 
@@ -137,8 +140,9 @@ def all_reduce_grads(model: torch.nn.Module) -> None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
-def _check_worker(rank: int, world: int, init_file: str, out_dir: str, spec: str, config: dict,
-                  ids: list[list[int]]) -> None:
+def _check_worker(
+    rank: int, world: int, init_file: str, out_dir: str, spec: str, config: dict, ids: list[list[int]]
+) -> None:
     """mp.spawn target: run the pipeline on a tiny model and save loss + gradients per rank."""
     from longlore.comet.config import CometConfig
     from longlore.core.models import load_causal_lm

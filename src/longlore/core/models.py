@@ -77,11 +77,20 @@ def _cached_tokenizer(kind: str) -> Path:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=1024,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         tok.train_from_iterator(_tokenizer_corpus(), trainer)
-        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                     unk_token="<|endoftext|>", pad_token="<|pad|>")
+        hf = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|im_start|>",
+            eos_token="<|im_end|>",
+            unk_token="<|endoftext|>",
+            pad_token="<|pad|>",
+        )
         hf.chat_template = CHATML_TEMPLATE
     else:
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -89,13 +98,24 @@ def _cached_tokenizer(kind: str) -> Path:
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(_tokenizer_corpus(), trainers.WordPieceTrainer(vocab_size=1024, special_tokens=specials,
-                                                                                 show_progress=False))
+        tok.train_from_iterator(
+            _tokenizer_corpus(),
+            trainers.WordPieceTrainer(vocab_size=1024, special_tokens=specials, show_progress=False),
+        )
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-        hf = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                               sep_token="[SEP]", mask_token="[MASK]")
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+        hf = BertTokenizerFast(
+            tokenizer_object=tok,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+        )
     tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     hf.save_pretrained(tmp)
@@ -109,10 +129,19 @@ def _cached_tokenizer(kind: str) -> Path:
 def _tiny_causal_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
     from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
-    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-                  tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if name == "tiny-llama":
         return LlamaConfig(**common)
     if name == "tiny-qwen":
@@ -128,8 +157,9 @@ def _finish_decoder_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def load_causal_lm(spec: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu",
-                   seed: int = 0) -> tuple[Any, Any]:
+def load_causal_lm(
+    spec: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
+) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for a causal LM spec (see module docstring); eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,8 +177,10 @@ def load_causal_lm(spec: str, *, dtype: torch.dtype = torch.float32, device: str
         elif Path(name).is_dir():
             folder = Path(name)
         else:
-            raise LongloreError(f"unknown model spec '{spec}'; expected a local checkpoint folder or one of: "
-                                f"{', '.join(CAUSAL_LM_SPECS)}")
+            raise LongloreError(
+                f"unknown model spec '{spec}'; expected a local checkpoint folder or one of: "
+                f"{', '.join(CAUSAL_LM_SPECS)}"
+            )
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
@@ -165,22 +197,32 @@ def load_encoder(spec: str, *, device: str = "cpu", seed: int = 0) -> tuple[Any,
     name, spec_seed = _split_seed(spec)
     if name == "tiny-bert":
         tokenizer = AutoTokenizer.from_pretrained(_cached_tokenizer("wordpiece"))
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         with torch.random.fork_rng():
             torch.manual_seed(spec_seed if spec_seed is not None else seed)
             model = AutoModel.from_config(config)
         return model.to(device).eval(), tokenizer
     if name == "e5-small":
-        raise LongloreError("'e5-small' ships as a 4-bit C engine, not a transformers encoder; "
-                            "use load_embedder('e5-small') for embeddings, or 'minilm' / a local folder here")
+        raise LongloreError(
+            "'e5-small' ships as a 4-bit C engine, not a transformers encoder; "
+            "use load_embedder('e5-small') for embeddings, or 'minilm' / a local folder here"
+        )
     if name == "minilm":
         folder = asset_path("minilm")
     elif Path(name).is_dir():
         folder = Path(name)
     else:
-        raise LongloreError(f"unknown encoder spec '{spec}'; expected a local checkpoint folder or one of: "
-                            f"{', '.join(ENCODER_SPECS)}")
+        raise LongloreError(
+            f"unknown encoder spec '{spec}'; expected a local checkpoint folder or one of: {', '.join(ENCODER_SPECS)}"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModel.from_pretrained(folder)
@@ -214,8 +256,13 @@ class HFEmbedder:
     def embed(self, texts: list[str], *, is_query: bool = False) -> np.ndarray:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt").to(self.model.device)
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.model.device)
             hidden = self.model(**batch).last_hidden_state  # (B, T, D)
             out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)

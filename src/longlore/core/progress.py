@@ -16,8 +16,13 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
     """Iterate with a rich progress bar (count, elapsed, remaining) on stderr."""
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
-    columns = (TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         for item in iterable:

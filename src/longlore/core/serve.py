@@ -41,7 +41,7 @@ def _handler(text_model: Any, api_key: str | None) -> type[BaseHTTPRequestHandle
                 return False
             return True
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             if not self._authorised():
                 return
             if self.path.rstrip("/") == "/v1/models":
@@ -49,7 +49,7 @@ def _handler(text_model: Any, api_key: str | None) -> type[BaseHTTPRequestHandle
             else:
                 self._error(404, f"no route {self.path}")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if not self._authorised():
                 return
             try:
@@ -66,22 +66,37 @@ def _handler(text_model: Any, api_key: str | None) -> type[BaseHTTPRequestHandle
         @staticmethod
         def _request(body: dict[str, Any], prompt: Any, chat: bool) -> GenerationRequest:
             stop = body.get("stop") or ()
-            return GenerationRequest(prompt=prompt, chat=chat, max_new_tokens=int(body.get("max_tokens") or 256),
-                                     stop=(stop,) if isinstance(stop, str) else tuple(stop),
-                                     temperature=float(body.get("temperature") or 0.0), n=int(body.get("n") or 1),
-                                     seed=int(body.get("seed") or 0))
+            return GenerationRequest(
+                prompt=prompt,
+                chat=chat,
+                max_new_tokens=int(body.get("max_tokens") or 256),
+                stop=(stop,) if isinstance(stop, str) else tuple(stop),
+                temperature=float(body.get("temperature") or 0.0),
+                n=int(body.get("n") or 1),
+                seed=int(body.get("seed") or 0),
+            )
 
         @staticmethod
         def _envelope(kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
-            return {"id": f"{kind}-{uuid.uuid4().hex[:12]}", "object": kind, "created": int(time.time()),
-                    "model": text_model.model_id, "choices": choices, "usage": {}}
+            return {
+                "id": f"{kind}-{uuid.uuid4().hex[:12]}",
+                "object": kind,
+                "created": int(time.time()),
+                "model": text_model.model_id,
+                "choices": choices,
+                "usage": {},
+            }
 
         def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
             messages = [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
             texts = text_model.generate([self._request(body, messages, chat=True)])[0]
-            return self._envelope("chat.completion", [
-                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                for i, t in enumerate(texts)])
+            return self._envelope(
+                "chat.completion",
+                [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+            )
 
         def _completions(self, body: dict[str, Any]) -> dict[str, Any]:
             prompt = body["prompt"]
@@ -92,17 +107,21 @@ def _handler(text_model: Any, api_key: str | None) -> type[BaseHTTPRequestHandle
                 if scorer is None or not body.get("logprobs"):
                     raise ValueError("echo needs logprobs and a local transformers model behind the server")
                 logprobs = scorer(prompt, top=max(1, int(body["logprobs"])))
-                return self._envelope("text_completion", [{"index": 0, "text": prompt, "logprobs": logprobs,
-                                                           "finish_reason": "length"}])
+                return self._envelope(
+                    "text_completion", [{"index": 0, "text": prompt, "logprobs": logprobs, "finish_reason": "length"}]
+                )
             texts = text_model.generate([self._request(body, prompt, chat=False)])[0]
-            return self._envelope("text_completion", [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
-                                                      for i, t in enumerate(texts)])
+            return self._envelope(
+                "text_completion",
+                [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"} for i, t in enumerate(texts)],
+            )
 
     return Handler
 
 
-def serve_openai(text_model: Any, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 background: bool = True) -> tuple[ThreadingHTTPServer, str]:
+def serve_openai(
+    text_model: Any, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, background: bool = True
+) -> tuple[ThreadingHTTPServer, str]:
     """Start the server; returns ``(server, base_url)`` (``.../v1``). ``port=0`` picks a free port.
 
     With ``background=True`` it runs in a daemon thread (stop it with ``server.shutdown()``);

@@ -28,6 +28,7 @@ def _embedder(spec: str) -> Callable[[], str]:
         if not close > far:
             raise LongloreError(f"cat~kitten {close:.2f} not above cat~stocks {far:.2f}")
         return f"dim {vectors.shape[1]}; cat~kitten {close:.2f} > cat~stocks {far:.2f}"
+
     return check
 
 
@@ -46,6 +47,7 @@ def _kg(name: str) -> Callable[[], str]:
         if not triples or any(len(t) != 3 for t in triples):
             raise LongloreError(f"{folder}/train.txt is not tab-separated triples")
         return f"{len(triples)} training triples"
+
     return check
 
 
@@ -59,9 +61,14 @@ def _kjv() -> str:
 
 
 CHECKS: dict[str, Callable[[], str]] = {
-    "smollm2-135m": _smollm2, "minilm": _embedder("minilm"), "e5-small": _embedder("e5-small"),
-    "movielens-100k": _movielens, "kg-nations": _kg("kg-nations"), "kg-kinships": _kg("kg-kinships"),
-    "kg-umls": _kg("kg-umls"), "kjv-excerpt": _kjv,
+    "smollm2-135m": _smollm2,
+    "minilm": _embedder("minilm"),
+    "e5-small": _embedder("e5-small"),
+    "movielens-100k": _movielens,
+    "kg-nations": _kg("kg-nations"),
+    "kg-kinships": _kg("kg-kinships"),
+    "kg-umls": _kg("kg-umls"),
+    "kjv-excerpt": _kjv,
 }
 
 
@@ -75,6 +82,6 @@ def verify_all() -> list[tuple[str, bool, str]]:
             rows.append((name, True, check()))
         except LongloreError as err:
             rows.append((name, False, str(err)))
-        except Exception as err:  # noqa: BLE001 - any failure of an asset is reported, not raised
+        except Exception as err:
             rows.append((name, False, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
     return rows

@@ -11,14 +11,46 @@ Public API::
 """
 
 from longlore.lstner.config import LSTNERConfig
-from longlore.lstner.data import LabelSet, Sentence, load_split, read_conll, read_crossner_folder, read_jsonl_ner, read_ner
-from longlore.lstner.graph import build_adjacency, label_distributions, label_distributions_from_logits, normalize_adjacency
+from longlore.lstner.data import (
+    LabelSet,
+    Sentence,
+    load_split,
+    read_conll,
+    read_crossner_folder,
+    read_jsonl_ner,
+    read_ner,
+)
+from longlore.lstner.graph import (
+    build_adjacency,
+    label_distributions,
+    label_distributions_from_logits,
+    normalize_adjacency,
+)
 from longlore.lstner.gw import entropic_gw
 from longlore.lstner.model import LSTNERModel, MultiTaskTagger, Tagger
 from longlore.lstner.pipeline import NERPipeline
 from longlore.lstner.trainer import METHODS, build_lstner, train_source, train_target
 
-__all__ = ["LSTNERConfig", "LabelSet", "Sentence", "load_split", "read_conll", "read_crossner_folder",
-           "read_jsonl_ner", "read_ner", "build_adjacency", "label_distributions", "label_distributions_from_logits",
-           "normalize_adjacency", "entropic_gw", "LSTNERModel", "MultiTaskTagger", "Tagger", "NERPipeline",
-           "METHODS", "build_lstner", "train_source", "train_target"]
+__all__ = [
+    "METHODS",
+    "LSTNERConfig",
+    "LSTNERModel",
+    "LabelSet",
+    "MultiTaskTagger",
+    "NERPipeline",
+    "Sentence",
+    "Tagger",
+    "build_adjacency",
+    "build_lstner",
+    "entropic_gw",
+    "label_distributions",
+    "label_distributions_from_logits",
+    "load_split",
+    "normalize_adjacency",
+    "read_conll",
+    "read_crossner_folder",
+    "read_jsonl_ner",
+    "read_ner",
+    "train_source",
+    "train_target",
+]

@@ -42,10 +42,19 @@ def make_data(
         console.print(f"{out / name}: {len(sentences)} sentences")
 
 
-def _config(encoder: str, epochs: int, batch_size: int, lr: float, head_lr: float, max_len: int, seed: int,
-            **extra) -> LSTNERConfig:
-    return LSTNERConfig(encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
-                        max_len=max_len, seed=seed, **extra)
+def _config(
+    encoder: str, epochs: int, batch_size: int, lr: float, head_lr: float, max_len: int, seed: int, **extra
+) -> LSTNERConfig:
+    return LSTNERConfig(
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        max_len=max_len,
+        seed=seed,
+        **extra,
+    )
 
 
 @app.command("train-source")
@@ -96,8 +105,21 @@ def train_target_cmd(
     overwrite: bool = typer.Option(False),
 ) -> None:
     """Train a target-domain tagger from a few sentences (LST-NER or a baseline)."""
-    cfg = _config(encoder, epochs, batch_size, lr, head_lr, max_len, seed, l_aux=l_aux, l_gw=l_gw,
-                  use_graph=graph, edge_rule=edge_rule, edge_threshold=edge_threshold, temperature=temperature)
+    cfg = _config(
+        encoder,
+        epochs,
+        batch_size,
+        lr,
+        head_lr,
+        max_len,
+        seed,
+        l_aux=l_aux,
+        l_gw=l_gw,
+        use_graph=graph,
+        edge_rule=edge_rule,
+        edge_threshold=edge_threshold,
+        temperature=temperature,
+    )
     label_set = LabelSet(sorted(t.strip() for t in types.split(",") if t.strip())) if types else None
     sentences = load_split(train, "train", set(label_set.types) if label_set else None)
     src = NERPipeline.from_pretrained(source) if source else None

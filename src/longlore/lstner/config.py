@@ -17,28 +17,58 @@ class LSTNERConfig:
     """
 
     # model / data
-    encoder: str = field(default="minilm", metadata={"help": "encoder spec for core.models.load_encoder (minilm, tiny-bert, a folder)"})
-    max_len: int = field(default=48, metadata={"help": "max sub-tokens per sentence incl. [CLS]/[SEP]; longer sentences lose their tail words"})
+    encoder: str = field(
+        default="minilm", metadata={"help": "encoder spec for core.models.load_encoder (minilm, tiny-bert, a folder)"}
+    )
+    max_len: int = field(
+        default=48,
+        metadata={"help": "max sub-tokens per sentence incl. [CLS]/[SEP]; longer sentences lose their tail words"},
+    )
     dropout: float = field(default=0.1, metadata={"help": "dropout on encoder outputs"})
     # training
     epochs: int = field(default=10, metadata={"help": "passes over the training sentences"})
     batch_size: int = field(default=16, metadata={"help": "sentences per step"})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate for the encoder"})
-    head_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate for heads, fusion and label embeddings"})
-    warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up; then linear decay to 0"})
+    head_lr: float = field(
+        default=1e-3, metadata={"help": "AdamW learning rate for heads, fusion and label embeddings"}
+    )
+    warmup: float = field(
+        default=0.1, metadata={"help": "fraction of steps with linear warm-up; then linear decay to 0"}
+    )
     seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling and dropout"})
     # label graph
-    temperature: float = field(default=2.0, metadata={"help": "tau: source predictions are softmax(logits / tau) when building p(Y_s | y_t)"})
-    edge_rule: str = field(default="cosine", metadata={"help": "label-graph edges: 'cosine' (cos(p_i, p_j) >= edge_threshold) or 'knn' (edge_k nearest)"})
-    edge_threshold: float = field(default=0.3, metadata={"help": "minimum cosine between two labels' distributions for an edge (rule 'cosine')"})
+    temperature: float = field(
+        default=2.0, metadata={"help": "tau: source predictions are softmax(logits / tau) when building p(Y_s | y_t)"}
+    )
+    edge_rule: str = field(
+        default="cosine",
+        metadata={"help": "label-graph edges: 'cosine' (cos(p_i, p_j) >= edge_threshold) or 'knn' (edge_k nearest)"},
+    )
+    edge_threshold: float = field(
+        default=0.3, metadata={"help": "minimum cosine between two labels' distributions for an edge (rule 'cosine')"}
+    )
     edge_k: int = field(default=2, metadata={"help": "neighbours per label (rule 'knn')"})
-    head_init: str = field(default="random", metadata={"help": "target label embeddings at the start: 'random' (as the baselines) or 'label-dist' (E_t = P E_s, the source head mapped through the label distributions; our addition, not in the paper)"})
-    use_graph: bool = field(default=True, metadata={"help": "fuse the label graph into token states (False = ablation 'w/o graph')"})
+    head_init: str = field(
+        default="random",
+        metadata={
+            "help": "target label embeddings at the start: 'random' (as the baselines) or 'label-dist' (E_t = P E_s, the source head mapped through the label distributions; our addition, not in the paper)"
+        },
+    )
+    use_graph: bool = field(
+        default=True, metadata={"help": "fuse the label graph into token states (False = ablation 'w/o graph')"}
+    )
     # losses: total = CE + l_aux * BCE + l_gw * GW
-    l_aux: float = field(default=0.1, metadata={"help": "lambda_aux: weight of the multi-label 'which types occur' BCE"})
-    l_gw: float = field(default=1.0, metadata={"help": "lambda_gw: weight of the Gromov-Wasserstein graph-matching loss (0 = ablation 'w/o GW')"})
+    l_aux: float = field(
+        default=0.1, metadata={"help": "lambda_aux: weight of the multi-label 'which types occur' BCE"}
+    )
+    l_gw: float = field(
+        default=1.0,
+        metadata={"help": "lambda_gw: weight of the Gromov-Wasserstein graph-matching loss (0 = ablation 'w/o GW')"},
+    )
     gw_eps: float = field(default=0.05, metadata={"help": "entropic regularisation of GW"})
-    gw_outer_iters: int = field(default=10, metadata={"help": "GW projected-gradient iterations (unrolled, differentiable)"})
+    gw_outer_iters: int = field(
+        default=10, metadata={"help": "GW projected-gradient iterations (unrolled, differentiable)"}
+    )
     gw_sinkhorn_iters: int = field(default=30, metadata={"help": "Sinkhorn iterations per GW step"})
 
     def __post_init__(self) -> None:
@@ -62,6 +92,6 @@ class LSTNERConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LSTNERConfig":
+    def from_dict(cls, data: dict) -> LSTNERConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

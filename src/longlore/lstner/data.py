@@ -39,8 +39,9 @@ class Sentence:
 
 
 # --- validation ---------------------------------------------------------------------------------
-def check_tags(tags: Sequence[str], where: str, line_of: Sequence[int] | None = None,
-               types: set[str] | None = None) -> None:
+def check_tags(
+    tags: Sequence[str], where: str, line_of: Sequence[int] | None = None, types: set[str] | None = None
+) -> None:
     """Raise :class:`LongloreError` at the first tag that breaks IOB2.
 
     Args:
@@ -57,11 +58,14 @@ def check_tags(tags: Sequence[str], where: str, line_of: Sequence[int] | None = 
             if prefix not in ("B", "I") or not etype:
                 raise LongloreError(f"{loc}: tag '{tag}' is not IOB2; use O, B-<TYPE> or I-<TYPE>")
             if types is not None and etype not in types:
-                raise LongloreError(f"{loc}: unknown entity type '{etype}' in tag '{tag}'; "
-                                    f"expected one of {sorted(types)}")
+                raise LongloreError(
+                    f"{loc}: unknown entity type '{etype}' in tag '{tag}'; expected one of {sorted(types)}"
+                )
             if prefix == "I" and prev[2:] != etype:
-                raise LongloreError(f"{loc}: '{tag}' follows '{prev}'; in IOB2 an entity starts with "
-                                    f"B-{etype} (convert IOB1 files to IOB2 first)")
+                raise LongloreError(
+                    f"{loc}: '{tag}' follows '{prev}'; in IOB2 an entity starts with "
+                    f"B-{etype} (convert IOB1 files to IOB2 first)"
+                )
         prev = tag
 
 
@@ -100,8 +104,10 @@ def read_conll(path: str | Path, types: set[str] | None = None) -> list[Sentence
             if n_cols is None:
                 n_cols = len(cols)
             elif len(cols) != n_cols:
-                raise LongloreError(f"{path}:{line_no}: {len(cols)} columns, but the file's first token line has "
-                                    f"{n_cols}; every token line needs the same columns")
+                raise LongloreError(
+                    f"{path}:{line_no}: {len(cols)} columns, but the file's first token line has "
+                    f"{n_cols}; every token line needs the same columns"
+                )
             tokens.append(cols[0])
             tags.append(cols[-1])
             lines.append(line_no)
@@ -168,7 +174,7 @@ class LabelSet:
     types: list[str]
 
     @classmethod
-    def from_sentences(cls, sentences: Iterable[Sentence]) -> "LabelSet":
+    def from_sentences(cls, sentences: Iterable[Sentence]) -> LabelSet:
         return cls(sorted({tag[2:] for s in sentences for tag in s.tags if tag != "O"}))
 
     @property
@@ -243,10 +249,13 @@ def collate(batch: Sequence[Encoded], pad_id: int, n_types: int = 0) -> dict[str
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "types": types}
 
 
-def batches(encoded: Sequence[Encoded], batch_size: int, pad_id: int, n_types: int = 0,
-            generator: torch.Generator | None = None) -> list[dict[str, torch.Tensor]]:
+def batches(
+    encoded: Sequence[Encoded], batch_size: int, pad_id: int, n_types: int = 0, generator: torch.Generator | None = None
+) -> list[dict[str, torch.Tensor]]:
     """Split into padded batches, shuffled with ``generator`` if given (else in order)."""
     order = torch.randperm(len(encoded), generator=generator).tolist() if generator is not None else range(len(encoded))
     order = list(order)
-    return [collate([encoded[i] for i in order[s:s + batch_size]], pad_id, n_types)
-            for s in range(0, len(order), batch_size)]
+    return [
+        collate([encoded[i] for i in order[s : s + batch_size]], pad_id, n_types)
+        for s in range(0, len(order), batch_size)
+    ]

@@ -24,8 +24,9 @@ from longlore.lstner.data import IGNORE
 EDGE_RULES = ("cosine", "knn")
 
 
-def label_distributions_from_logits(logits: torch.Tensor, labels: torch.Tensor, n_labels: int,
-                                    temperature: float = 2.0) -> torch.Tensor:
+def label_distributions_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, n_labels: int, temperature: float = 2.0
+) -> torch.Tensor:
     """(L, S) mean of ``softmax(logits / T)`` over the tokens of each label.
 
     Args:
@@ -48,8 +49,9 @@ def label_distributions_from_logits(logits: torch.Tensor, labels: torch.Tensor, 
 
 
 @torch.no_grad()
-def label_distributions(source_model, batches: list[dict[str, torch.Tensor]], n_labels: int,
-                        temperature: float = 2.0) -> torch.Tensor:
+def label_distributions(
+    source_model, batches: list[dict[str, torch.Tensor]], n_labels: int, temperature: float = 2.0
+) -> torch.Tensor:
     """Run the (frozen) source tagger over ``batches`` whose ``labels`` are in the target space."""
     was_training = source_model.training
     source_model.eval()

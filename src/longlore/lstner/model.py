@@ -95,8 +95,9 @@ class LabelGraphFusion(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, label_emb: torch.Tensor,
-                adj_hat: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor, label_emb: torch.Tensor, adj_hat: torch.Tensor
+    ) -> torch.Tensor:
         # 1. label-guided attention: scores (B, L, T), padding masked out.
         scores = (self.label_q(label_emb) @ self.token_k(hidden).transpose(1, 2)) * self.scale
         scores = scores.masked_fill(~mask[:, None, :].bool(), torch.finfo(scores.dtype).min)
@@ -118,8 +119,9 @@ class LSTNERModel(Tagger):
     (L, S) the label distributions the model was built from.
     """
 
-    def __init__(self, encoder: nn.Module, n_labels: int, n_types: int, n_source_labels: int,
-                 config: LSTNERConfig) -> None:
+    def __init__(
+        self, encoder: nn.Module, n_labels: int, n_types: int, n_source_labels: int, config: LSTNERConfig
+    ) -> None:
         super().__init__(encoder, n_labels, config.dropout)
         dim = encoder.config.hidden_size
         self.config = config
@@ -154,6 +156,11 @@ class LSTNERModel(Tagger):
         """Entropic GW distance between the source and target label graphs (differentiable
         with respect to the target label embeddings; the source side is a fixed reference)."""
         cfg = self.config
-        dist, _ = entropic_gw(self.source_cost, self.target_cost(), eps=cfg.gw_eps,
-                              outer_iters=cfg.gw_outer_iters, sinkhorn_iters=cfg.gw_sinkhorn_iters)
+        dist, _ = entropic_gw(
+            self.source_cost,
+            self.target_cost(),
+            eps=cfg.gw_eps,
+            outer_iters=cfg.gw_outer_iters,
+            sinkhorn_iters=cfg.gw_sinkhorn_iters,
+        )
         return dist

@@ -50,7 +50,7 @@ class NERPipeline:
         out: list[list[str]] = []
         names = self.labels.labels
         for start in range(0, len(enc), batch_size):
-            chunk = enc[start:start + batch_size]
+            chunk = enc[start : start + batch_size]
             batch = batches(chunk, len(chunk), self.tokenizer.pad_token_id)[0]
             pred = self.model(batch["input_ids"], batch["attention_mask"]).argmax(-1)  # (B, T)
             for b, e in enumerate(chunk):
@@ -65,9 +65,13 @@ class NERPipeline:
         per_type = {t: round(100 * float(v["f1-score"]), 2) for t, v in report.items() if not t.endswith("avg")}
         micro = report["micro avg"]
         f1 = float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
-        return {"f1": round(100 * f1, 2), "precision": round(100 * float(micro["precision"]), 2),
-                "recall": round(100 * float(micro["recall"]), 2),
-                "per_type": per_type, "n_sentences": len(sentences)}
+        return {
+            "f1": round(100 * f1, 2),
+            "precision": round(100 * float(micro["precision"]), 2),
+            "recall": round(100 * float(micro["recall"]), 2),
+            "per_type": per_type,
+            "n_sentences": len(sentences),
+        }
 
     def predict_text(self, text: str) -> list[dict]:
         """Entity spans in raw text: ``[{"text", "type", "start", "end"}]`` (word indices, end exclusive)."""
@@ -88,15 +92,20 @@ class NERPipeline:
         self.tokenizer.save_pretrained(out_dir / "encoder")
         heads = {k: v.detach().contiguous() for k, v in self.model.state_dict().items() if not k.startswith("encoder.")}
         save_file(heads, str(out_dir / "heads.safetensors"))
-        meta = {"format_version": FORMAT_VERSION, "kind": self.kind, "types": self.labels.types,
-                "source_types": self.source_labels.types if self.source_labels else None,
-                "config": self.config.to_dict(), "extra": self.extra}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "types": self.labels.types,
+            "source_types": self.source_labels.types if self.source_labels else None,
+            "config": self.config.to_dict(),
+            "extra": self.extra,
+        }
         # Written last: its presence marks a complete save.
         atomic_write_text(meta_path, json.dumps(meta, indent=2), overwrite=True)
         return out_dir
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path) -> "NERPipeline":
+    def from_pretrained(cls, model_dir: str | Path) -> NERPipeline:
         model_dir = Path(model_dir)
         meta_path = model_dir / "lstner.json"
         if not meta_path.is_file():
@@ -112,8 +121,10 @@ class NERPipeline:
         missing, unexpected = model.load_state_dict(load_file(str(model_dir / "heads.safetensors")), strict=False)
         missing = [k for k in missing if not k.startswith("encoder.")]
         if missing or unexpected:
-            raise LongloreError(f"{model_dir}/heads.safetensors does not match a '{meta['kind']}' model "
-                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain or use a matching version")
+            raise LongloreError(
+                f"{model_dir}/heads.safetensors does not match a '{meta['kind']}' model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain or use a matching version"
+            )
         return cls(model.eval(), tokenizer, labels, config, meta["kind"], source_labels, meta.get("extra", {}))
 
 

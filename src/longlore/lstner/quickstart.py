@@ -17,8 +17,10 @@ from longlore.lstner.data import LabelSet
 from longlore.lstner.synth import TARGET_TYPES, source_corpus, target_corpus
 from longlore.lstner.trainer import train_source, train_target
 
-EXAMPLES = ["Flash sale on Zaten running shoes imported from Portugal !",
-            "is the Vomar 256GB fast charging smartphone worth it"]
+EXAMPLES = [
+    "Flash sale on Zaten running shoes imported from Portugal !",
+    "is the Vomar 256GB fast charging smartphone worth it",
+]
 
 
 def run(out_dir: Path) -> str:
@@ -37,8 +39,9 @@ def run(out_dir: Path) -> str:
         rows.append(f"| {method} | {scores['f1']:.1f} | {scores['precision']:.1f} | {scores['recall']:.1f} |")
         lst = pipe
     lst.save_pretrained(out_dir / "lstner_model", overwrite=True)
-    preds = "\n".join(f"- `{text}` -> " + ", ".join(f"{e['text']} [{e['type']}]" for e in lst.predict_text(text))
-                      for text in EXAMPLES)
+    preds = "\n".join(
+        f"- `{text}` -> " + ", ".join(f"{e['text']} [{e['type']}]" for e in lst.predict_text(text)) for text in EXAMPLES
+    )
     return (
         "## lstner: cross-domain NER by label-graph matching\n\n"
         f"MiniLM source tagger (PER/ORG/LOC/MISC over KJV names, 320 sentences, 1 epoch): strict F1 {src_f1:.1f} "

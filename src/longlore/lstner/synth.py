@@ -35,8 +35,30 @@ from longlore.lstner.data import Sentence
 SOURCE_TYPES = ["LOC", "MISC", "ORG", "PER"]
 TARGET_TYPES = ["ATTRIBUTE", "AUDIENCE", "BRAND", "CATEGORY", "ORIGIN", "PRODUCT"]
 
-_FUNCTION_WORDS = {"And", "The", "Then", "When", "Behold", "Now", "But", "For", "Thus", "There", "Therefore",
-                   "They", "This", "That", "Who", "What", "Which", "Lord", "God", "Thou", "Let", "Also"}
+_FUNCTION_WORDS = {
+    "And",
+    "The",
+    "Then",
+    "When",
+    "Behold",
+    "Now",
+    "But",
+    "For",
+    "Thus",
+    "There",
+    "Therefore",
+    "They",
+    "This",
+    "That",
+    "Who",
+    "What",
+    "Which",
+    "Lord",
+    "God",
+    "Thou",
+    "Let",
+    "Also",
+}
 
 
 # --- real names from the KJV excerpt ----------------------------------------------------------
@@ -71,13 +93,18 @@ def kjv_names() -> KJVNames:
             counter[name] += 1
 
     def keep(name: str, mine: Counter[str], other: Counter[str]) -> bool:
-        return (mine[name] >= 2 and other[name] * 3 <= mine[name] and name.lower() not in lower_words
-                and name not in _FUNCTION_WORDS)
+        return (
+            mine[name] >= 2
+            and other[name] * 3 <= mine[name]
+            and name.lower() not in lower_words
+            and name not in _FUNCTION_WORDS
+        )
 
     persons = tuple(sorted(n for n in per if keep(n, per, loc) and not n.endswith(("ites", "ines"))))
     places = tuple(sorted(n for n in loc if keep(n, loc, per)))
-    gentilics = tuple(sorted({g for g in re.findall(r"\b([A-Z][a-z]{3,}(?:ites|ines))\b", text)
-                              if g.lower() not in lower_words}))
+    gentilics = tuple(
+        sorted({g for g in re.findall(r"\b([A-Z][a-z]{3,}(?:ites|ines))\b", text) if g.lower() not in lower_words})
+    )
     if len(persons) < 20 or len(places) < 20 or len(gentilics) < 5:
         raise LongloreError("KJV excerpt yields too few names; the shipped excerpt (core/data) looks damaged")
     return KJVNames(persons, places, gentilics)
@@ -89,7 +116,7 @@ def movie_titles() -> tuple[str, ...]:
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
         return ()
-    item = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k" / "ml-100k.item"
+    item = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / "ml-100k" / "ml-100k.item"
     if not item.is_file():
         return ()
     titles = []
@@ -115,8 +142,7 @@ def _fill(template: str, values: dict[str, tuple[str, str | None]]) -> Sentence:
             surface, etype = values[m.group(1)]
             words = surface.split()
             tokens.extend(words)
-            tags.extend(["O"] * len(words) if etype is None else
-                        [f"B-{etype}"] + [f"I-{etype}"] * (len(words) - 1))
+            tags.extend(["O"] * len(words) if etype is None else [f"B-{etype}"] + [f"I-{etype}"] * (len(words) - 1))
         else:
             words = re.findall(r"[\w'&.-]+|[^\w\s]", piece)
             tokens.extend(words)
@@ -145,9 +171,18 @@ _SOURCE_TEMPLATES = [
     "{MISC} leaders gathered in {LOC} to honour {PER} .",
 ]
 
-_ORG_PATTERNS = ["Bank of {LOC}", "{LOC} Trading Company", "{PER} and Sons", "{LOC} City Council",
-                 "University of {LOC}", "{LOC} Herald", "{LOC} United", "House of {PER}", "{PER} Foundation",
-                 "{LOC} Railways"]
+_ORG_PATTERNS = [
+    "Bank of {LOC}",
+    "{LOC} Trading Company",
+    "{PER} and Sons",
+    "{LOC} City Council",
+    "University of {LOC}",
+    "{LOC} Herald",
+    "{LOC} United",
+    "House of {PER}",
+    "{PER} Foundation",
+    "{LOC} Railways",
+]
 
 
 def source_corpus(n: int, seed: int = 0, split: str = "train") -> list[Sentence]:
@@ -227,9 +262,32 @@ _TARGET_TEMPLATES = [
 
 # Real manufacturing places beyond the world's 12 origin countries, so that origins seen only at
 # test time exist (half of them are held out of training).
-_EXTRA_ORIGINS = ["Vietnam", "Portugal", "Poland", "Mexico", "Turkey", "India", "Norway", "Spain", "Canada",
-                  "Brazil", "Indonesia", "Malaysia", "Kyoto", "Milan", "Shenzhen", "Osaka", "Lyon", "Bavaria",
-                  "New Zealand", "Sri Lanka", "Hong Kong", "Taiwan", "Austria", "Belgium"]
+_EXTRA_ORIGINS = [
+    "Vietnam",
+    "Portugal",
+    "Poland",
+    "Mexico",
+    "Turkey",
+    "India",
+    "Norway",
+    "Spain",
+    "Canada",
+    "Brazil",
+    "Indonesia",
+    "Malaysia",
+    "Kyoto",
+    "Milan",
+    "Shenzhen",
+    "Osaka",
+    "Lyon",
+    "Bavaria",
+    "New Zealand",
+    "Sri Lanka",
+    "Hong Kong",
+    "Taiwan",
+    "Austria",
+    "Belgium",
+]
 
 
 def target_corpus(n: int, seed: int = 0, split: str = "train", world: EcomWorld | None = None) -> list[Sentence]:
@@ -248,10 +306,15 @@ def target_corpus(n: int, seed: int = 0, split: str = "train", world: EcomWorld 
         prod = rng.choice(products)
         leaf = world.categories[prod.category]
         attr = rng.choice(prod.attributes)
-        return {"PRODUCT": (prod.name_en, "PRODUCT"), "BRAND": (world.brands[prod.brand].name_en, "BRAND"),
-                "CATEGORY": (leaf.name_en, "CATEGORY"), "ATTR": (attr[2], "ATTRIBUTE"),
-                "AUDIENCE": (rng.choice(prod.audiences)[0], "AUDIENCE"), "FUNC": (rng.choice(prod.functions)[0], None),
-                "SCEN": (rng.choice(prod.scenarios)[0], None)}
+        return {
+            "PRODUCT": (prod.name_en, "PRODUCT"),
+            "BRAND": (world.brands[prod.brand].name_en, "BRAND"),
+            "CATEGORY": (leaf.name_en, "CATEGORY"),
+            "ATTR": (attr[2], "ATTRIBUTE"),
+            "AUDIENCE": (rng.choice(prod.audiences)[0], "AUDIENCE"),
+            "FUNC": (rng.choice(prod.functions)[0], None),
+            "SCEN": (rng.choice(prod.scenarios)[0], None),
+        }
 
     out = []
     for _ in range(n):

@@ -51,8 +51,15 @@ def _optimizer(model: torch.nn.Module, cfg: LSTNERConfig, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def fit(model: torch.nn.Module, encoded: list, n_types: int, pad_id: int, cfg: LSTNERConfig,
-        step_loss: Callable[[dict], tuple[torch.Tensor, dict]], desc: str) -> list[dict]:
+def fit(
+    model: torch.nn.Module,
+    encoded: list,
+    n_types: int,
+    pad_id: int,
+    cfg: LSTNERConfig,
+    step_loss: Callable[[dict], tuple[torch.Tensor, dict]],
+    desc: str,
+) -> list[dict]:
     """Shuffle, batch and optimise ``step_loss`` for ``cfg.epochs``; returns per-epoch mean losses."""
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = (len(encoded) + cfg.batch_size - 1) // cfg.batch_size
@@ -91,8 +98,9 @@ def train_source(sentences: list[Sentence], cfg: LSTNERConfig, dev: list[Sentenc
     model = Tagger(encoder, len(labels), cfg.dropout)
     enc = _encode(sentences, tokenizer, labels, cfg)
     pipe = NERPipeline(model, tokenizer, labels, cfg, "tagger")
-    pipe.extra["history"] = fit(model, enc, 0, tokenizer.pad_token_id, cfg,
-                                lambda b: _ce_step(model, b), "train source tagger")
+    pipe.extra["history"] = fit(
+        model, enc, 0, tokenizer.pad_token_id, cfg, lambda b: _ce_step(model, b), "train source tagger"
+    )
     dist_on = _encode(dev or sentences, tokenizer, labels, cfg)
     dist = label_distributions(model, batches(dist_on, 64, tokenizer.pad_token_id), len(labels), cfg.temperature)
     pipe.extra["source_dist"] = dist.tolist()
@@ -106,9 +114,13 @@ def _ce_step(model: Tagger, batch: dict) -> tuple[torch.Tensor, dict]:
 
 def _check_source(source: NERPipeline | None, method: str) -> NERPipeline:
     if source is None:
-        raise LongloreError(f"method '{method}' needs a source tagger; run `longlore lstner train-source` and pass --source")
+        raise LongloreError(
+            f"method '{method}' needs a source tagger; run `longlore lstner train-source` and pass --source"
+        )
     if "source_dist" not in source.extra:
-        raise LongloreError("the source model has no label distributions (extra.source_dist); retrain it with train-source")
+        raise LongloreError(
+            "the source model has no label distributions (extra.source_dist); retrain it with train-source"
+        )
     return source
 
 
@@ -137,9 +149,14 @@ def build_lstner(source: NERPipeline, train: list[Sentence], labels: LabelSet, c
     return model
 
 
-def train_target(train: list[Sentence], cfg: LSTNERConfig, method: str = "lstner",
-                 source: NERPipeline | None = None, source_sentences: list[Sentence] | None = None,
-                 labels: LabelSet | None = None) -> NERPipeline:
+def train_target(
+    train: list[Sentence],
+    cfg: LSTNERConfig,
+    method: str = "lstner",
+    source: NERPipeline | None = None,
+    source_sentences: list[Sentence] | None = None,
+    labels: LabelSet | None = None,
+) -> NERPipeline:
     """Train a target-domain tagger with ``method`` (see ``METHODS``) on the few-shot ``train``.
 
     Args:
@@ -158,8 +175,15 @@ def train_target(train: list[Sentence], cfg: LSTNERConfig, method: str = "lstner
         encoder, tok = load_encoder(cfg.encoder, seed=cfg.seed)
         model = Tagger(encoder, len(labels), cfg.dropout)
         pipe = NERPipeline(model, tok, labels, cfg, "tagger")
-        pipe.extra["history"] = fit(model, _encode(train, tok, labels, cfg), 0, tok.pad_token_id, cfg,
-                                    lambda b: _ce_step(model, b), "train target-only")
+        pipe.extra["history"] = fit(
+            model,
+            _encode(train, tok, labels, cfg),
+            0,
+            tok.pad_token_id,
+            cfg,
+            lambda b: _ce_step(model, b),
+            "train target-only",
+        )
         return pipe
     source = _check_source(source, method)
     tok = source.tokenizer
@@ -167,8 +191,9 @@ def train_target(train: list[Sentence], cfg: LSTNERConfig, method: str = "lstner
     if method == "source-then-target":
         model = Tagger(copy.deepcopy(source.model.encoder), len(labels), cfg.dropout)
         pipe = NERPipeline(model, tok, labels, cfg, "tagger")
-        pipe.extra["history"] = fit(model, enc, 0, tok.pad_token_id, cfg, lambda b: _ce_step(model, b),
-                                    "train source-then-target")
+        pipe.extra["history"] = fit(
+            model, enc, 0, tok.pad_token_id, cfg, lambda b: _ce_step(model, b), "train source-then-target"
+        )
         return pipe
     if method == "multi-task":
         if not source_sentences:
@@ -187,7 +212,9 @@ def train_target(train: list[Sentence], cfg: LSTNERConfig, method: str = "lstner
                 src_iter = iter(batches(src_enc, cfg.batch_size, tok.pad_token_id, generator=src_gen))
                 src_batch = next(src_iter)
             ce_t = token_ce(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-            ce_s = token_ce(model.source_logits(src_batch["input_ids"], src_batch["attention_mask"]), src_batch["labels"])
+            ce_s = token_ce(
+                model.source_logits(src_batch["input_ids"], src_batch["attention_mask"]), src_batch["labels"]
+            )
             return ce_t + ce_s, {"ce": ce_t.detach(), "ce_source": ce_s.detach()}
 
         pipe = NERPipeline(model, tok, labels, cfg, "multitask", source.labels)

@@ -17,8 +17,15 @@ import torch
 from longlore.core.errors import LongloreError
 from longlore.core.models import load_causal_lm
 
-SMALL_LLAMA = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=4, max_position_embeddings=512, tie_word_embeddings=True)
+SMALL_LLAMA = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+)
 
 
 def load_model(spec: str, seed: int = 0) -> tuple[Any, Any]:
@@ -29,8 +36,13 @@ def load_model(spec: str, seed: int = 0) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     _, tokenizer = load_causal_lm("tiny-llama")
-    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **SMALL_LLAMA)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SMALL_LLAMA,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(int(spec_seed) if spec_seed.isdigit() else seed)
         model = AutoModelForCausalLM.from_config(config)

@@ -15,8 +15,9 @@ from longlore.core.io import atomic_write_text, write_json
 from longlore.core.progress import console
 from longlore.pretrainrl.config import METHODS, PretrainRLConfig, WorldConfig, method_config
 
-app = typer.Typer(help="PretrainRL: debias-then-learn against factual hallucination (arXiv 2602.01875).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="PretrainRL: debias-then-learn against factual hallucination (arXiv 2602.01875).", no_args_is_help=True
+)
 
 _FACTS_HELP = "facts: a .jsonl/.tsv file, 'movielens', or kg-nations / kg-kinships / kg-umls"
 _MODEL_HELP = "model: small-llama[@SEED] (fresh), tiny-llama, smollm2-135m or a checkpoint folder"
@@ -50,9 +51,16 @@ def make_world(
     atomic_write_text(out / "corpus.txt", "\n\n".join(world.corpus) + "\n", overwrite=overwrite)
     atomic_write_text(out / "heldout.txt", "\n\n".join(world.heldout) + "\n", overwrite=overwrite)
     buckets = Counter(f.bucket for f in world.facts)
-    write_json(out / "world.json", {"config": asdict(world.config), "facts_per_bucket": dict(buckets),
-                                    "corpus_docs": len(world.corpus), "corpus_chars": sum(map(len, world.corpus))},
-               overwrite=overwrite)
+    write_json(
+        out / "world.json",
+        {
+            "config": asdict(world.config),
+            "facts_per_bucket": dict(buckets),
+            "corpus_docs": len(world.corpus),
+            "corpus_chars": sum(map(len, world.corpus)),
+        },
+        overwrite=overwrite,
+    )
     console.print(f"{out}: {len(world.facts)} facts {dict(buckets)}, {len(world.corpus)} corpus documents")
 
 
@@ -115,10 +123,21 @@ def train_cmd(
 
     if out.exists() and not overwrite:
         raise LongloreError(f"{out}: already exists; pass --overwrite or choose another folder")
-    base = PretrainRLConfig(steps=steps, lr=lr, batch_size=batch_size, fact_batch_size=fact_batch_size,
-                            block_size=block_size, beta=beta, debias_loss=debias_loss, schedule=schedule,
-                            debias_fraction=debias_fraction, mine_every=mine_every, train_layers=train_layers,
-                            warmup=warmup, seed=seed)
+    base = PretrainRLConfig(
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        fact_batch_size=fact_batch_size,
+        block_size=block_size,
+        beta=beta,
+        debias_loss=debias_loss,
+        schedule=schedule,
+        debias_fraction=debias_fraction,
+        mine_every=mine_every,
+        train_layers=train_layers,
+        warmup=warmup,
+        seed=seed,
+    )
     cfg = method_config(method, base)
     if cfg.fact_objective != "none" and not facts:
         raise LongloreError(f"--method {method} trains on facts; pass --facts")
@@ -126,12 +145,22 @@ def train_cmd(
     torch.manual_seed(seed)
     lm, tok = load_model(model, seed=seed)
     blocks = make_blocks(tok, read_docs(corpus), cfg.block_size)
-    result = train(lm, tok, cfg, blocks=blocks, facts=fact_set,
-                   negatives=load_negatives(negatives) if negatives else None)
+    result = train(
+        lm, tok, cfg, blocks=blocks, facts=fact_set, negatives=load_negatives(negatives) if negatives else None
+    )
     save_model(lm, tok, out, overwrite=overwrite)
-    write_json(out / "train_log.json", {"method": method, "model": model, "config": cfg.to_dict(),
-                                        "seconds": round(result.seconds, 1), "mined_rounds": result.mined_rounds,
-                                        "history": result.history}, overwrite=True)
+    write_json(
+        out / "train_log.json",
+        {
+            "method": method,
+            "model": model,
+            "config": cfg.to_dict(),
+            "seconds": round(result.seconds, 1),
+            "mined_rounds": result.mined_rounds,
+            "history": result.history,
+        },
+        overwrite=True,
+    )
     console.print(f"{out}: trained {cfg.steps} steps ({method}) in {result.seconds:.0f}s")
 
 
@@ -141,7 +170,9 @@ def eval_cmd(
     facts: str = typer.Option(..., help=_FACTS_HELP),
     out: Optional[Path] = typer.Option(None, help="write metrics (per bucket) and per-fact states here (.json)"),
     negatives: Optional[Path] = typer.Option(None, help="mined negatives to include among the falsehoods"),
-    heldout: Optional[Path] = typer.Option(None, help="held-out text for perplexity (documents separated by blank lines)"),
+    heldout: Optional[Path] = typer.Option(
+        None, help="held-out text for perplexity (documents separated by blank lines)"
+    ),
     prompt: str = typer.Option("prompt", help="'prompt' (cloze) or 'question' (the SFT form)"),
     low_truth: float = typer.Option(0.1, help="a truth below this probability counts as low-probability"),
     high_false: float = typer.Option(0.3, help="a falsehood above this probability counts as high-probability"),
@@ -158,8 +189,15 @@ def eval_cmd(
     if prompt not in ("prompt", "question"):
         raise LongloreError(f"--prompt is '{prompt}'; use 'prompt' or 'question'")
     lm, tok = load_model(model)
-    states = evaluate_facts(lm, tok, load_facts(facts), load_negatives(negatives) if negatives else None,
-                            prompt_field=prompt, low_truth=low_truth, high_false=high_false)
+    states = evaluate_facts(
+        lm,
+        tok,
+        load_facts(facts),
+        load_negatives(negatives) if negatives else None,
+        prompt_field=prompt,
+        low_truth=low_truth,
+        high_false=high_false,
+    )
     summary = summarize(states)
     ppl = perplexity(lm, make_blocks(tok, read_docs(heldout), block_size)) if heldout else None
     table = Table(title=f"fact state of {model}" + (f" (held-out perplexity {ppl:.2f})" if ppl else ""))
@@ -171,5 +209,14 @@ def eval_cmd(
         table.add_row(bucket, *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     console.print(table)
     if out:
-        write_json(out, {"model": model, "facts": facts, "perplexity": ppl, "summary": summary,
-                         "states": [asdict(s) for s in states]}, overwrite=overwrite)
+        write_json(
+            out,
+            {
+                "model": model,
+                "facts": facts,
+                "perplexity": ppl,
+                "summary": summary,
+                "states": [asdict(s) for s in states],
+            },
+            overwrite=overwrite,
+        )

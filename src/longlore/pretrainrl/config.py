@@ -37,8 +37,12 @@ class WorldConfig:
     popular_torso: float = field(default=0.3, metadata={"help": "P(popular value) for torso entities (tail: 0)"})
     head_min_count: int = field(default=8, metadata={"help": "an entity mentioned >= this often is 'head'"})
     tail_max_count: int = field(default=2, metadata={"help": "an entity mentioned <= this often is 'tail'"})
-    filler_fraction: float = field(default=0.3, metadata={"help": "share of corpus characters that is general text (KJV)"})
-    heldout_docs: int = field(default=200, metadata={"help": "held-out documents for perplexity (fresh renderings + text)"})
+    filler_fraction: float = field(
+        default=0.3, metadata={"help": "share of corpus characters that is general text (KJV)"}
+    )
+    heldout_docs: int = field(
+        default=200, metadata={"help": "held-out documents for perplexity (fresh renderings + text)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of names, values, frequencies and renderings"})
 
     def __post_init__(self) -> None:
@@ -50,7 +54,9 @@ class WorldConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise LongloreError(f"`{name}` must be in [0, 1), got {getattr(self, name)}")
         if self.tail_max_count >= self.head_min_count:
-            raise LongloreError(f"`tail_max_count` ({self.tail_max_count}) must be < `head_min_count` ({self.head_min_count})")
+            raise LongloreError(
+                f"`tail_max_count` ({self.tail_max_count}) must be < `head_min_count` ({self.head_min_count})"
+            )
 
 
 @dataclass
@@ -68,18 +74,34 @@ class PretrainRLConfig:
     # objective
     fact_objective: str = field(default="pretrainrl", metadata={"help": f"one of {FACT_OBJECTIVES}"})
     debias_loss: str = field(default="dpo", metadata={"help": f"debias term, one of {DEBIAS_LOSSES}"})
-    schedule: str = field(default="phased", metadata={"help": f"one of {SCHEDULES}: debias-then-learn, or both every step"})
-    debias_fraction: float = field(default=0.4, metadata={"help": "phased: share of steps spent debiasing (0 = learn only, 1 = debias only)"})
+    schedule: str = field(
+        default="phased", metadata={"help": f"one of {SCHEDULES}: debias-then-learn, or both every step"}
+    )
+    debias_fraction: float = field(
+        default=0.4, metadata={"help": "phased: share of steps spent debiasing (0 = learn only, 1 = debias only)"}
+    )
     beta: float = field(default=0.1, metadata={"help": "beta of DPO (Rafailov et al. 2023, recommended 0.1-0.5)"})
-    ntp_weight: float = field(default=1.0, metadata={"help": "alpha: weight of corpus NTP in every step (keeps perplexity)"})
+    ntp_weight: float = field(
+        default=1.0, metadata={"help": "alpha: weight of corpus NTP in every step (keeps perplexity)"}
+    )
     debias_weight: float = field(default=1.0, metadata={"help": "weight of the debias term"})
-    learn_weight: float = field(default=1.0, metadata={"help": "weight of the learn term -log p(truth | prompt) (per token)"})
-    rl_samples: int = field(default=4, metadata={"help": "REINFORCE: on-policy samples per prompt (leave-one-out baseline)"})
+    learn_weight: float = field(
+        default=1.0, metadata={"help": "weight of the learn term -log p(truth | prompt) (per token)"}
+    )
+    rl_samples: int = field(
+        default=4, metadata={"help": "REINFORCE: on-policy samples per prompt (leave-one-out baseline)"}
+    )
     # negative mining
     num_negatives: int = field(default=4, metadata={"help": "k: mined falsehoods kept per fact"})
-    mine_method: str = field(default="beam", metadata={"help": f"one of {MINE_METHODS}; 'candidates' ranks the fact's closed answer set"})
-    mine_every: int = field(default=50, metadata={"help": "re-mine negatives from the current model every this many steps (0 = once)"})
-    mine_max_new_tokens: int = field(default=8, metadata={"help": "generated tokens per mined continuation (cut at the first punctuation)"})
+    mine_method: str = field(
+        default="beam", metadata={"help": f"one of {MINE_METHODS}; 'candidates' ranks the fact's closed answer set"}
+    )
+    mine_every: int = field(
+        default=50, metadata={"help": "re-mine negatives from the current model every this many steps (0 = once)"}
+    )
+    mine_max_new_tokens: int = field(
+        default=8, metadata={"help": "generated tokens per mined continuation (cut at the first punctuation)"}
+    )
     mine_batch_size: int = field(default=32, metadata={"help": "prompts per generate() call while mining"})
     # optimisation
     steps: int = field(default=200, metadata={"help": "optimizer steps (the compute budget every method shares)"})
@@ -90,20 +112,36 @@ class PretrainRLConfig:
     warmup: int = field(default=10, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
-    train_layers: int = field(default=0, metadata={"help": "train only the top N transformer layers (0 = all); for big models on CPU"})
+    train_layers: int = field(
+        default=0, metadata={"help": "train only the top N transformer layers (0 = all); for big models on CPU"}
+    )
     eval_batch_size: int = field(default=64, metadata={"help": "sequences per forward when scoring"})
     seed: int = field(default=0, metadata={"help": "seed of batch sampling, mining samples and dropout"})
     log_every: int = field(default=25, metadata={"help": "steps between logged loss lines"})
 
     def __post_init__(self) -> None:
-        for name, allowed in (("fact_objective", FACT_OBJECTIVES), ("debias_loss", DEBIAS_LOSSES),
-                              ("schedule", SCHEDULES), ("mine_method", MINE_METHODS)):
+        for name, allowed in (
+            ("fact_objective", FACT_OBJECTIVES),
+            ("debias_loss", DEBIAS_LOSSES),
+            ("schedule", SCHEDULES),
+            ("mine_method", MINE_METHODS),
+        ):
             if getattr(self, name) not in allowed:
                 raise LongloreError(f"`{name}` is '{getattr(self, name)}'; use one of {list(allowed)}")
         if not 0 <= self.debias_fraction <= 1:
             raise LongloreError(f"`debias_fraction` must be in [0, 1], got {self.debias_fraction}")
-        for name in ("steps", "batch_size", "block_size", "fact_batch_size", "num_negatives", "mine_max_new_tokens",
-                     "mine_batch_size", "eval_batch_size", "log_every", "rl_samples"):
+        for name in (
+            "steps",
+            "batch_size",
+            "block_size",
+            "fact_batch_size",
+            "num_negatives",
+            "mine_max_new_tokens",
+            "mine_batch_size",
+            "eval_batch_size",
+            "log_every",
+            "rl_samples",
+        ):
             if getattr(self, name) < 1:
                 raise LongloreError(f"`{name}` must be >= 1, got {getattr(self, name)}")
         if self.debias_loss == "reinforce" and self.rl_samples < 2:
@@ -111,8 +149,16 @@ class PretrainRLConfig:
         for name in ("beta", "lr"):
             if getattr(self, name) <= 0:
                 raise LongloreError(f"`{name}` must be > 0, got {getattr(self, name)}")
-        for name in ("ntp_weight", "debias_weight", "learn_weight", "weight_decay", "grad_clip", "warmup",
-                     "mine_every", "train_layers"):
+        for name in (
+            "ntp_weight",
+            "debias_weight",
+            "learn_weight",
+            "weight_decay",
+            "grad_clip",
+            "warmup",
+            "mine_every",
+            "train_layers",
+        ):
             if getattr(self, name) < 0:
                 raise LongloreError(f"`{name}` must be >= 0, got {getattr(self, name)}")
 
@@ -124,7 +170,7 @@ class PretrainRLConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PretrainRLConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PretrainRLConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

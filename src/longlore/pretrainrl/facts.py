@@ -76,9 +76,14 @@ def default_template(relation: str) -> str:
     return "{subject} " + words
 
 
-def build_facts(triples: Sequence[tuple[str, str, str]], templates: dict[str, str] | None = None,
-                questions: dict[str, str] | None = None, max_candidates: int = 50, seed: int = 0,
-                id_prefix: str = "f") -> list[Fact]:
+def build_facts(
+    triples: Sequence[tuple[str, str, str]],
+    templates: dict[str, str] | None = None,
+    questions: dict[str, str] | None = None,
+    max_candidates: int = 50,
+    seed: int = 0,
+    id_prefix: str = "f",
+) -> list[Fact]:
     """Facts from raw triples: one per (subject, relation), every true object kept in ``objects``,
     candidates = the relation's object range (at most ``max_candidates``, truths always included)."""
     templates, questions = templates or {}, questions or {}
@@ -97,8 +102,18 @@ def build_facts(triples: Sequence[tuple[str, str, str]], templates: dict[str, st
         rng.shuffle(others)
         candidates = objs + others[: max(0, max_candidates - len(objs))]
         question = questions[relation].format(subject=subject) if relation in questions else None
-        facts.append(Fact(id=f"{id_prefix}{i}", subject=subject, relation=relation, object=objs[0], objects=objs,
-                          prompt=template.format(subject=subject), question=question, candidates=candidates))
+        facts.append(
+            Fact(
+                id=f"{id_prefix}{i}",
+                subject=subject,
+                relation=relation,
+                object=objs[0],
+                objects=objs,
+                prompt=template.format(subject=subject),
+                question=question,
+                candidates=candidates,
+            )
+        )
     return facts
 
 
@@ -109,8 +124,9 @@ def _read_tsv(path: Path) -> list[tuple[str, str, str]]:
             continue
         parts = line.split("\t")
         if len(parts) != 3:
-            raise LongloreError(f"{path}:{line_no}: expected 3 tab-separated fields (subject, relation, object), "
-                                f"got {len(parts)}")
+            raise LongloreError(
+                f"{path}:{line_no}: expected 3 tab-separated fields (subject, relation, object), got {len(parts)}"
+            )
         if line_no == 1 and parts[0].endswith(":token"):
             continue  # a typed header (RecBole atomic-file style)
         triples.append((parts[0].strip(), parts[1].strip(), parts[2].strip()))
@@ -133,7 +149,9 @@ def _finish_jsonl(records: list[Fact], templates: dict[str, str] | None) -> list
         update = {"objects": truths[(fact.subject, fact.relation)]}
         update["id"] = fact.id or f"f{i}"
         if not fact.prompt:
-            update["prompt"] = templates.get(fact.relation, default_template(fact.relation)).format(subject=fact.subject)
+            update["prompt"] = templates.get(fact.relation, default_template(fact.relation)).format(
+                subject=fact.subject
+            )
         if not fact.candidates:
             update["candidates"] = list(ranges[fact.relation])
         out.append(fact.model_copy(update=update))
@@ -155,7 +173,7 @@ def movielens_facts(n_movies: int | None = None, seed: int = 0) -> list[Fact]:
 
     path = asset_path("movielens-100k") / "ml-100k.item"
     triples = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()[1:], start=2):
+    for _line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()[1:], start=2):
         parts = line.split("\t")
         if len(parts) < 4 or not parts[1].strip() or not parts[2].strip().isdigit():
             continue  # a few items lack a title or year; they carry no fact
@@ -166,15 +184,20 @@ def movielens_facts(n_movies: int | None = None, seed: int = 0) -> list[Fact]:
         titles = sorted({t for t, _, _ in triples})
         keep = set(random.Random(seed).sample(titles, min(n_movies, len(titles))))
         triples = [t for t in triples if t[0] in keep]
-    templates = {"release_year": "The movie {subject} was released in the year",
-                 "genre": "The movie {subject} belongs to the genre"}
-    questions = {"release_year": "Question: In which year was the movie {subject} released?\nAnswer:",
-                 "genre": "Question: What is a genre of the movie {subject}?\nAnswer:"}
+    templates = {
+        "release_year": "The movie {subject} was released in the year",
+        "genre": "The movie {subject} belongs to the genre",
+    }
+    questions = {
+        "release_year": "Question: In which year was the movie {subject} released?\nAnswer:",
+        "genre": "Question: What is a genre of the movie {subject}?\nAnswer:",
+    }
     return build_facts(triples, templates, questions, seed=seed, id_prefix="ml")
 
 
-def load_facts(source: str | Path, templates: dict[str, str] | None = None, limit: int | None = None,
-               seed: int = 0) -> list[Fact]:
+def load_facts(
+    source: str | Path, templates: dict[str, str] | None = None, limit: int | None = None, seed: int = 0
+) -> list[Fact]:
     """Load a fact set from a JSONL/TSV path, a pykeen KG name (``kg-nations`` ...) or ``movielens``."""
     name = str(source)
     if name == "movielens":
@@ -186,8 +209,10 @@ def load_facts(source: str | Path, templates: dict[str, str] | None = None, limi
     else:
         path = Path(name)
         if not path.exists():
-            raise LongloreError(f"fact source '{name}': no such file; give a .jsonl/.tsv path, 'movielens' or one of "
-                                f"{', '.join(KG_NAMES)}")
+            raise LongloreError(
+                f"fact source '{name}': no such file; give a .jsonl/.tsv path, 'movielens' or one of "
+                f"{', '.join(KG_NAMES)}"
+            )
         if path.suffix == ".jsonl":
             facts = _finish_jsonl(read_jsonl(path, Fact), templates)
         elif path.suffix in (".tsv", ".txt", ".kg"):

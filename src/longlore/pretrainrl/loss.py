@@ -11,8 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """DPO-sigmoid (Rafailov et al. 2023, eq. 7), mean over P pairs:
 
     -log sigmoid(beta * [(log pi(o|x) - log pi_ref(o|x)) - (log pi(y-|x) - log pi_ref(y-|x))]).
@@ -62,5 +67,5 @@ def shared_prefix_mask(neg_ids: list[list[int]], truth_ids: list[list[int]], L: 
         k = 0
         while k < min(len(neg), len(truth)) and neg[k] == truth[k]:
             k += 1
-        mask[i, k:len(neg)] = True
+        mask[i, k : len(neg)] = True
     return mask

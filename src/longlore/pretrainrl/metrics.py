@@ -56,8 +56,20 @@ def fact_state(fact: Fact, scores: dict[str, float], low_truth: float = 0.1, hig
     rank = 1 + sum(s > best_true for s in falses.values())
     best_false = max(falses, key=falses.get) if falses else ""
     max_p_false = math.exp(falses[best_false]) if falses else 0.0
-    return FactState(fact.id, fact.bucket, p_truth, rank, len(scores), max_p_false, best_false, p_truth - max_p_false,
-                     rank <= 1, rank <= 5, p_truth < low_truth, max_p_false > high_false)
+    return FactState(
+        fact.id,
+        fact.bucket,
+        p_truth,
+        rank,
+        len(scores),
+        max_p_false,
+        best_false,
+        p_truth - max_p_false,
+        rank <= 1,
+        rank <= 5,
+        p_truth < low_truth,
+        max_p_false > high_false,
+    )
 
 
 def answer_sets(facts: Sequence[Fact], negatives: dict[str, Negatives] | None = None) -> list[list[str]]:
@@ -70,9 +82,17 @@ def answer_sets(facts: Sequence[Fact], negatives: dict[str, Negatives] | None = 
     return out
 
 
-def evaluate_facts(model: Any, tokenizer: Any, facts: Sequence[Fact], negatives: dict[str, Negatives] | None = None,
-                   *, prompt_field: str = "prompt", low_truth: float = 0.1, high_false: float = 0.3,
-                   batch_size: int = 64) -> list[FactState]:
+def evaluate_facts(
+    model: Any,
+    tokenizer: Any,
+    facts: Sequence[Fact],
+    negatives: dict[str, Negatives] | None = None,
+    *,
+    prompt_field: str = "prompt",
+    low_truth: float = 0.1,
+    high_false: float = 0.3,
+    batch_size: int = 64,
+) -> list[FactState]:
     """Score every fact's answers with ``model`` and return their states.
 
     ``prompt_field='question'`` scores the question form instead of the cloze (facts without a
@@ -97,9 +117,13 @@ def summarize(states: Sequence[FactState]) -> dict[str, dict[str, float]]:
         if not group:
             continue
         rows = [asdict(s) for s in group]
-        out[name] = {"n": len(group),
-                     **{k: float(np.mean([r[k] for r in rows])) for k in
-                        ("hit1", "hit5", "p_truth", "rank", "margin", "max_p_false")},
-                     "low_truth_count": int(sum(r["low_truth"] for r in rows)),
-                     "high_false_count": int(sum(r["high_false"] for r in rows))}
+        out[name] = {
+            "n": len(group),
+            **{
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("hit1", "hit5", "p_truth", "rank", "margin", "max_p_false")
+            },
+            "low_truth_count": int(sum(r["low_truth"] for r in rows)),
+            "high_false_count": int(sum(r["high_false"] for r in rows)),
+        }
     return out

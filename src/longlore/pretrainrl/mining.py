@@ -68,16 +68,20 @@ def _generate(model: Any, tokenizer: Any, prompts: list[str], cfg: PretrainRLCon
     finally:
         tokenizer.padding_side = old_side
     batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
-    kwargs: dict[str, Any] = dict(max_new_tokens=cfg.mine_max_new_tokens, num_return_sequences=width,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=cfg.mine_max_new_tokens,
+        num_return_sequences=width,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if cfg.mine_method == "beam":
         kwargs.update(num_beams=width, do_sample=False, early_stopping=True)
     else:
         torch.manual_seed(seed)
         kwargs.update(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
-    out = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1]:]
+    out = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-    return [texts[i * width:(i + 1) * width] for i in range(len(prompts))]
+    return [texts[i * width : (i + 1) * width] for i in range(len(prompts))]
 
 
 def _rank_candidates(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainRLConfig) -> list[list[str]]:
@@ -94,8 +98,15 @@ def _rank_candidates(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: Pre
     return [[c for _, c in sorted(r, key=lambda t: -t[0])] for r in ranked]
 
 
-def mine_negatives(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainRLConfig,
-                   ref_model: Any | None = None, seed: int = 0, progress: bool = True) -> dict[str, Negatives]:
+def mine_negatives(
+    model: Any,
+    tokenizer: Any,
+    facts: Sequence[Fact],
+    cfg: PretrainRLConfig,
+    ref_model: Any | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Negatives]:
     """Mine up to ``cfg.num_negatives`` falsehoods per fact; reference log-probs from ``ref_model``
     (default: ``model`` itself, i.e. the reference is the model as it is now)."""
     was_training = model.training
@@ -106,8 +117,8 @@ def mine_negatives(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: Pretr
         else:
             generated = []
             starts = range(0, len(facts), cfg.mine_batch_size)
-            for start in (track(starts, "mining negatives") if progress and len(starts) > 1 else starts):
-                chunk = facts[start:start + cfg.mine_batch_size]
+            for start in track(starts, "mining negatives") if progress and len(starts) > 1 else starts:
+                chunk = facts[start : start + cfg.mine_batch_size]
                 generated.extend(_generate(model, tokenizer, [f.prompt for f in chunk], cfg, seed + start))
     finally:
         model.train(was_training)
@@ -115,22 +126,25 @@ def mine_negatives(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: Pretr
     return attach_reference(ref_model if ref_model is not None else model, tokenizer, facts, mined, cfg)
 
 
-def attach_reference(ref_model: Any, tokenizer: Any, facts: Sequence[Fact], mined: dict[str, list[str]],
-                     cfg: PretrainRLConfig) -> dict[str, Negatives]:
+def attach_reference(
+    ref_model: Any, tokenizer: Any, facts: Sequence[Fact], mined: dict[str, list[str]], cfg: PretrainRLConfig
+) -> dict[str, Negatives]:
     """Score each fact's truth and negatives under the (frozen) reference model."""
     prompts, conts = [], []
     for fact in facts:
         for value in [fact.object, *mined.get(fact.id, [])]:
             prompts.append(fact.prompt)
             conts.append(fact.continuation(value))
-    scores = iter(pair_logprobs(ref_model, encode_pairs(tokenizer, prompts, conts), tokenizer.pad_token_id,
-                                cfg.eval_batch_size))
+    scores = iter(
+        pair_logprobs(ref_model, encode_pairs(tokenizer, prompts, conts), tokenizer.pad_token_id, cfg.eval_batch_size)
+    )
     out = {}
     for fact in facts:
         truth = next(scores)
         negs = mined.get(fact.id, [])
-        out[fact.id] = Negatives(fact_id=fact.id, negatives=negs, ref_truth_logp=truth,
-                                 ref_neg_logps=[next(scores) for _ in negs])
+        out[fact.id] = Negatives(
+            fact_id=fact.id, negatives=negs, ref_truth_logp=truth, ref_neg_logps=[next(scores) for _ in negs]
+        )
     return out
 
 

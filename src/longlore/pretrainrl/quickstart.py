@@ -13,8 +13,10 @@ from longlore.core.progress import console
 
 def _row(name: str, summary: dict, ppl: float) -> str:
     tail, head = summary.get("tail", {}), summary.get("head", {})
-    return (f"| {name} | {head.get('hit1', float('nan')):.2f} | {tail.get('hit1', float('nan')):.2f} | "
-            f"{tail.get('p_truth', float('nan')):.3f} | {tail.get('high_false_count', 0)} | {ppl:.2f} |")
+    return (
+        f"| {name} | {head.get('hit1', float('nan')):.2f} | {tail.get('hit1', float('nan')):.2f} | "
+        f"{tail.get('p_truth', float('nan')):.3f} | {tail.get('high_false_count', 0)} | {ppl:.2f} |"
+    )
 
 
 def run(out_dir: Path) -> str:
@@ -36,8 +38,12 @@ def run(out_dir: Path) -> str:
     model, tok = load_model("small-llama@0")
     blocks, heldout = make_blocks(tok, world.corpus, 64), make_blocks(tok, world.heldout, 64)
     console.print("[bold]pretrainrl quickstart[/]: pretraining a small Llama on the synthetic world")
-    train(model, tok, PretrainRLConfig(fact_objective="none", steps=150, lr=3e-3, warmup=20, batch_size=15,
-                                       fact_batch_size=1), blocks=blocks)
+    train(
+        model,
+        tok,
+        PretrainRLConfig(fact_objective="none", steps=150, lr=3e-3, warmup=20, batch_size=15, fact_batch_size=1),
+        blocks=blocks,
+    )
     cfg = PretrainRLConfig(steps=60, fact_batch_size=32, lr=1e-3, mine_every=0)
     negatives = mine_negatives(model, tok, world.facts, cfg)
     save_negatives(out_dir / "negatives.jsonl", negatives, overwrite=True)
@@ -53,8 +59,11 @@ def run(out_dir: Path) -> str:
     movies = [f for f in movielens_facts(n_movies=40, seed=1) if f.relation == "release_year"][:6]
     mined = mine_negatives(lm, lm_tok, movies, PretrainRLConfig(num_negatives=3, mine_max_new_tokens=6))
     states = evaluate_facts(lm, lm_tok, movies, mined, batch_size=16)
-    write_json(out_dir / "pretrainrl_quickstart.json", {"before": before, "after": after, "ppl_before": ppl_before,
-                                                         "ppl_after": ppl_after}, overwrite=True)
+    write_json(
+        out_dir / "pretrainrl_quickstart.json",
+        {"before": before, "after": after, "ppl_before": ppl_before, "ppl_after": ppl_after},
+        overwrite=True,
+    )
     lines = [
         "## PretrainRL: debias-then-learn against factual hallucination",
         "",
@@ -73,8 +82,10 @@ def run(out_dir: Path) -> str:
         "",
         "| movie | truth | mined falsehoods | P(truth) | rank |",
         "|---|---|---|---|---|",
-        *[f"| {f.subject} | {f.object} | {', '.join(mined[f.id].negatives)} | {s.p_truth:.3f} | {s.rank} |"
-          for f, s in zip(movies, states)],
+        *[
+            f"| {f.subject} | {f.object} | {', '.join(mined[f.id].negatives)} | {s.p_truth:.3f} | {s.rank} |"
+            for f, s in zip(movies, states)
+        ],
         "",
         f"_({time.time() - start:.0f} s; files in `{out_dir}`)_",
     ]

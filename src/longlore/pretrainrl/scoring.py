@@ -93,7 +93,7 @@ def pair_logprobs(model: Any, pairs: Sequence[Pair], pad_id: int, batch_size: in
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         scores = [0.0] * len(pairs)
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             logp = score_pairs(model, [pairs[i] for i in idx], pad_id).logp.tolist()
             for i, value in zip(idx, logp):
                 scores[i] = value
@@ -111,8 +111,10 @@ def make_blocks(tokenizer: Any, docs: Sequence[str], block_size: int) -> torch.T
         stream.extend(ids + [eos])
     n = len(stream) // block_size
     if n == 0:
-        raise LongloreError(f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}; "
-                            "give more text or a smaller block_size")
+        raise LongloreError(
+            f"the corpus has {len(stream)} tokens, fewer than one block of {block_size}; "
+            "give more text or a smaller block_size"
+        )
     return torch.tensor(stream[: n * block_size], dtype=torch.long).view(n, block_size)
 
 
@@ -131,7 +133,7 @@ def perplexity(model: Any, blocks: torch.Tensor, batch_size: int = 16) -> float:
     try:
         total = 0.0
         for start in range(0, len(blocks), batch_size):
-            chunk = blocks[start:start + batch_size]
+            chunk = blocks[start : start + batch_size]
             total += ntp_loss(model, chunk).item() * len(chunk)
     finally:
         model.train(was_training)

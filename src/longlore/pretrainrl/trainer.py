@@ -53,7 +53,7 @@ def phase_at(step: int, cfg: PretrainRLConfig) -> str:
     if cfg.fact_objective == "sft":
         return "sft"
     if cfg.schedule == "interleaved":
-        return "both" if 0 < cfg.debias_fraction else "learn"
+        return "both" if cfg.debias_fraction > 0 else "learn"
     return "debias" if step < cfg.debias_steps() else "learn"
 
 
@@ -78,8 +78,9 @@ def restrict_trainable(model: Any, top_layers: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _sample_rl(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainRLConfig,
-               seed: int) -> tuple[list[Pair], torch.Tensor]:
+def _sample_rl(
+    model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainRLConfig, seed: int
+) -> tuple[list[Pair], torch.Tensor]:
     """K on-policy samples per prompt, cut after the answer span; reward 1 if the span is true."""
     K = cfg.rl_samples
     prompt_ids = tokenizer([f.prompt for f in facts], add_special_tokens=False)["input_ids"]
@@ -89,10 +90,18 @@ def _sample_rl(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainR
         torch.manual_seed(seed)
         for fact, ids in zip(facts, prompt_ids):  # one prompt at a time: no padding inside sampled actions
             x = torch.tensor([ids], device=next(model.parameters()).device)
-            out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=True, top_k=0, top_p=1.0,
-                                 max_new_tokens=cfg.mine_max_new_tokens, num_return_sequences=K,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            for row in out[:, len(ids):].tolist():
+            out = model.generate(
+                input_ids=x,
+                attention_mask=torch.ones_like(x),
+                do_sample=True,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=cfg.mine_max_new_tokens,
+                num_return_sequences=K,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            for row in out[:, len(ids) :].tolist():
                 action: list[int] = []
                 for tok in row:
                     action.append(tok)
@@ -110,9 +119,18 @@ def _sample_rl(model: Any, tokenizer: Any, facts: Sequence[Fact], cfg: PretrainR
 class _Run:
     """State of one training run (kept in one object so the step function stays short)."""
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: PretrainRLConfig, blocks: torch.Tensor,
-                 facts: Sequence[Fact], ref_model: Any | None, negatives: dict[str, Negatives] | None,
-                 raw_model: Any, rank: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        cfg: PretrainRLConfig,
+        blocks: torch.Tensor,
+        facts: Sequence[Fact],
+        ref_model: Any | None,
+        negatives: dict[str, Negatives] | None,
+        raw_model: Any,
+        rank: int = 0,
+    ) -> None:
         self.model, self.tok, self.cfg, self.blocks, self.facts = model, tokenizer, cfg, blocks, list(facts)
         self.raw = raw_model  # unwrapped (no DDP): generate() lives here
         self.ref_model, self.negatives = ref_model, negatives
@@ -128,8 +146,15 @@ class _Run:
     def maybe_mine(self, step: int) -> None:
         stale = self.cfg.mine_every and step - self.last_mined >= self.cfg.mine_every
         if self.negatives is None or (self.last_mined >= 0 and stale):
-            self.negatives = mine_negatives(self.raw, self.tok, self.facts, self.cfg, ref_model=self.ref_model,
-                                            seed=self.cfg.seed + step, progress=False)
+            self.negatives = mine_negatives(
+                self.raw,
+                self.tok,
+                self.facts,
+                self.cfg,
+                ref_model=self.ref_model,
+                seed=self.cfg.seed + step,
+                progress=False,
+            )
             self.last_mined = step
             self.mined_rounds += 1
         elif self.last_mined < 0:
@@ -154,8 +179,13 @@ class _Run:
                 mined = self.negatives.get(fact.id) if self.negatives else None
                 if mined:
                     neg_rows.extend((i, text, ref) for text, ref in zip(mined.negatives, mined.ref_neg_logps))
-        neg_pairs = encode_pairs(self.tok, [batch[i].prompt for i, _, _ in neg_rows],
-                                 [batch[i].continuation(t) for i, t, _ in neg_rows]) if neg_rows else []
+        neg_pairs = (
+            encode_pairs(
+                self.tok, [batch[i].prompt for i, _, _ in neg_rows], [batch[i].continuation(t) for i, t, _ in neg_rows]
+            )
+            if neg_rows
+            else []
+        )
         s = score_pairs(self.model, truth_pairs + neg_pairs, self.tok.pad_token_id)
         n = len(batch)
         if phase in ("learn", "both"):
@@ -163,20 +193,34 @@ class _Run:
         if neg_rows:
             owner = torch.tensor([i for i, _, _ in neg_rows], device=s.logp.device)
             if cfg.debias_loss == "dpo":
-                ref_truth = torch.tensor([self.negatives[batch[i].id].ref_truth_logp for i, _, _ in neg_rows],
-                                         device=s.logp.device)
+                ref_truth = torch.tensor(
+                    [self.negatives[batch[i].id].ref_truth_logp for i, _, _ in neg_rows], device=s.logp.device
+                )
                 ref_neg = torch.tensor([r for _, _, r in neg_rows], device=s.logp.device)
                 terms["dpo"] = cfg.debias_weight * dpo_loss(s.logp[owner], s.logp[n:], ref_truth, ref_neg, cfg.beta)
             else:  # unlikelihood
-                mask = shared_prefix_mask([c for _, c in neg_pairs], [truth_pairs[i][1] for i, _, _ in neg_rows],
-                                          s.mask.size(1)).to(s.mask.device) & s.mask[n:]
+                mask = (
+                    shared_prefix_mask(
+                        [c for _, c in neg_pairs], [truth_pairs[i][1] for i, _, _ in neg_rows], s.mask.size(1)
+                    ).to(s.mask.device)
+                    & s.mask[n:]
+                )
                 terms["unlikelihood"] = cfg.debias_weight * unlikelihood_loss(s.token_logp[n:], mask)
         return terms
 
 
-def train(model: Any, tokenizer: Any, cfg: PretrainRLConfig, *, blocks: torch.Tensor, facts: Sequence[Fact] = (),
-          ref_model: Any | None = None, negatives: dict[str, Negatives] | None = None,
-          progress: bool = True, accelerator: Any | None = None) -> TrainResult:
+def train(
+    model: Any,
+    tokenizer: Any,
+    cfg: PretrainRLConfig,
+    *,
+    blocks: torch.Tensor,
+    facts: Sequence[Fact] = (),
+    ref_model: Any | None = None,
+    negatives: dict[str, Negatives] | None = None,
+    progress: bool = True,
+    accelerator: Any | None = None,
+) -> TrainResult:
     """Continue training ``model`` in place under ``cfg``; see the module docstring for the phases.
 
     ``blocks`` are (n, block_size) corpus token blocks (:func:`scoring.make_blocks`). With a DPO debias
@@ -212,14 +256,16 @@ def train(model: Any, tokenizer: Any, cfg: PretrainRLConfig, *, blocks: torch.Te
     result, start = TrainResult(), time.time()
     model.train()
     steps = range(cfg.steps)
-    for step in (track(steps, f"training ({cfg.fact_objective})") if progress else steps):
+    for step in track(steps, f"training ({cfg.fact_objective})") if progress else steps:
         phase = phase_at(step, cfg)
         if phase in ("debias", "both") and cfg.debias_loss != "reinforce":
             run.maybe_mine(step)
         extra = cfg.fact_batch_size if phase == "ntp" else 0
         terms = {"ntp": cfg.ntp_weight * ntp_loss(model, run.corpus_batch(cfg.batch_size + extra))}
         if phase != "ntp":
-            terms.update(run.fact_terms(run.rng.sample(run.facts, min(cfg.fact_batch_size, len(run.facts))), phase, step))
+            terms.update(
+                run.fact_terms(run.rng.sample(run.facts, min(cfg.fact_batch_size, len(run.facts))), phase, step)
+            )
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         if accelerator is not None:

@@ -70,15 +70,20 @@ class SyntheticWorld:
     heldout: list[str]
 
     @classmethod
-    def generate(cls, config: WorldConfig | None = None) -> "SyntheticWorld":
+    def generate(cls, config: WorldConfig | None = None) -> SyntheticWorld:
         """Build the world deterministically from ``config.seed``."""
         cfg = config or WorldConfig()
         rng = random.Random(cfg.seed)
         people = _make_people(cfg, rng)
         facts = _make_facts(people)
         corpus = _render_corpus(people, cfg, rng, [p.count for p in people], cfg.seed)
-        heldout = _render_corpus(people, cfg, random.Random(cfg.seed + 10_007),
-                                 _heldout_counts(people, cfg.heldout_docs, cfg.seed), cfg.seed + 1)
+        heldout = _render_corpus(
+            people,
+            cfg,
+            random.Random(cfg.seed + 10_007),
+            _heldout_counts(people, cfg.heldout_docs, cfg.seed),
+            cfg.seed + 1,
+        )
         return cls(cfg, people, facts, corpus, heldout)
 
     def corpus_text(self) -> str:
@@ -88,6 +93,7 @@ class SyntheticWorld:
 def _name(rng: random.Random) -> str:
     def word(n: int) -> str:
         return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(n)).capitalize()
+
     return f"{word(rng.choice((1, 2)))} {word(2)}"
 
 
@@ -121,10 +127,20 @@ def _make_facts(people: list[Person]) -> list[Fact]:
     for person in people:
         for relation, spec in RELATIONS.items():
             obj = person.values[relation]
-            facts.append(Fact(id=f"{person.name.replace(' ', '_')}:{relation}", subject=person.name, relation=relation,
-                              object=obj, objects=[obj], prompt=spec["cloze"].format(s=person.name),
-                              question=spec["question"].format(s=person.name), candidates=list(spec["values"]),
-                              count=person.count, bucket=person.bucket))
+            facts.append(
+                Fact(
+                    id=f"{person.name.replace(' ', '_')}:{relation}",
+                    subject=person.name,
+                    relation=relation,
+                    object=obj,
+                    objects=[obj],
+                    prompt=spec["cloze"].format(s=person.name),
+                    question=spec["question"].format(s=person.name),
+                    candidates=list(spec["values"]),
+                    count=person.count,
+                    bucket=person.bucket,
+                )
+            )
     return facts
 
 
@@ -146,8 +162,9 @@ def _biography(person: Person, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def _render_corpus(people: list[Person], cfg: WorldConfig, rng: random.Random, counts: list[int],
-                   filler_seed: int) -> list[str]:
+def _render_corpus(
+    people: list[Person], cfg: WorldConfig, rng: random.Random, counts: list[int], filler_seed: int
+) -> list[str]:
     docs = [_biography(person, rng) for person, n in zip(people, counts) for _ in range(n)]
     bio_chars = sum(len(d) for d in docs)
     filler_chars = int(bio_chars * cfg.filler_fraction / (1 - cfg.filler_fraction)) if cfg.filler_fraction else 0

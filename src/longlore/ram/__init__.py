@@ -9,4 +9,14 @@ from longlore.ram.data import QARecord, load_qa, make_dataset
 from longlore.ram.model import Compressed, RAMModel
 from longlore.ram.trainer import TrainArgs, evaluate, train
 
-__all__ = ["RAMConfig", "RAMModel", "Compressed", "QARecord", "load_qa", "make_dataset", "TrainArgs", "train", "evaluate"]
+__all__ = [
+    "Compressed",
+    "QARecord",
+    "RAMConfig",
+    "RAMModel",
+    "TrainArgs",
+    "evaluate",
+    "load_qa",
+    "make_dataset",
+    "train",
+]

@@ -16,19 +16,37 @@ class RAMConfig:
     trained, lr 1e-4 with linear decay and gradient clipping at 2.0.
     """
 
-    encoder_layers: int = field(default=8, metadata={"help": "k: the encoder is a trainable copy of the decoder's first k layers."})
+    encoder_layers: int = field(
+        default=8, metadata={"help": "k: the encoder is a trainable copy of the decoder's first k layers."}
+    )
     segment_tokens: int = field(default=50, metadata={"help": "Fixed segment size in tokens."})
-    ratio: float = field(default=0.25, metadata={"help": "Keep-ratio of segments read verbatim (0.25 ~ 4x, 0.125 ~ 8x)."})
-    sample_ratio: bool = field(default=False, metadata={"help": "Draw the keep-ratio uniformly from ratio_range each training step."})
-    ratio_range: tuple[float, float] = field(default=(0.0, 1.0), metadata={
-        "help": "(low, high): sampled keep-ratios lie in (low, high]; the paper's (0, 1] by default. A narrower "
-                "range around the inference ratios costs less per step (fewer tokens read verbatim)."})
-    temperature: float = field(default=0.05, metadata={"help": "tau of the multi-positive InfoNCE over segment scores."})
-    contrastive_weight: float = field(default=1.0, metadata={"help": "Weight of the InfoNCE term (0 disables it: an ablation)."})
-    decoder_trainable: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj"),
-                                              metadata={"help": "Decoder parameter-name parts that train; () freezes it."})
-    question_template: str = field(default="\nQuestion: {question}\nAnswer:",
-                                   metadata={"help": "Text after the hybrid context in the decoder prompt."})
+    ratio: float = field(
+        default=0.25, metadata={"help": "Keep-ratio of segments read verbatim (0.25 ~ 4x, 0.125 ~ 8x)."}
+    )
+    sample_ratio: bool = field(
+        default=False, metadata={"help": "Draw the keep-ratio uniformly from ratio_range each training step."}
+    )
+    ratio_range: tuple[float, float] = field(
+        default=(0.0, 1.0),
+        metadata={
+            "help": "(low, high): sampled keep-ratios lie in (low, high]; the paper's (0, 1] by default. A narrower "
+            "range around the inference ratios costs less per step (fewer tokens read verbatim)."
+        },
+    )
+    temperature: float = field(
+        default=0.05, metadata={"help": "tau of the multi-positive InfoNCE over segment scores."}
+    )
+    contrastive_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the InfoNCE term (0 disables it: an ablation)."}
+    )
+    decoder_trainable: tuple[str, ...] = field(
+        default=("q_proj", "k_proj", "v_proj"),
+        metadata={"help": "Decoder parameter-name parts that train; () freezes it."},
+    )
+    question_template: str = field(
+        default="\nQuestion: {question}\nAnswer:",
+        metadata={"help": "Text after the hybrid context in the decoder prompt."},
+    )
     max_doc_tokens: int = field(default=32768, metadata={"help": "Longer contexts are truncated (keep the start)."})
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (linear decay)."})
     grad_clip: float = field(default=2.0, metadata={"help": "Gradient-norm clipping."})
@@ -47,12 +65,14 @@ class RAMConfig:
         self.ratio_range = tuple(float(x) for x in self.ratio_range)
         low, high = self.ratio_range if len(self.ratio_range) == 2 else (-1.0, -1.0)
         if not 0.0 <= low < high <= 1.0:
-            raise LongloreError(f"RAMConfig.ratio_range must be (low, high) with 0 <= low < high <= 1, got {self.ratio_range}")
+            raise LongloreError(
+                f"RAMConfig.ratio_range must be (low, high) with 0 <= low < high <= 1, got {self.ratio_range}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RAMConfig":
+    def from_dict(cls, data: dict) -> RAMConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)

@@ -50,8 +50,13 @@ class QARecord(BaseModel):
         return value
 
     def as_example(self) -> dict[str, Any]:
-        return {"context": self.context, "question": self.question, "answer": self.answers[0],
-                "answers": self.answers, "positive_spans": self.positive_spans}
+        return {
+            "context": self.context,
+            "question": self.question,
+            "answer": self.answers[0],
+            "answers": self.answers,
+            "positive_spans": self.positive_spans,
+        }
 
 
 def load_qa(path: str | Path, tokenizer: Any = None, max_question_tokens: int | None = None) -> list[QARecord]:
@@ -61,21 +66,52 @@ def load_qa(path: str | Path, tokenizer: Any = None, max_question_tokens: int | 
         for line, record in enumerate(records, start=1):
             n = len(tokenizer(record.question, add_special_tokens=False)["input_ids"])
             if n > max_question_tokens:
-                raise LongloreError(f"{path}:{line}: field 'question': {n} tokens exceeds the budget of "
-                                    f"{max_question_tokens}; shorten it or raise the budget")
+                raise LongloreError(
+                    f"{path}:{line}: field 'question': {n} tokens exceeds the budget of "
+                    f"{max_question_tokens}; shorten it or raise the budget"
+                )
     return records
 
 
-CITIES = ["Lisbon", "Oslo", "Nairobi", "Lima", "Hanoi", "Kraków", "Tbilisi", "Montevideo", "Accra", "Quito",
-          "Tallinn", "Da Nang", "Porto", "Valparaíso", "Cebu", "Bergen", "Zanzibar", "Tromsø", "Cusco", "Sapporo"]
+CITIES = [
+    "Lisbon",
+    "Oslo",
+    "Nairobi",
+    "Lima",
+    "Hanoi",
+    "Kraków",
+    "Tbilisi",
+    "Montevideo",
+    "Accra",
+    "Quito",
+    "Tallinn",
+    "Da Nang",
+    "Porto",
+    "Valparaíso",
+    "Cebu",
+    "Bergen",
+    "Zanzibar",
+    "Tromsø",
+    "Cusco",
+    "Sapporo",
+]
 COLOURS = ["amber", "teal", "crimson", "ivory", "olive", "indigo", "coral", "slate", "saffron", "jade"]
 
 
 def _facts_for(brand: str, parent: str, rng: random.Random) -> dict[str, tuple[str, str, str]]:
     """relation -> (fact sentence, question, answer) for one brand."""
-    city, colour, year, code = rng.choice(CITIES), rng.choice(COLOURS), str(rng.randint(1890, 2015)), str(rng.randint(1000, 9999))
+    city, colour, year, code = (
+        rng.choice(CITIES),
+        rng.choice(COLOURS),
+        str(rng.randint(1890, 2015)),
+        str(rng.randint(1000, 9999)),
+    )
     return {
-        "city": (f"The headquarters of {brand} are in {city}.", f"In which city are the headquarters of {brand}?", city),
+        "city": (
+            f"The headquarters of {brand} are in {city}.",
+            f"In which city are the headquarters of {brand}?",
+            city,
+        ),
         "year": (f"{brand} was founded in {year}.", f"In which year was {brand} founded?", year),
         "colour": (f"The logo of {brand} is {colour}.", f"What colour is the logo of {brand}?", colour),
         "code": (f"The registration code of {brand} is {code}.", f"What is the registration code of {brand}?", code),
@@ -83,7 +119,9 @@ def _facts_for(brand: str, parent: str, rng: random.Random) -> dict[str, tuple[s
     }
 
 
-def make_example(tokenizer: Any, n_tokens: int, rng: random.Random, brands: list[str], two_fact: bool) -> dict[str, Any]:
+def make_example(
+    tokenizer: Any, n_tokens: int, rng: random.Random, brands: list[str], two_fact: bool
+) -> dict[str, Any]:
     """One document of about ``n_tokens`` tokens with planted facts, distractors and a question."""
     target, parent, *others = rng.sample(brands, 6)
     facts = _facts_for(target, parent, rng)
@@ -105,7 +143,7 @@ def make_example(tokenizer: Any, n_tokens: int, rng: random.Random, brands: list
     text = public_domain_text()
     chars = int(n_tokens * 4.2)  # ~4.2 characters per token for this tokenizer family on KJV text
     start = rng.randrange(0, len(text) - chars)
-    sentences = text[start:start + chars].replace("\n\n", " ").split(". ")[1:-1]
+    sentences = text[start : start + chars].replace("\n\n", " ").split(". ")[1:-1]
     for fact in planted:
         sentences.insert(rng.randint(0, len(sentences)), fact.rstrip("."))
     context = ". ".join(s.strip() for s in sentences) + "."
@@ -118,10 +156,22 @@ def make_example(tokenizer: Any, n_tokens: int, rng: random.Random, brands: list
     return {"context": context, "question": question, "answers": [answer], "positive_spans": evidence}
 
 
-def make_dataset(tokenizer: Any, n: int, min_tokens: int, max_tokens: int, seed: int = 0,
-                 two_fact_share: float = 0.25, world_seed: int = 0) -> list[dict[str, Any]]:
+def make_dataset(
+    tokenizer: Any,
+    n: int,
+    min_tokens: int,
+    max_tokens: int,
+    seed: int = 0,
+    two_fact_share: float = 0.25,
+    world_seed: int = 0,
+) -> list[dict[str, Any]]:
     """``n`` seeded examples with lengths uniform in [min_tokens, max_tokens]."""
     rng = random.Random(seed)
     brands = sorted({b.name_en for b in EcomWorld.generate(world_seed, n_brands=120).brands})
-    return [dict(make_example(tokenizer, rng.randint(min_tokens, max_tokens), rng, brands,
-                              rng.random() < two_fact_share), id=f"{seed}-{i}") for i in range(n)]
+    return [
+        dict(
+            make_example(tokenizer, rng.randint(min_tokens, max_tokens), rng, brands, rng.random() < two_fact_share),
+            id=f"{seed}-{i}",
+        )
+        for i in range(n)
+    ]

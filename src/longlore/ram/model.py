@@ -54,7 +54,7 @@ def _cache_kwarg(decoder: Any) -> str:
 
 
 def _cache_of(output: Any) -> Any:
-    return output["cache"] if "cache" in output else output.past_key_values
+    return output.get("cache", output.past_key_values)
 
 
 def keep_count(n_segments: int, ratio: float) -> int:
@@ -92,9 +92,14 @@ class Compressed:
         return separator.join(self.segment_texts[i] for i in self.kept)
 
     def stats(self) -> dict[str, Any]:
-        return {"original_tokens": self.original_tokens, "compressed_length": self.compressed_length,
-                "ratio": round(self.ratio, 3), "keep_ratio": round(self.keep_ratio, 4),
-                "n_segments": len(self.segment_texts), "kept_segments": self.kept}
+        return {
+            "original_tokens": self.original_tokens,
+            "compressed_length": self.compressed_length,
+            "ratio": round(self.ratio, 3),
+            "keep_ratio": round(self.keep_ratio, 4),
+            "n_segments": len(self.segment_texts),
+            "kept_segments": self.kept,
+        }
 
 
 class RAMModel(nn.Module):
@@ -120,11 +125,12 @@ class RAMModel(nn.Module):
         """Cut the context into fixed token segments; returns ids and each segment's text."""
         ids = self.tokenizer(context, add_special_tokens=False)["input_ids"][: self.config.max_doc_tokens]
         size = self.config.segment_tokens
-        segments = [ids[i:i + size] for i in range(0, len(ids), size)]
+        segments = [ids[i : i + size] for i in range(0, len(ids), size)]
         return segments, [self.tokenizer.decode(s) for s in segments]
 
-    def encode(self, query_ids: list[int], segments: list[list[int]], max_batch: int = 256
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, query_ids: list[int], segments: list[list[int]], max_batch: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode query and segments as independent sequences (no cross-segment attention).
 
         Returns ``scores`` (N,) = cos(mean(q), mean(s_i)) and ``skim`` (N, H_d): per segment the
@@ -136,8 +142,12 @@ class RAMModel(nn.Module):
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)  # right padding: causal
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-        states = torch.cat([self.encoder(input_ids=ids[i:i + max_batch], attention_mask=mask[i:i + max_batch]
-                                         ).last_hidden_state for i in range(0, len(seqs), max_batch)])  # (1+N, S, H_e)
+        states = torch.cat(
+            [
+                self.encoder(input_ids=ids[i : i + max_batch], attention_mask=mask[i : i + max_batch]).last_hidden_state
+                for i in range(0, len(seqs), max_batch)
+            ]
+        )  # (1+N, S, H_e)
         pooled = mean_pool(states, mask)  # (1+N, H_e)
         query, seg_states, seg_mask = pooled[0], states[1:], mask[1:].bool()
         scores = F.cosine_similarity(pooled[1:], query[None], dim=-1)  # (N,)
@@ -146,9 +156,17 @@ class RAMModel(nn.Module):
         skim = torch.einsum("ns,nsh->nh", weights, seg_states)  # (N, H_e)
         return scores, self.projector(skim)
 
-    def compress(self, context: str, question: str, rate: float | None = None, target_tokens: int | None = None,
-                 selector: str = "ram", skim: bool = True, scores: torch.Tensor | None = None,
-                 seed: int = 0) -> Compressed:
+    def compress(
+        self,
+        context: str,
+        question: str,
+        rate: float | None = None,
+        target_tokens: int | None = None,
+        selector: str = "ram",
+        skim: bool = True,
+        scores: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> Compressed:
         """Compress ``context`` for ``question``.
 
         Args:
@@ -191,16 +209,19 @@ class RAMModel(nn.Module):
             if i in kept_set:
                 pieces.append(embed(torch.tensor(seg, device=skim_vectors.device)))  # (len_i, H_d) verbatim
             elif skim:
-                pieces.append(skim_vectors[i:i + 1])  # (1, H_d) one summary vector
+                pieces.append(skim_vectors[i : i + 1])  # (1, H_d) one summary vector
         hybrid = torch.cat(pieces) if pieces else skim_vectors[:0]
-        return Compressed(hybrid, kept, order if selector != "ram" else ram_scores,
-                          sum(len(s) for s in segments), texts)
+        return Compressed(
+            hybrid, kept, order if selector != "ram" else ram_scores, sum(len(s) for s in segments), texts
+        )
 
     # --- decoder --------------------------------------------------------------------------
-    def _prompt_embeddings(self, compressed: Compressed, question: str, answer_ids: list[int] | None
-                           ) -> tuple[torch.Tensor, int]:
-        suffix = self.tokenizer(self.config.question_template.format(question=question),
-                                add_special_tokens=False)["input_ids"]
+    def _prompt_embeddings(
+        self, compressed: Compressed, question: str, answer_ids: list[int] | None
+    ) -> tuple[torch.Tensor, int]:
+        suffix = self.tokenizer(self.config.question_template.format(question=question), add_special_tokens=False)[
+            "input_ids"
+        ]
         ids = suffix + (answer_ids or [])
         embedded = self.decoder.get_input_embeddings()(torch.tensor(ids, device=compressed.embeddings.device))
         return torch.cat([compressed.embeddings, embedded]), len(ids) - len(answer_ids or [])
@@ -210,8 +231,12 @@ class RAMModel(nn.Module):
         width = max(s.shape[0] for s in sequences)
         dim = sequences[0].shape[1]
         embeds = torch.stack([torch.cat([s.new_zeros(width - s.shape[0], dim), s]) for s in sequences])  # (B, T, H_d)
-        mask = torch.stack([torch.cat([torch.zeros(width - s.shape[0], dtype=torch.long),
-                                       torch.ones(s.shape[0], dtype=torch.long)]) for s in sequences]).to(embeds.device)
+        mask = torch.stack(
+            [
+                torch.cat([torch.zeros(width - s.shape[0], dtype=torch.long), torch.ones(s.shape[0], dtype=torch.long)])
+                for s in sequences
+            ]
+        ).to(embeds.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return embeds, mask, positions
 
@@ -231,31 +256,42 @@ class RAMModel(nn.Module):
             answer_lengths.append(len(answer_ids))
             positives = positive_segments(compressed.segment_texts, example)
             if positives.any():
-                infonce.append(multi_positive_infonce(compressed.scores, positives.to(compressed.scores.device),
-                                                      self.config.temperature))
+                infonce.append(
+                    multi_positive_infonce(
+                        compressed.scores, positives.to(compressed.scores.device), self.config.temperature
+                    )
+                )
         embeds, mask, positions = self._left_pad(sequences)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits
         nll = []
-        for row, (seq, n_answer) in enumerate(zip(sequences, answer_lengths)):
+        for row, (_seq, n_answer) in enumerate(zip(sequences, answer_lengths)):
             width = logits.shape[1]
-            targets = self.tokenizer(" " + examples[row]["answer"].strip(), add_special_tokens=False)["input_ids"] + [eos]
-            pred = logits[row, width - n_answer - 1: width - 1]  # (n_answer, V): position t predicts t+1
+            targets = self.tokenizer(" " + examples[row]["answer"].strip(), add_special_tokens=False)["input_ids"] + [
+                eos
+            ]
+            pred = logits[row, width - n_answer - 1 : width - 1]  # (n_answer, V): position t predicts t+1
             nll.append(F.cross_entropy(pred.float(), torch.tensor(targets, device=pred.device)))
         nll_loss = torch.stack(nll).mean()
         contrastive = torch.stack(infonce).mean() if infonce else nll_loss.new_zeros(())
-        return {"loss": nll_loss + self.config.contrastive_weight * contrastive, "nll": nll_loss, "infonce": contrastive}
+        return {
+            "loss": nll_loss + self.config.contrastive_weight * contrastive,
+            "nll": nll_loss,
+            "infonce": contrastive,
+        }
 
     @torch.no_grad()
-    def generate_from_embeddings(self, sequences: list[torch.Tensor], max_new_tokens: int = 32,
-                                 stop: str = "\n", ignore_eos: bool = False) -> list[str]:
+    def generate_from_embeddings(
+        self, sequences: list[torch.Tensor], max_new_tokens: int = 32, stop: str = "\n", ignore_eos: bool = False
+    ) -> list[str]:
         """Greedy decoding from left-padded prompt embeddings with a KV cache.
 
         ``ignore_eos`` always decodes ``max_new_tokens`` (for latency measurements).
         """
         embeds, mask, positions = self._left_pad(sequences)
         # logits for the last position only: at 32K tokens full logits would take 6 GB
-        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
-                           logits_to_keep=1)
+        out = self.decoder(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
         cache, tokens = _cache_of(out), []
         next_ids = out.logits[:, -1].argmax(-1)  # (B,)
         done = torch.zeros_like(next_ids, dtype=torch.bool)
@@ -266,8 +302,13 @@ class RAMModel(nn.Module):
                 break
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             positions = positions[:, -1:] + 1
-            out = self.decoder(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions,
-                               use_cache=True, **{_cache_kwarg(self.decoder): cache})
+            out = self.decoder(
+                input_ids=next_ids[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{_cache_kwarg(self.decoder): cache},
+            )
             cache, next_ids = _cache_of(out), out.logits[:, -1].argmax(-1)
         generated = torch.stack(tokens, dim=1).tolist()
         texts = []
@@ -279,8 +320,14 @@ class RAMModel(nn.Module):
         return texts
 
     @torch.no_grad()
-    def generate(self, contexts: list[str], questions: list[str], rate: float | None = None,
-                 max_new_tokens: int = 32, **compress_kwargs: Any) -> list[str]:
+    def generate(
+        self,
+        contexts: list[str],
+        questions: list[str],
+        rate: float | None = None,
+        max_new_tokens: int = 32,
+        **compress_kwargs: Any,
+    ) -> list[str]:
         """Answer each question over its (compressed) context; batched decoding."""
         sequences = []
         for context, question in zip(contexts, questions):
@@ -299,7 +346,9 @@ class RAMModel(nn.Module):
         sequences = []
         for context, question in zip(contexts, questions):
             ids = self.tokenizer(context, add_special_tokens=False)["input_ids"][: self.config.max_doc_tokens]
-            ids += self.tokenizer(self.config.question_template.format(question=question), add_special_tokens=False)["input_ids"]
+            ids += self.tokenizer(self.config.question_template.format(question=question), add_special_tokens=False)[
+                "input_ids"
+            ]
             sequences.append(embed(torch.tensor(ids, device=embed.weight.device)))
         return self.generate_from_embeddings(sequences, max_new_tokens=max_new_tokens)
 
@@ -308,8 +357,13 @@ class RAMModel(nn.Module):
         """Encoder, projector and the decoder parameters RAM trains (nothing else)."""
         state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
         state.update({f"projector.{k}": v for k, v in self.projector.state_dict().items()})
-        state.update({f"decoder.{n}": p.detach() for n, p in self.decoder.named_parameters()
-                      if any(part in n for part in self.config.decoder_trainable)})
+        state.update(
+            {
+                f"decoder.{n}": p.detach()
+                for n, p in self.decoder.named_parameters()
+                if any(part in n for part in self.config.decoder_trainable)
+            }
+        )
         return state
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -325,7 +379,7 @@ class RAMModel(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, decoder: Any, tokenizer: Any, path: str | Path) -> "RAMModel":
+    def from_pretrained(cls, decoder: Any, tokenizer: Any, path: str | Path) -> RAMModel:
         """Rebuild around a decoder the caller supplies, then load RAM's saved state."""
         from safetensors.torch import load_file
 
@@ -354,7 +408,9 @@ def positive_segments(segment_texts: list[str], example: dict[str, Any]) -> torc
         joined += text
         cursor += len(text)
     flags = torch.zeros(len(segment_texts), dtype=torch.bool)
-    needles = [s for s in spans if s] or [a for a in ([example.get("answer")] + list(example.get("answers") or [])) if a]
+    needles = [s for s in spans if s] or [
+        a for a in ([example.get("answer")] + list(example.get("answers") or [])) if a
+    ]
     lowered = joined.lower()
     for needle in needles:
         start = lowered.find(needle.lower())
@@ -373,4 +429,4 @@ def sample_ratio(rng: random.Random, low: float = 0.0, high: float = 1.0) -> flo
     return high - (high - low) * rng.random()
 
 
-__all__ = ["RAMModel", "Compressed", "keep_count", "positive_segments", "sample_ratio", "truncated_encoder"]
+__all__ = ["Compressed", "RAMModel", "keep_count", "positive_segments", "sample_ratio", "truncated_encoder"]

@@ -29,14 +29,20 @@ def run(out_dir: Path) -> str:
             compressed = ram.compress(example["context"], example["question"], rate=0.25)
             evidence = positive_segments(compressed.segment_texts, {"positive_spans": example["positive_spans"]})
             found = any(evidence[i] for i in compressed.kept)
-            answer = ram.generate_from_embeddings([ram._prompt_embeddings(compressed, example["question"], None)[0]],
-                                                  max_new_tokens=12)[0]
+            answer = ram.generate_from_embeddings(
+                [ram._prompt_embeddings(compressed, example["question"], None)[0]], max_new_tokens=12
+            )[0]
             rows.append((example["question"], example["answers"][0], compressed.stats(), found, answer))
-    lines = "\n".join(f"| {q} | {a} | {s['original_tokens']} -> {s['compressed_length']} ({s['ratio']:.1f}x) | "
-                      f"{'yes' if f else 'no'} | {ans[:40]} |" for q, a, s, f, ans in rows)
-    return ("## ram: query-aware compression (close reading + skimming)\n\n"
-            "SmolLM2-135M-Instruct as decoder, its first 8 layers as encoder, 50-token segments, keep-ratio 0.25. "
-            "Untrained: the projector is not yet fitted, so answers from the hybrid input are not expected to be "
-            "right; training (`longlore ram train`) teaches the encoder, projector and decoder q/k/v.\n\n"
-            "| question | gold | tokens -> hybrid length | evidence close-read | answer (untrained) |\n"
-            f"|---|---|---|---|---|\n{lines}\n")
+    lines = "\n".join(
+        f"| {q} | {a} | {s['original_tokens']} -> {s['compressed_length']} ({s['ratio']:.1f}x) | "
+        f"{'yes' if f else 'no'} | {ans[:40]} |"
+        for q, a, s, f, ans in rows
+    )
+    return (
+        "## ram: query-aware compression (close reading + skimming)\n\n"
+        "SmolLM2-135M-Instruct as decoder, its first 8 layers as encoder, 50-token segments, keep-ratio 0.25. "
+        "Untrained: the projector is not yet fitted, so answers from the hybrid input are not expected to be "
+        "right; training (`longlore ram train`) teaches the encoder, projector and decoder q/k/v.\n\n"
+        "| question | gold | tokens -> hybrid length | evidence close-read | answer (untrained) |\n"
+        f"|---|---|---|---|---|\n{lines}\n"
+    )

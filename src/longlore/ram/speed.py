@@ -54,13 +54,20 @@ def measure(ram: Any, context: str, question: str, ratio: float, new_tokens: int
     prompt = full_prompt()
     full_first = _time(lambda: ram.generate_from_embeddings([prompt], max_new_tokens=1, ignore_eos=True))
     full_all = _time(lambda: ram.generate_from_embeddings([prompt], max_new_tokens=new_tokens, ignore_eos=True))
-    return {"ram_compress_s": t_compress, "ram_ttft_s": t_compress + ram_first, "ram_e2e_s": t_compress + ram_all,
-            "full_ttft_s": full_first, "full_e2e_s": full_all,
-            "compressed_length": compressed["c"].compressed_length, "original_tokens": compressed["c"].original_tokens}
+    return {
+        "ram_compress_s": t_compress,
+        "ram_ttft_s": t_compress + ram_first,
+        "ram_e2e_s": t_compress + ram_all,
+        "full_ttft_s": full_first,
+        "full_e2e_s": full_all,
+        "compressed_length": compressed["c"].compressed_length,
+        "original_tokens": compressed["c"].original_tokens,
+    }
 
 
-def run_speed_benchmark(lengths: list[int], ratio: float, out: str | Path, new_tokens: int = 32,
-                        model: str = "smollm2-135m") -> dict[str, Any]:
+def run_speed_benchmark(
+    lengths: list[int], ratio: float, out: str | Path, new_tokens: int = 32, model: str = "smollm2-135m"
+) -> dict[str, Any]:
     """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot."""
     from longlore.core.models import load_causal_lm
     from longlore.ram.config import RAMConfig
@@ -84,12 +91,22 @@ def run_speed_benchmark(lengths: list[int], ratio: float, out: str | Path, new_t
         row["speedup_ttft"] = row["full_ttft_s"] / row["ram_ttft_s"]
         rows[length] = row
         console.print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
-        results = {"benchmark": "ram_speed", "model": model, "ratio": ratio, "new_tokens": new_tokens,
-                   "command": f"longlore ram bench --lengths {','.join(map(str, lengths))} --ratio {ratio}",
-                   "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                               "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-                   "seed": 0, "note": "one run; both methods measured side by side per length, same process",
-                   "rows": [rows[k] for k in sorted(rows)]}
+        results = {
+            "benchmark": "ram_speed",
+            "model": model,
+            "ratio": ratio,
+            "new_tokens": new_tokens,
+            "command": f"longlore ram bench --lengths {','.join(map(str, lengths))} --ratio {ratio}",
+            "machine": {
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+                "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            },
+            "seed": 0,
+            "note": "one run; both methods measured side by side per length, same process",
+            "rows": [rows[k] for k in sorted(rows)],
+        }
         write_json(out, results, overwrite=True)  # after every length: a stopped run resumes
     _plot(results, out.with_suffix(".png"))
     return results
@@ -105,11 +122,18 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     lengths = [r["length"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lengths, [r["full_e2e_s"] for r in rows], "o-", label="full context, end-to-end")
-    ax.plot(lengths, [r["ram_e2e_s"] for r in rows], "o-", label=f"RAM (keep 1/{1 / results['ratio']:.0f} of segments), end-to-end")
+    ax.plot(
+        lengths,
+        [r["ram_e2e_s"] for r in rows],
+        "o-",
+        label=f"RAM (keep 1/{1 / results['ratio']:.0f} of segments), end-to-end",
+    )
     ax.plot(lengths, [r["full_ttft_s"] for r in rows], "x--", label="full context, TTFT")
     ax.plot(lengths, [r["ram_ttft_s"] for r in rows], "x--", label="RAM, TTFT")
     for r in rows:
-        ax.annotate(f"{r['speedup_e2e']:.1f}x", (r["length"], r["ram_e2e_s"]), textcoords="offset points", xytext=(0, -12))
+        ax.annotate(
+            f"{r['speedup_e2e']:.1f}x", (r["length"], r["ram_e2e_s"]), textcoords="offset points", xytext=(0, -12)
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("context tokens")

@@ -27,8 +27,13 @@ class TrainArgs:
     log_every: int = field(default=10)
 
 
-def train(model: RAMModel, examples: list[dict[str, Any]], out_dir: str | Path, args: TrainArgs | None = None,
-          full_context: bool = False) -> dict[str, Any]:
+def train(
+    model: RAMModel,
+    examples: list[dict[str, Any]],
+    out_dir: str | Path,
+    args: TrainArgs | None = None,
+    full_context: bool = False,
+) -> dict[str, Any]:
     """Train ``model`` on ``examples``; resumes from ``out_dir/checkpoint`` if one exists.
 
     ``full_context=True`` trains the uncompressed baseline instead (same decoder parameters,
@@ -53,8 +58,12 @@ def train(model: RAMModel, examples: list[dict[str, Any]], out_dir: str | Path, 
     rng = random.Random(args.seed * 100_003 + step)  # a resumed run draws what an unbroken run would
     model.train()
     start = time.perf_counter()
-    for step in track(range(step, args.steps), "RAM training" if not full_context else "full-context training",
-                      total=args.steps - step):
+    first_step = step
+    for step in track(
+        range(first_step, args.steps),
+        "RAM training" if not full_context else "full-context training",
+        total=args.steps - first_step,
+    ):
         example = examples[rng.randrange(len(examples))]
         ratio = sample_ratio(rng, *model.config.ratio_range) if model.config.sample_ratio else None
         out = full_context_loss(model, example) if full_context else model([example], ratio=ratio)
@@ -66,11 +75,23 @@ def train(model: RAMModel, examples: list[dict[str, Any]], out_dir: str | Path, 
         history.append({k: round(float(v.detach()), 4) for k, v in out.items()})
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             model.save_pretrained(ckpt)
-            torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step + 1,
-                        "history": history}, ckpt / "trainer_state.pt")
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step + 1,
+                    "history": history,
+                },
+                ckpt / "trainer_state.pt",
+            )
     model.eval()
-    summary = {"steps": args.steps, "seconds": round(time.perf_counter() - start, 1),
-               "final_loss": history[-1] if history else None, "args": asdict(args), "config": model.config.to_dict()}
+    summary = {
+        "steps": args.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": history[-1] if history else None,
+        "args": asdict(args),
+        "config": model.config.to_dict(),
+    }
     (out_dir / "train_history.json").write_text(json.dumps(history))
     return summary
 
@@ -79,7 +100,9 @@ def full_context_loss(model: RAMModel, example: dict[str, Any]) -> dict[str, tor
     """Answer NLL with the whole context in the prompt (the fine-tuned full-context baseline)."""
     tok, eos = model.tokenizer, model.tokenizer.eos_token_id
     ids = tok(example["context"], add_special_tokens=False)["input_ids"][: model.config.max_doc_tokens]
-    ids += tok(model.config.question_template.format(question=example["question"]), add_special_tokens=False)["input_ids"]
+    ids += tok(model.config.question_template.format(question=example["question"]), add_special_tokens=False)[
+        "input_ids"
+    ]
     answer = tok(" " + example["answer"].strip(), add_special_tokens=False)["input_ids"] + [eos]
     input_ids = torch.tensor([ids + answer])
     labels = torch.tensor([[-100] * len(ids) + answer])
@@ -90,9 +113,12 @@ def full_context_loss(model: RAMModel, example: dict[str, Any]) -> dict[str, tor
 def evaluate(predictions: list[str], records: list[dict[str, Any]]) -> dict[str, float]:
     """Substring EM ("accuracy"), strict EM and token F1, averaged."""
     n = max(1, len(records))
-    return {"substring_em": sum(substring_match(p, r["answers"]) for p, r in zip(predictions, records)) / n,
-            "em": sum(exact_match(p, r["answers"]) for p, r in zip(predictions, records)) / n,
-            "f1": sum(token_f1(p, r["answers"]) for p, r in zip(predictions, records)) / n, "n": len(records)}
+    return {
+        "substring_em": sum(substring_match(p, r["answers"]) for p, r in zip(predictions, records)) / n,
+        "em": sum(exact_match(p, r["answers"]) for p, r in zip(predictions, records)) / n,
+        "f1": sum(token_f1(p, r["answers"]) for p, r in zip(predictions, records)) / n,
+        "n": len(records),
+    }
 
 
 def save_results(path: str | Path, results: dict[str, Any]) -> None:

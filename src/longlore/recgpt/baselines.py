@@ -38,7 +38,7 @@ class ItemKNN:
     def __init__(self, matrix: sparse.csr_matrix, k: int = 100, shrink: float = 10.0) -> None:
         m = matrix.tocsc().astype(np.float64)
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=0)).ravel())
-        co = (m.T @ m).toarray()                                   # (N, N) co-occurrence
+        co = (m.T @ m).toarray()  # (N, N) co-occurrence
         sim = co / (np.outer(norms, norms) + shrink + 1e-12)
         np.fill_diagonal(sim, 0.0)
         if k < sim.shape[1]:  # keep each item's k most similar neighbours

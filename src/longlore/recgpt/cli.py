@@ -11,8 +11,10 @@ import typer
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
 
-app = typer.Typer(help="RecGPT: intent-centric recommendation (interests -> tags -> three-tower retrieval -> explanations).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="RecGPT: intent-centric recommendation (interests -> tags -> three-tower retrieval -> explanations).",
+    no_args_is_help=True,
+)
 
 DATA_HELP = "movielens-100k, or a folder of RecBole atomic files (*.inter, ...) or JSONL (interactions.jsonl, ...)."
 
@@ -31,9 +33,11 @@ def _pick_users(split, users: int, user_ids: str | None, seed: int) -> list[str]
 
 
 @app.command()
-def prepare(data: str = typer.Option("movielens-100k", help=DATA_HELP),
-            out: Path = typer.Option(..., help="Output folder for the JSONL form and split summary."),
-            overwrite: bool = typer.Option(False)) -> None:
+def prepare(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    out: Path = typer.Option(..., help="Output folder for the JSONL form and split summary."),
+    overwrite: bool = typer.Option(False),
+) -> None:
     """Validate a dataset, write it in JSONL form and summarise the leave-last-out split."""
     from longlore.core.io import write_json
     from longlore.recgpt.data import leave_last_out, load_dataset, write_jsonl_folder
@@ -41,21 +45,31 @@ def prepare(data: str = typer.Option("movielens-100k", help=DATA_HELP),
     dataset = load_dataset(data)
     split = leave_last_out(dataset)
     write_jsonl_folder(dataset, out, overwrite=overwrite)
-    summary = {"source": dataset.source, "users": dataset.n_users, "items": dataset.n_items,
-               "interactions": len(dataset.interactions), "genres": dataset.genres,
-               "items_with_kg_attributes": sum(bool(i.attributes) for i in dataset.items.values()),
-               "train_interactions": sum(len(v) for v in split.train.values()), "test_users": len(split.test)}
+    summary = {
+        "source": dataset.source,
+        "users": dataset.n_users,
+        "items": dataset.n_items,
+        "interactions": len(dataset.interactions),
+        "genres": dataset.genres,
+        "items_with_kg_attributes": sum(bool(i.attributes) for i in dataset.items.values()),
+        "train_interactions": sum(len(v) for v in split.train.values()),
+        "test_users": len(split.test),
+    }
     write_json(out / "summary.json", summary, overwrite=overwrite)
     typer.echo(json.dumps(summary))
 
 
 @app.command()
-def mine(data: str = typer.Option("movielens-100k", help=DATA_HELP),
-         run_dir: Path = typer.Option(..., help="Run folder: mined.json and mine_outcomes.json are written here."),
-         model: str = typer.Option("smollm2-135m", help="Model spec or openai:MODEL@http://host:port/v1."),
-         users: int = typer.Option(8, help="Seeded random test users to mine (ignored with --user-ids)."),
-         user_ids: str | None = typer.Option(None, help="Comma-separated user ids."),
-         seed: int = typer.Option(0), max_retries: int = typer.Option(2), batch_size: int = typer.Option(8)) -> None:
+def mine(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    run_dir: Path = typer.Option(..., help="Run folder: mined.json and mine_outcomes.json are written here."),
+    model: str = typer.Option("smollm2-135m", help="Model spec or openai:MODEL@http://host:port/v1."),
+    users: int = typer.Option(8, help="Seeded random test users to mine (ignored with --user-ids)."),
+    user_ids: str | None = typer.Option(None, help="Comma-separated user ids."),
+    seed: int = typer.Option(0),
+    max_retries: int = typer.Option(2),
+    batch_size: int = typer.Option(8),
+) -> None:
     """Interest mining and tag prediction through the request cache (rerun to resume)."""
     from longlore.core.backends import load_text_model
     from longlore.core.io import read_json, write_json
@@ -70,8 +84,14 @@ def mine(data: str = typer.Option("movielens-100k", help=DATA_HELP),
     chosen = _pick_users(split, users, user_ids, seed)
     text_model = load_text_model(model, cache=run_dir / "llm_cache.sqlite", batch_size=batch_size)
     result = run_interest_and_tags(text_model, dataset, split.train, chosen, config)
-    outcomes = {u: {"history": result["histories"][u], "interests": result["interests"][u].to_dict(),
-                    "tags": result["tags"][u].to_dict()} for u in chosen}
+    outcomes = {
+        u: {
+            "history": result["histories"][u],
+            "interests": result["interests"][u].to_dict(),
+            "tags": result["tags"][u].to_dict(),
+        }
+        for u in chosen
+    }
     previous = read_json(run_dir / "mine_outcomes.json") if (run_dir / "mine_outcomes.json").exists() else {}
     previous.update(outcomes)
     write_json(run_dir / "mine_outcomes.json", previous, overwrite=True)
@@ -82,20 +102,32 @@ def mine(data: str = typer.Option("movielens-100k", help=DATA_HELP),
 
 
 @app.command()
-def train(data: str = typer.Option("movielens-100k", help=DATA_HELP),
-          run_dir: Path = typer.Option(..., help="The retriever is saved to RUN_DIR/retriever."),
-          epochs: int = typer.Option(8), alpha: float = typer.Option(0.5, help="a in L_col + a L_tag + (1-a) L_cate."),
-          semantic_weight: float = typer.Option(1.0, help="0 trains the collaborative tower alone (baseline)."),
-          beta: float = typer.Option(0.8, help="Default serving b in y = b y_col + (1-b) y_sem."),
-          tag_embedder: str = typer.Option("minilm"), dim: int = typer.Option(64), seed: int = typer.Option(0)) -> None:
+def train(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    run_dir: Path = typer.Option(..., help="The retriever is saved to RUN_DIR/retriever."),
+    epochs: int = typer.Option(8),
+    alpha: float = typer.Option(0.5, help="a in L_col + a L_tag + (1-a) L_cate."),
+    semantic_weight: float = typer.Option(1.0, help="0 trains the collaborative tower alone (baseline)."),
+    beta: float = typer.Option(0.8, help="Default serving b in y = b y_col + (1-b) y_sem."),
+    tag_embedder: str = typer.Option("minilm"),
+    dim: int = typer.Option(64),
+    seed: int = typer.Option(0),
+) -> None:
     """Train the user-item-tag three-tower retriever on the training logs."""
     from longlore.core.io import write_json
     from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
     from longlore.recgpt.trainer import train_retriever
 
-    config = RecGPTConfig(epochs=epochs, alpha=alpha, semantic_weight=semantic_weight, beta=beta,
-                          tag_embedder=tag_embedder, dim=dim, seed=seed)
+    config = RecGPTConfig(
+        epochs=epochs,
+        alpha=alpha,
+        semantic_weight=semantic_weight,
+        beta=beta,
+        tag_embedder=tag_embedder,
+        dim=dim,
+        seed=seed,
+    )
     dataset = load_dataset(data)
     retriever, summary = train_retriever(dataset, leave_last_out(dataset), config, log_every=1)
     retriever.save(run_dir / "retriever")
@@ -104,9 +136,13 @@ def train(data: str = typer.Option("movielens-100k", help=DATA_HELP),
 
 
 @app.command()
-def explain(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir: Path = typer.Option(...),
-            model: str = typer.Option("smollm2-135m"), k: int = typer.Option(3, help="Items explained per user."),
-            max_retries: int = typer.Option(2)) -> None:
+def explain(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    run_dir: Path = typer.Option(...),
+    model: str = typer.Option("smollm2-135m"),
+    k: int = typer.Option(3, help="Items explained per user."),
+    max_retries: int = typer.Option(2),
+) -> None:
     """Explanation table for the mined users' top-k recommendations (RUN_DIR/explanations.json)."""
     from longlore.core.backends import load_text_model
     from longlore.core.io import write_json
@@ -129,11 +165,14 @@ def explain(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir:
 
 
 @app.command()
-def evaluate(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir: Path = typer.Option(...),
-             collab_run: Path | None = typer.Option(None, help="A run trained with --semantic-weight 0."),
-             betas: str = typer.Option("1,0.9,0.8,0.7,0.5"),
-             only_mined: bool = typer.Option(True, help="Evaluate on the users in mined.json (else all test users)."),
-             output: Path | None = typer.Option(None, help="Write the table JSON here.")) -> None:
+def evaluate(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    run_dir: Path = typer.Option(...),
+    collab_run: Path | None = typer.Option(None, help="A run trained with --semantic-weight 0."),
+    betas: str = typer.Option("1,0.9,0.8,0.7,0.5"),
+    only_mined: bool = typer.Option(True, help="Evaluate on the users in mined.json (else all test users)."),
+    output: Path | None = typer.Option(None, help="Write the table JSON here."),
+) -> None:
     """Full-ranking comparison on the test users: popularity, item-KNN, collab tower, RecGPT fusion."""
     from longlore.core.io import write_json
     from longlore.recgpt.data import leave_last_out, load_dataset
@@ -147,7 +186,9 @@ def evaluate(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir
     collab = Retriever.load(collab_run / "retriever", retriever.embedder) if collab_run else None
     users = [u for u in mined if u in split.test] if only_mined else sorted(split.test, key=int)
     if not users:
-        raise LongloreError(f"{run_dir}/mined.json has no test users; run `longlore recgpt mine` first or pass --no-only-mined")
+        raise LongloreError(
+            f"{run_dir}/mined.json has no test users; run `longlore recgpt mine` first or pass --no-only-mined"
+        )
     tags = {u: [t["tag"] for t in mined.get(u, {}).get("tags", [])] for u in users}
     table = compare_methods(dataset, split, users, retriever, collab, tags, [float(b) for b in betas.split(",")])
     if output:
@@ -156,8 +197,12 @@ def evaluate(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir
 
 
 @app.command()
-def serve(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir: Path = typer.Option(...),
-          host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+def serve(
+    data: str = typer.Option("movielens-100k", help=DATA_HELP),
+    run_dir: Path = typer.Option(...),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+) -> None:
     """Serve GET /users/{id}/recommendations?k= (FastAPI + uvicorn) from a run folder."""
     import uvicorn
 
@@ -167,5 +212,9 @@ def serve(data: str = typer.Option("movielens-100k", help=DATA_HELP), run_dir: P
     dataset = load_dataset(data)
     retriever, mined, explanations = load_run(run_dir)
     console.print(f"serving {dataset.n_users} users on http://{host}:{port}/users/{{id}}/recommendations?k=10")
-    uvicorn.run(create_app(retriever, dataset, leave_last_out(dataset), mined, explanations), host=host, port=port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(retriever, dataset, leave_last_out(dataset), mined, explanations),
+        host=host,
+        port=port,
+        log_level="warning",
+    )

@@ -36,8 +36,8 @@ class Compressed:
 
     text: str
     kept: list[tuple[str, str, str]]  # (item_id, bucket, behaviour), newest first
-    dropped_filtered: int              # removed by behaviour filtering
-    dropped_budget: int                # removed by the token budget (the oldest)
+    dropped_filtered: int  # removed by behaviour filtering
+    dropped_budget: int  # removed by the token budget (the oldest)
     tokens: int
 
 
@@ -51,9 +51,15 @@ def _render(groups: list[tuple[list[tuple[str, str]], list[str]]]) -> str:
     return "; ".join(",".join(f"{b}({beh})" for b, beh in keys) + "|" + ",".join(items) for keys, items in groups)
 
 
-def compress_history(data: Dataset, events: Sequence[Interaction], budget: int, *,
-                     strong: float = 4.0, minimum: float = 3.0,
-                     count_tokens: Callable[[str], int] = approx_tokens) -> Compressed:
+def compress_history(
+    data: Dataset,
+    events: Sequence[Interaction],
+    budget: int,
+    *,
+    strong: float = 4.0,
+    minimum: float = 3.0,
+    count_tokens: Callable[[str], int] = approx_tokens,
+) -> Compressed:
     """Compress a time-ordered list of events into at most ``budget`` tokens (newest kept first)."""
     if not events:
         return Compressed("", [], 0, 0, 0)
@@ -115,8 +121,8 @@ def _split_items(items: str) -> list[str]:
     # follows a closing bracket or parenthesis, which ends every rendered item.
     parts, current, depth = [], "", 0
     for ch in items:
-        depth += ch in "[(" and 1 or 0
-        depth -= ch in "])" and 1 or 0
+        depth += (ch in "[(" and 1) or 0
+        depth -= (ch in "])" and 1) or 0
         if ch == "," and depth == 0 and current.endswith(("]", ")")):
             parts.append(current)
             current = ""

@@ -18,17 +18,33 @@ class RecGPTConfig:
     """
 
     # --- behaviour filtering and compression -------------------------------------------------
-    strong_rating: float = field(default=4.0, metadata={"help": "Ratings >= this are strong behaviours ('liked'/'loved')."})
-    min_rating: float = field(default=3.0, metadata={"help": "Behaviour filtering: ratings below this are dropped from the prompt."})
-    history_token_budget: int = field(default=320, metadata={"help": "Token budget of the compressed history in prompts."})
+    strong_rating: float = field(
+        default=4.0, metadata={"help": "Ratings >= this are strong behaviours ('liked'/'loved')."}
+    )
+    min_rating: float = field(
+        default=3.0, metadata={"help": "Behaviour filtering: ratings below this are dropped from the prompt."}
+    )
+    history_token_budget: int = field(
+        default=320, metadata={"help": "Token budget of the compressed history in prompts."}
+    )
     # --- LLM stages -------------------------------------------------------------------------
     model: str = field(default="smollm2-135m", metadata={"help": "Text model spec or openai:MODEL@URL endpoint."})
-    prefill: bool = field(default=True, metadata={"help": "Pre-fill the reply with the JSON opening (small models need it)."})
-    max_retries: int = field(default=2, metadata={"help": "Re-asks after an unparseable reply (then recorded as a failure)."})
-    retry_temperature: float = field(default=0.9, metadata={"help": "Sampling temperature of re-asks (the first ask is greedy)."})
-    n_interests: int = field(default=3, metadata={"help": "Interests asked for per user (paper: > 10; kept small for CPU)."})
+    prefill: bool = field(
+        default=True, metadata={"help": "Pre-fill the reply with the JSON opening (small models need it)."}
+    )
+    max_retries: int = field(
+        default=2, metadata={"help": "Re-asks after an unparseable reply (then recorded as a failure)."}
+    )
+    retry_temperature: float = field(
+        default=0.9, metadata={"help": "Sampling temperature of re-asks (the first ask is greedy)."}
+    )
+    n_interests: int = field(
+        default=3, metadata={"help": "Interests asked for per user (paper: > 10; kept small for CPU)."}
+    )
     n_tags: int = field(default=3, metadata={"help": "Tags asked for per user (one per mined interest, at most)."})
-    interest_tokens: int = field(default=56, metadata={"help": "max_new_tokens of interest mining (after the pre-filled demonstration)."})
+    interest_tokens: int = field(
+        default=56, metadata={"help": "max_new_tokens of interest mining (after the pre-filled demonstration)."}
+    )
     tag_tokens: int = field(default=44, metadata={"help": "max_new_tokens of tag prediction."})
     explain_tokens: int = field(default=40, metadata={"help": "max_new_tokens of explanation generation."})
     llm_batch: int = field(default=16, metadata={"help": "Prompts per generate call (left-padded batch)."})
@@ -45,11 +61,19 @@ class RecGPTConfig:
     lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=1e-5, metadata={"help": "AdamW weight decay."})
     beta: float = field(default=0.8, metadata={"help": "b in serving y = b*y_col + (1-b)*y_sem."})
-    tag_merge: str = field(default="max", metadata={
-        "help": "How several tags combine at serving: 'max' (an item scores by its closest tag) or 'round_robin' "
-                "(each tag retrieves its own list under b*y_col + (1-b)*y_sem_t; the lists are interleaved)."})
-    merge_depth: int = field(default=100, metadata={"help": "Items ranked by the round-robin merge (the rest keep fused scores)."})
-    tag_embedder: str = field(default="minilm", metadata={"help": "Frozen text encoder under the tag tower (minilm, tiny-bert, ...)."})
+    tag_merge: str = field(
+        default="max",
+        metadata={
+            "help": "How several tags combine at serving: 'max' (an item scores by its closest tag) or 'round_robin' "
+            "(each tag retrieves its own list under b*y_col + (1-b)*y_sem_t; the lists are interleaved)."
+        },
+    )
+    merge_depth: int = field(
+        default=100, metadata={"help": "Items ranked by the round-robin merge (the rest keep fused scores)."}
+    )
+    tag_embedder: str = field(
+        default="minilm", metadata={"help": "Frozen text encoder under the tag tower (minilm, tiny-bert, ...)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of splits, sampling and initialisation."})
     version: int = 2
 
@@ -59,7 +83,9 @@ class RecGPTConfig:
             if not 0.0 <= value <= 1.0:
                 raise LongloreError(f"RecGPTConfig.{name} must be in [0, 1], got {value}")
         if self.min_rating > self.strong_rating:
-            raise LongloreError(f"RecGPTConfig.min_rating ({self.min_rating}) must be <= strong_rating ({self.strong_rating})")
+            raise LongloreError(
+                f"RecGPTConfig.min_rating ({self.min_rating}) must be <= strong_rating ({self.strong_rating})"
+            )
         if self.temperature <= 0:
             raise LongloreError(f"RecGPTConfig.temperature must be > 0, got {self.temperature}")
         for name in ("dim", "history_len", "epochs", "batch_size", "history_token_budget"):
@@ -70,7 +96,9 @@ class RecGPTConfig:
         if self.merge_depth < 1:
             raise LongloreError(f"RecGPTConfig.merge_depth must be >= 1, got {self.merge_depth}")
         if self.retry_temperature <= 0:
-            raise LongloreError(f"RecGPTConfig.retry_temperature must be > 0 (retries must sample), got {self.retry_temperature}")
+            raise LongloreError(
+                f"RecGPTConfig.retry_temperature must be > 0 (retries must sample), got {self.retry_temperature}"
+            )
         if self.max_retries < 0:
             raise LongloreError(f"RecGPTConfig.max_retries must be >= 0, got {self.max_retries}")
 

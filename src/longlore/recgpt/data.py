@@ -25,9 +25,19 @@ from longlore.core.errors import LongloreError
 from longlore.core.io import read_jsonl, write_jsonl
 
 # KG relations (head = the film) kept as item attributes; inverse relations are redundant.
-KG_RELATIONS = ("film.film.genre", "film.film.directed_by", "film.film.written_by", "film.film.produced_by",
-                "film.film.actor", "film.film.language", "film.film.country", "film.film.rating",
-                "film.film.production_companies", "film.film.subject", "film.film.cinematography")
+KG_RELATIONS = (
+    "film.film.genre",
+    "film.film.directed_by",
+    "film.film.written_by",
+    "film.film.produced_by",
+    "film.film.actor",
+    "film.film.language",
+    "film.film.country",
+    "film.film.rating",
+    "film.film.production_companies",
+    "film.film.subject",
+    "film.film.cinematography",
+)
 AWARD_RELATIONS = {"film.film.award_won": "award-winning", "film.film.award_nomination": "award-nominated"}
 
 
@@ -44,7 +54,7 @@ class Item(BaseModel):
     year: int | None = None
     genres: list[str] = Field(default_factory=list)
     attributes: list[str] = Field(default_factory=list)  # e.g. KG "relation=entity" pairs
-    flags: list[str] = Field(default_factory=list)       # readable descriptors, e.g. "award-winning"
+    flags: list[str] = Field(default_factory=list)  # readable descriptors, e.g. "award-winning"
 
 
 @dataclass
@@ -67,7 +77,9 @@ class Dataset:
         for order, inter in enumerate(self.interactions):
             by_user[inter.user_id].append((order, inter))
         # Ties in time keep file order, so the split is deterministic.
-        self.sequences = {u: [x for _, x in sorted(rows, key=lambda r: (r[1].timestamp, r[0]))] for u, rows in by_user.items()}
+        self.sequences = {
+            u: [x for _, x in sorted(rows, key=lambda r: (r[1].timestamp, r[0]))] for u, rows in by_user.items()
+        }
         self.genres = sorted({g for it in self.items.values() for g in it.genres})
 
     @property
@@ -88,8 +100,10 @@ class Dataset:
     def user(self, user_id: str) -> list[Interaction]:
         """The user's time-ordered log; an unknown id is a clear error."""
         if user_id not in self.sequences:
-            raise LongloreError(f"unknown user id '{user_id}': this dataset has {self.n_users} users "
-                                f"(ids like {', '.join(self.user_ids[:3])})")
+            raise LongloreError(
+                f"unknown user id '{user_id}': this dataset has {self.n_users} users "
+                f"(ids like {', '.join(self.user_ids[:3])})"
+            )
         return self.sequences[user_id]
 
 
@@ -126,6 +140,7 @@ def behaviour(rating: float, strong: float = 4.0, minimum: float = 3.0) -> str |
 
 # --- atomic files ---------------------------------------------------------------------------
 
+
 def _read_atomic(path: Path) -> list[dict[str, Any]]:
     """Parse one RecBole atomic file: typed header, tab-separated rows, one error per bad line."""
     with path.open(encoding="utf-8", newline="") as handle:
@@ -138,23 +153,28 @@ def _read_atomic(path: Path) -> list[dict[str, Any]]:
         for col in header:
             name, sep, kind = col.partition(":")
             if not sep or kind not in ("token", "token_seq", "float", "float_seq"):
-                raise LongloreError(f"{path}:1: header field '{col}' must be name:type with type token, "
-                                    "token_seq, float or float_seq")
+                raise LongloreError(
+                    f"{path}:1: header field '{col}' must be name:type with type token, token_seq, float or float_seq"
+                )
             columns.append((name, kind))
         rows = []
         for line_no, values in enumerate(reader, start=2):
             if not values or values == [""]:
                 continue
             if len(values) != len(columns):
-                raise LongloreError(f"{path}:{line_no}: expected {len(columns)} tab-separated fields "
-                                    f"({', '.join(n for n, _ in columns)}), got {len(values)}")
+                raise LongloreError(
+                    f"{path}:{line_no}: expected {len(columns)} tab-separated fields "
+                    f"({', '.join(n for n, _ in columns)}), got {len(values)}"
+                )
             row = {}
             for (name, kind), value in zip(columns, values):
                 if kind == "float":
                     try:
                         row[name] = float(value)
                     except ValueError:
-                        raise LongloreError(f"{path}:{line_no}: field '{name}': expected a number, got '{value}'") from None
+                        raise LongloreError(
+                            f"{path}:{line_no}: field '{name}': expected a number, got '{value}'"
+                        ) from None
                 elif kind.endswith("_seq"):
                     row[name] = value.split()
                 else:
@@ -177,10 +197,14 @@ def load_atomic(folder: Path) -> Dataset:
     stem = inters[0].with_suffix("")
     interactions = []
     for line_no, row in enumerate(_read_atomic(inters[0]), start=2):
-        interactions.append(Interaction(user_id=_require(row, "user_id", inters[0], line_no),
-                                        item_id=_require(row, "item_id", inters[0], line_no),
-                                        rating=row.get("rating", 1.0),
-                                        timestamp=_require(row, "timestamp", inters[0], line_no)))
+        interactions.append(
+            Interaction(
+                user_id=_require(row, "user_id", inters[0], line_no),
+                item_id=_require(row, "item_id", inters[0], line_no),
+                rating=row.get("rating", 1.0),
+                timestamp=_require(row, "timestamp", inters[0], line_no),
+            )
+        )
     items: dict[str, Item] = {}
     item_file = stem.with_suffix(".item")
     if item_file.exists():
@@ -188,9 +212,12 @@ def load_atomic(folder: Path) -> Dataset:
             iid = _require(row, "item_id", item_file, line_no)
             year = row.get("release_year")
             title = row.get("movie_title", row.get("title", ""))
-            items[iid] = Item(item_id=iid, title=" ".join(title) if isinstance(title, list) else title,
-                              year=int(year) if isinstance(year, str) and year.isdigit() else None,
-                              genres=list(row.get("class", row.get("genres", [])) or []))
+            items[iid] = Item(
+                item_id=iid,
+                title=" ".join(title) if isinstance(title, list) else title,
+                year=int(year) if isinstance(year, str) and year.isdigit() else None,
+                genres=list(row.get("class", row.get("genres", [])) or []),
+            )
     users = {}
     user_file = stem.with_suffix(".user")
     if user_file.exists():
@@ -224,6 +251,7 @@ def _attach_kg(items: dict[str, Item], links: list[dict], triples: list[dict]) -
 
 # --- JSONL form -----------------------------------------------------------------------------
 
+
 def load_jsonl_folder(folder: Path) -> Dataset:
     """Read ``interactions.jsonl`` (+ optional ``items.jsonl``, ``users.jsonl``)."""
     interactions = read_jsonl(folder / "interactions.jsonl", schema=Interaction)
@@ -247,7 +275,9 @@ def load_dataset(source: str | Path) -> Dataset:
         return load_atomic(asset_path("movielens-100k"))
     folder = Path(source)
     if not folder.is_dir():
-        raise LongloreError(f"{folder}: not a folder; pass movielens-100k or a folder with *.inter or interactions.jsonl")
+        raise LongloreError(
+            f"{folder}: not a folder; pass movielens-100k or a folder with *.inter or interactions.jsonl"
+        )
     if list(folder.glob("*.inter")):
         return load_atomic(folder)
     if (folder / "interactions.jsonl").exists():
@@ -264,6 +294,7 @@ def write_jsonl_folder(data: Dataset, folder: Path, overwrite: bool = False) -> 
 
 # --- item descriptors: the tags of training pairs and their categories ----------------------
 
+
 def descriptor_tags(item: Item) -> list[tuple[str, str | None]]:
     """Readable "modifier + core word" descriptors of an item with the category each maps to.
 
@@ -272,7 +303,7 @@ def descriptor_tags(item: Item) -> list[tuple[str, str | None]]:
     """
     genres = [g for g in item.genres if g.lower() != "unknown"]
     tags: list[tuple[str, str | None]] = [(f"{g.lower()} movies", g) for g in genres]
-    tags += [(f"{a.lower()} {b.lower()} movies", a) for i, a in enumerate(genres) for b in genres[i + 1:]]
+    tags += [(f"{a.lower()} {b.lower()} movies", a) for i, a in enumerate(genres) for b in genres[i + 1 :]]
     first = genres[0] if genres else None
     if item.year:
         tags.append((f"{item.year // 10 * 10}s movies", first))

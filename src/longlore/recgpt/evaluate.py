@@ -24,7 +24,11 @@ def rank_of(scores: torch.Tensor, target: int, exclude: Sequence[int]) -> int:
     scores = scores.clone().float()
     if len(exclude):
         scores[torch.as_tensor(list(exclude), dtype=torch.long)] = float("-inf")
-    return int((scores > scores[target]).sum()) + int((scores[torch.arange(len(scores)) != target] == scores[target]).sum()) + 1
+    return (
+        int((scores > scores[target]).sum())
+        + int((scores[torch.arange(len(scores)) != target] == scores[target]).sum())
+        + 1
+    )
 
 
 def ranking_metrics(ranks: Sequence[int], cutoffs: Sequence[int] = CUTOFFS) -> dict[str, float]:
@@ -52,20 +56,25 @@ def gini(counts: Sequence[float]) -> float:
 def tail_items(popularity: np.ndarray, head_share: float = 0.2) -> set[int]:
     """Items outside the ``head_share`` most-interacted items (RecBole-style head/tail split)."""
     order = np.argsort(-popularity, kind="stable")
-    return set(order[round(head_share * len(order)):].tolist())
+    return set(order[round(head_share * len(order)) :].tolist())
 
 
-def beyond_accuracy(top_lists: Sequence[Sequence[int]], n_items: int, tail: set[int],
-                    item_genres: Sequence[Sequence[str]]) -> dict[str, float]:
+def beyond_accuracy(
+    top_lists: Sequence[Sequence[int]], n_items: int, tail: set[int], item_genres: Sequence[Sequence[str]]
+) -> dict[str, float]:
     """Coverage, Gini, tail share and mean number of distinct genres over users' top-K lists."""
     counts = np.zeros(n_items)
     for top in top_lists:
         counts[list(top)] += 1
     slots = max(sum(len(t) for t in top_lists), 1)
-    return {"coverage": float((counts > 0).sum() / n_items), "gini": gini(counts),
-            "tail_share": sum(1 for t in top_lists for i in t if i in tail) / slots,
-            "genre_diversity": float(np.mean([len({g for i in t for g in item_genres[i]}) for t in top_lists]))
-            if top_lists else 0.0}
+    return {
+        "coverage": float((counts > 0).sum() / n_items),
+        "gini": gini(counts),
+        "tail_share": sum(1 for t in top_lists for i in t if i in tail) / slots,
+        "genre_diversity": float(np.mean([len({g for i in t for g in item_genres[i]}) for t in top_lists]))
+        if top_lists
+        else 0.0,
+    }
 
 
 def category_hr(tag_categories: Sequence[set[str]], next_genres: Sequence[set[str]]) -> float:
@@ -74,9 +83,16 @@ def category_hr(tag_categories: Sequence[set[str]], next_genres: Sequence[set[st
     return sum(bool(c & g) for c, g in pairs) / max(len(pairs), 1)
 
 
-def evaluate_scorer(data: Dataset, score_fn: Callable[[str], torch.Tensor], users: Sequence[str],
-                    targets: dict[str, str], seen: dict[str, set[int]], tail: set[int], k_top: int = 20,
-                    cutoffs: Sequence[int] = CUTOFFS) -> dict[str, float]:
+def evaluate_scorer(
+    data: Dataset,
+    score_fn: Callable[[str], torch.Tensor],
+    users: Sequence[str],
+    targets: dict[str, str],
+    seen: dict[str, set[int]],
+    tail: set[int],
+    k_top: int = 20,
+    cutoffs: Sequence[int] = CUTOFFS,
+) -> dict[str, float]:
     """Rank each user's target among all unseen items; accuracy @cutoffs + beyond-accuracy @k_top."""
     ranks, tops = [], []
     genres = [data.items[i].genres for i in data.item_ids]

@@ -49,8 +49,10 @@ def load_annotations(path: str) -> list[Judgement]:
 
 
 def _judge_prompt(item: Judgement) -> str:
-    return (f"Context: {item.context}\nOutput ({item.stage}): {item.output}\n"
-            f"Question: {CRITERIA[item.stage]} Answer Yes or No.")
+    return (
+        f"Context: {item.context}\nOutput ({item.stage}): {item.output}\n"
+        f"Question: {CRITERIA[item.stage]} Answer Yes or No."
+    )
 
 
 def llm_judge(model: Any, items: Sequence[Judgement]) -> np.ndarray:
@@ -101,5 +103,8 @@ def judge_accuracy(probs: np.ndarray, labels: Sequence[int]) -> dict[str, float]
     pred = (np.asarray(probs) >= 0.5).astype(int)
     y = np.asarray(labels)
     per_class = [float((pred[y == c] == c).mean()) for c in (0, 1) if (y == c).any()]
-    return {"accuracy": float((pred == y).mean()) if len(y) else 0.0,
-            "balanced_accuracy": float(np.mean(per_class)) if per_class else 0.0, "n": len(y)}
+    return {
+        "accuracy": float((pred == y).mean()) if len(y) else 0.0,
+        "balanced_accuracy": float(np.mean(per_class)) if per_class else 0.0,
+        "n": len(y),
+    }

@@ -22,8 +22,27 @@ from longlore.core.backends import GenerationRequest
 from longlore.core.progress import track
 
 SYSTEM = "You are a careful recommendation analyst. You answer with JSON only."
-VAGUE_WORDS = {"good", "nice", "great", "best", "stuff", "things", "thing", "various", "some", "other", "misc",
-               "interesting", "popular", "movie", "movies", "film", "films", "items", "item"}
+VAGUE_WORDS = {
+    "good",
+    "nice",
+    "great",
+    "best",
+    "stuff",
+    "things",
+    "thing",
+    "various",
+    "some",
+    "other",
+    "misc",
+    "interesting",
+    "popular",
+    "movie",
+    "movies",
+    "film",
+    "films",
+    "items",
+    "item",
+}
 
 
 # Format examples shown in the prompts come from *other* domains (music, books): a 135M model
@@ -33,8 +52,15 @@ INTEREST_EXAMPLE = [{"interest": "late-night jazz", "stage": "long-term", "reaso
 TAG_EXAMPLE = [{"interest": "detective novels", "tag": "cozy village mystery", "reason": "enjoys classic whodunits"}]
 EXPLANATION_EXAMPLE = [{"id": 1, "explanation": "a cozy whodunit for a mystery reader"}]
 # Earlier prompt versions used movie examples; copies of those are rejected too.
-_COPIES = {INTEREST_EXAMPLE[0]["interest"], TAG_EXAMPLE[0]["tag"], TAG_EXAMPLE[0]["interest"],
-           EXPLANATION_EXAMPLE[0]["explanation"], "space adventure", "dark crime thriller", "a funny family adventure"}
+_COPIES = {
+    INTEREST_EXAMPLE[0]["interest"],
+    TAG_EXAMPLE[0]["tag"],
+    TAG_EXAMPLE[0]["interest"],
+    EXPLANATION_EXAMPLE[0]["explanation"],
+    "space adventure",
+    "dark crime thriller",
+    "a funny family adventure",
+}
 
 # Words that ground an interest in a MovieLens genre: the genre's own name plus plain synonyms.
 GENRE_TERMS = {
@@ -42,8 +68,33 @@ GENRE_TERMS = {
     "adventure": {"adventure", "adventures", "quest", "journey", "exploration", "epic", "swashbuckling"},
     "animation": {"animation", "animated", "cartoon", "cartoons", "anime", "pixar", "disney"},
     "children's": {"children", "child", "kids", "kid", "family", "families", "childhood"},
-    "comedy": {"comedy", "comedies", "comic", "funny", "humor", "humour", "humorous", "laugh", "laughs", "satire", "parody"},
-    "crime": {"crime", "crimes", "criminal", "gangster", "gangsters", "heist", "mafia", "mob", "police", "cop", "cops", "detective"},
+    "comedy": {
+        "comedy",
+        "comedies",
+        "comic",
+        "funny",
+        "humor",
+        "humour",
+        "humorous",
+        "laugh",
+        "laughs",
+        "satire",
+        "parody",
+    },
+    "crime": {
+        "crime",
+        "crimes",
+        "criminal",
+        "gangster",
+        "gangsters",
+        "heist",
+        "mafia",
+        "mob",
+        "police",
+        "cop",
+        "cops",
+        "detective",
+    },
     "documentary": {"documentary", "documentaries", "real-life", "nonfiction"},
     "drama": {"drama", "dramas", "dramatic", "emotional", "character"},
     "fantasy": {"fantasy", "magic", "magical", "myth", "mythical", "fairy", "fairytale", "wizard", "wizards"},
@@ -52,24 +103,74 @@ GENRE_TERMS = {
     "musical": {"musical", "musicals", "music", "songs", "song", "singing", "dance", "dancing"},
     "mystery": {"mystery", "mysteries", "whodunit", "detective", "puzzle", "suspense"},
     "romance": {"romance", "romantic", "love", "romcom", "relationships", "relationship"},
-    "sci-fi": {"sci-fi", "scifi", "science", "fiction", "space", "futuristic", "future", "alien", "aliens", "robot", "robots", "dystopian"},
+    "sci-fi": {
+        "sci-fi",
+        "scifi",
+        "science",
+        "fiction",
+        "space",
+        "futuristic",
+        "future",
+        "alien",
+        "aliens",
+        "robot",
+        "robots",
+        "dystopian",
+    },
     "thriller": {"thriller", "thrillers", "suspense", "tense", "suspenseful", "psychological"},
     "war": {"war", "military", "soldiers", "soldier", "battle", "battles", "wartime"},
     "western": {"western", "westerns", "cowboy", "cowboys", "frontier", "outlaw", "outlaws"},
 }
 # Adjective and plural-noun forms of each genre, used to build the demonstration records that
 # pre-fill the replies from the user's own history (see ``*_seed`` below).
-GENRE_FORMS = {"action": ("action-packed", "action films"), "adventure": ("adventurous", "adventures"),
-               "animation": ("animated", "cartoons"), "children's": ("family", "family films"),
-               "comedy": ("comic", "comedies"), "crime": ("crime", "crime films"),
-               "documentary": ("documentary", "documentaries"), "drama": ("dramatic", "dramas"),
-               "fantasy": ("fantasy", "fantasies"), "film-noir": ("noir", "noir films"),
-               "horror": ("horror", "horror films"), "musical": ("musical", "musicals"),
-               "mystery": ("mysterious", "mysteries"), "romance": ("romantic", "romances"),
-               "sci-fi": ("sci-fi", "sci-fi films"), "thriller": ("suspenseful", "thrillers"),
-               "war": ("wartime", "war films"), "western": ("western", "westerns")}
-_STOP = {"the", "a", "an", "of", "and", "in", "on", "to", "for", "with", "at", "by", "from", "de", "la", "le", "les",
-         "el", "il", "du", "der", "die", "das", "part", "ii", "iii"}
+GENRE_FORMS = {
+    "action": ("action-packed", "action films"),
+    "adventure": ("adventurous", "adventures"),
+    "animation": ("animated", "cartoons"),
+    "children's": ("family", "family films"),
+    "comedy": ("comic", "comedies"),
+    "crime": ("crime", "crime films"),
+    "documentary": ("documentary", "documentaries"),
+    "drama": ("dramatic", "dramas"),
+    "fantasy": ("fantasy", "fantasies"),
+    "film-noir": ("noir", "noir films"),
+    "horror": ("horror", "horror films"),
+    "musical": ("musical", "musicals"),
+    "mystery": ("mysterious", "mysteries"),
+    "romance": ("romantic", "romances"),
+    "sci-fi": ("sci-fi", "sci-fi films"),
+    "thriller": ("suspenseful", "thrillers"),
+    "war": ("wartime", "war films"),
+    "western": ("western", "westerns"),
+}
+_STOP = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "in",
+    "on",
+    "to",
+    "for",
+    "with",
+    "at",
+    "by",
+    "from",
+    "de",
+    "la",
+    "le",
+    "les",
+    "el",
+    "il",
+    "du",
+    "der",
+    "die",
+    "das",
+    "part",
+    "ii",
+    "iii",
+}
 
 
 class ParseError(ValueError):
@@ -78,12 +179,13 @@ class ParseError(ValueError):
 
 # --- parsing and repair -------------------------------------------------------------------
 
+
 def _close_truncated(text: str) -> str:
     """Cut a truncated array after its last complete object and close the brackets."""
     end = text.rfind("}")
     if end < 0:
         return text
-    head = text[:end + 1]
+    head = text[: end + 1]
     opened = head.count("[") - head.count("]")
     return head + "]" * max(opened, 0)
 
@@ -116,7 +218,7 @@ def parse_json_list(text: str) -> tuple[list[dict[str, Any]], bool]:
     starts = [i for i in (body.find("["), body.find("{")) if i >= 0]
     if not starts:
         raise ParseError("no JSON array or object in the reply")
-    body = body[min(starts):]
+    body = body[min(starts) :]
     candidates = [body]
     fixed = body.replace("\u201c", '"').replace("\u201d", '"').replace("\u2018", "'").replace("\u2019", "'")
     if '"' not in fixed:
@@ -125,7 +227,7 @@ def parse_json_list(text: str) -> tuple[list[dict[str, Any]], bool]:
     fixed = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", re.sub(r"\bNone\b", "null", fixed)))
     candidates += [fixed, _close_truncated(fixed), "[" + _close_truncated(fixed).rstrip(",]") + "]"]
     value: Any = None
-    for index, candidate in enumerate(candidates):
+    for index, candidate in enumerate(candidates):  # noqa: B007 (index is read after the loop)
         try:
             value, _ = json.JSONDecoder().raw_decode(candidate)
             break
@@ -146,8 +248,14 @@ def parse_json_list(text: str) -> tuple[list[dict[str, Any]], bool]:
 
 def _norm_key(key: str) -> str:
     key = re.sub(r"[^a-z]+", "_", str(key).lower()).strip("_")
-    return {"item_tag": "tag", "tags": "tag", "interests": "interest", "reasons": "reason",
-            "explain": "explanation", "reason_text": "reason"}.get(key, key)
+    return {
+        "item_tag": "tag",
+        "tags": "tag",
+        "interests": "interest",
+        "reasons": "reason",
+        "explain": "explanation",
+        "reason_text": "reason",
+    }.get(key, key)
 
 
 def is_placeholder(text: str) -> bool:
@@ -194,7 +302,10 @@ def is_grounded(text: str, vocab: set[str] | None) -> bool:
 
 # --- validators: raw reply -> validated records (or ParseError) ---------------------------
 
-def validate_interests(reply: str, vocab: set[str] | None = None, seeded: Sequence[str] = ()) -> tuple[list[dict], bool, dict]:
+
+def validate_interests(
+    reply: str, vocab: set[str] | None = None, seeded: Sequence[str] = ()
+) -> tuple[list[dict], bool, dict]:
     """``{interest, stage, reason}`` records; stage normalised to long-term / short-term.
 
     With ``vocab`` (see :func:`grounding_vocabulary`) an interest must share a word with the
@@ -211,12 +322,21 @@ def validate_interests(reply: str, vocab: set[str] | None = None, seeded: Sequen
         interest, stage = str(rec.get("interest", "")).strip(), str(rec.get("stage", "")).lower()
         stage = "long-term" if "long" in stage else "short-term" if "short" in stage else ""
         key = " ".join(_words(interest))
-        problem = ("empty or too long" if not interest or len(interest) > 80 else
-                   "copied the prompt's example" if is_placeholder(interest) else
-                   "echoes the history format (dates, brackets)" if looks_copied_from_history(interest) else
-                   "stage is not long-term / short-term" if not stage else
-                   "duplicate" if key in seen else
-                   "not grounded in the history (no genre or title word)" if not is_grounded(interest, vocab) else None)
+        problem = (
+            "empty or too long"
+            if not interest or len(interest) > 80
+            else "copied the prompt's example"
+            if is_placeholder(interest)
+            else "echoes the history format (dates, brackets)"
+            if looks_copied_from_history(interest)
+            else "stage is not long-term / short-term"
+            if not stage
+            else "duplicate"
+            if key in seen
+            else "not grounded in the history (no genre or title word)"
+            if not is_grounded(interest, vocab)
+            else None
+        )
         if problem:
             dropped[problem] = dropped.get(problem, 0) + 1
             continue
@@ -227,8 +347,9 @@ def validate_interests(reply: str, vocab: set[str] | None = None, seeded: Sequen
     return out, repaired, dropped
 
 
-def tag_problem(tag: str, interests: Sequence[str], recent_titles: Sequence[str],
-                catalogue: set[str] | None = None) -> str | None:
+def tag_problem(
+    tag: str, interests: Sequence[str], recent_titles: Sequence[str], catalogue: set[str] | None = None
+) -> str | None:
     """Why a tag breaks the tag-prediction constraints, or None if it is fine.
 
     ``catalogue`` (lower-cased titles) rejects a tag that is a movie title: a tag names a kind of movie."""
@@ -255,8 +376,13 @@ def _skip_seed(records: list[dict], key: str, seeds: set[str]) -> list[dict]:
     return records
 
 
-def validate_tags(reply: str, interests: Sequence[str], recent_titles: Sequence[str], seeded: Sequence[str] = (),
-                  catalogue: set[str] | None = None) -> tuple[list[dict], bool, dict]:
+def validate_tags(
+    reply: str,
+    interests: Sequence[str],
+    recent_titles: Sequence[str],
+    seeded: Sequence[str] = (),
+    catalogue: set[str] | None = None,
+) -> tuple[list[dict], bool, dict]:
     """``{tag, interest, reason}`` records meeting the constraints; also counts what was dropped.
 
     ``seeded`` are pre-filled demonstration tags (see :func:`tag_seed`): skipped, and rejected as
@@ -283,15 +409,23 @@ def validate_tags(reply: str, interests: Sequence[str], recent_titles: Sequence[
             dropped[problem] = dropped.get(problem, 0) + 1
             continue
         seen.add(key)
-        out.append({"tag": tag, "interest": str(rec.get("interest", "")).strip(), "reason": str(rec.get("reason", "")).strip()})
+        out.append(
+            {"tag": tag, "interest": str(rec.get("interest", "")).strip(), "reason": str(rec.get("reason", "")).strip()}
+        )
     if not out:
         raise ParseError(f"no tag met the constraints (dropped: {dropped or 'none given'})")
     return out, repaired, dropped
 
 
-def validate_explanations(reply: str, n_pairs: int, titles: Sequence[str] = (), skip: int = 0,
-                          seeded: Sequence[str] = (), vocabs: Sequence[set[str]] = (),
-                          interests: Sequence[str] = ()) -> tuple[list[dict], bool, dict]:
+def validate_explanations(
+    reply: str,
+    n_pairs: int,
+    titles: Sequence[str] = (),
+    skip: int = 0,
+    seeded: Sequence[str] = (),
+    vocabs: Sequence[set[str]] = (),
+    interests: Sequence[str] = (),
+) -> tuple[list[dict], bool, dict]:
     """``{id, explanation}`` records with ``skip`` < id <= n_pairs and a short (3-12 word) explanation.
 
     ``titles[id - 1]`` is pair ``id``'s movie title: an explanation must say more than the title
@@ -313,14 +447,24 @@ def validate_explanations(reply: str, n_pairs: int, titles: Sequence[str] = (), 
         text = str(rec.get("explanation", rec.get("reason", ""))).strip()
         title = set(_words(titles[pid - 1])) if 0 < pid <= len(titles) else set()
         own = [w for w in _words(text) if w not in title and w not in _STOP and w not in {"movie", "film"}]
-        problem = ("id out of range" if not 0 < pid <= n_pairs else "duplicate id" if pid in out else
-                   "not 3-12 words" if not 3 <= len(_words(text)) <= 12 else
-                   "copied the prompt's example" if is_placeholder(text) or " ".join(_words(text)) in seeds else
-                   "only names the movie" if len(own) < 2 else
-                   "repeats the interest" if pid <= len(interests) and
-                   {_stem(w) for w in own} - VAGUE_WORDS <= {_stem(w) for w in _words(interests[pid - 1])} else
-                   "not relevant (no word of the movie's genres or the interest)"
-                   if pid <= len(vocabs) and not is_grounded(text, vocabs[pid - 1]) else None)
+        problem = (
+            "id out of range"
+            if not 0 < pid <= n_pairs
+            else "duplicate id"
+            if pid in out
+            else "not 3-12 words"
+            if not 3 <= len(_words(text)) <= 12
+            else "copied the prompt's example"
+            if is_placeholder(text) or " ".join(_words(text)) in seeds
+            else "only names the movie"
+            if len(own) < 2
+            else "repeats the interest"
+            if pid <= len(interests)
+            and {_stem(w) for w in own} - VAGUE_WORDS <= {_stem(w) for w in _words(interests[pid - 1])}
+            else "not relevant (no word of the movie's genres or the interest)"
+            if pid <= len(vocabs) and not is_grounded(text, vocabs[pid - 1])
+            else None
+        )
         if problem:
             dropped[problem] = dropped.get(problem, 0) + 1
             continue
@@ -332,15 +476,18 @@ def validate_explanations(reply: str, n_pairs: int, titles: Sequence[str] = (), 
 
 # --- prompts --------------------------------------------------------------------------------
 
+
 def interest_prompt(history: str, profile: str, n: int, genre_counts: str = "") -> str:
     """Interest mining: the compressed history (+ genre counts) and the keys in words. No example
     object: SmolLM2-135M copies any example verbatim; the format is shown by :func:`interest_seed`."""
     counts = f"Genres in the history (count): {genre_counts}\n" if genre_counts else ""
-    return (f"A user's movie history, newest first, as Time(Behaviour)|Movies:\n{history}\n{counts}"
-            f"User profile: {profile}\n\n"
-            f"List {n} more interests of this user as a JSON array. Each element has three keys: "
-            '"interest" (a theme of these movies: a genre, mood or subject, 1 to 4 words, not a title or a date), '
-            '"stage" ("long-term" if steady over time, "short-term" if recent) and "reason" (two movies of the history that show it).')
+    return (
+        f"A user's movie history, newest first, as Time(Behaviour)|Movies:\n{history}\n{counts}"
+        f"User profile: {profile}\n\n"
+        f"List {n} more interests of this user as a JSON array. Each element has three keys: "
+        '"interest" (a theme of these movies: a genre, mood or subject, 1 to 4 words, not a title or a date), '
+        '"stage" ("long-term" if steady over time, "short-term" if recent) and "reason" (two movies of the history that show it).'
+    )
 
 
 def _forms(genre: str) -> tuple[str, str]:
@@ -357,8 +504,11 @@ def interest_seed(genre: str, titles: Sequence[str]) -> dict[str, str]:
 def tag_seed(interest: str, top_genre: str, new_genre: str) -> dict[str, str]:
     """The demonstration record that pre-fills the tag reply: a modifier from the user's top genre
     on a genre the user rarely watches ("dramatic westerns"). Not counted; copies are rejected."""
-    return {"interest": interest, "tag": f"{_forms(top_genre)[0]} {_forms(new_genre)[1]}",
-            "reason": f"{_forms(new_genre)[1]} are new to this viewer"}
+    return {
+        "interest": interest,
+        "tag": f"{_forms(top_genre)[0]} {_forms(new_genre)[1]}",
+        "reason": f"{_forms(new_genre)[1]} are new to this viewer",
+    }
 
 
 def explanation_seed(interest: str, genres: Sequence[str]) -> str:
@@ -374,11 +524,13 @@ def tag_prompt(interests: Sequence[str], recent: Sequence[str]) -> str:
     per interest, each a modifier plus a core word, excluding recently watched titles. With
     pre-fill, ``interests[0]`` is the demonstration's interest (see :func:`tag_seed`)."""
     listed = "\n".join(f"{i}. {interest}" for i, interest in enumerate(interests, 1))
-    return (f"A movie fan's interests:\n{listed}\n"
-            f"Recently watched (do not name these): {', '.join(recent[:5]) or 'none'}.\n\n"
-            "For each interest, suggest one new kind of movie to watch next, as a short tag: a modifier "
-            "plus a core word, 2 to 4 words, no titles, no vague words, all tags different. Answer with a "
-            'JSON array; each element has the keys "interest" (copied from the list), "tag" and "reason".')
+    return (
+        f"A movie fan's interests:\n{listed}\n"
+        f"Recently watched (do not name these): {', '.join(recent[:5]) or 'none'}.\n\n"
+        "For each interest, suggest one new kind of movie to watch next, as a short tag: a modifier "
+        "plus a core word, 2 to 4 words, no titles, no vague words, all tags different. Answer with a "
+        'JSON array; each element has the keys "interest" (copied from the list), "tag" and "reason".'
+    )
 
 
 def tag_prefix(seed: dict[str, str] | None, interests: Sequence[str]) -> str:
@@ -390,9 +542,12 @@ def tag_prefix(seed: dict[str, str] | None, interests: Sequence[str]) -> str:
 
 def explanation_prompt(pairs: Sequence[tuple[str, str]]) -> str:
     lines = "\n".join(f"{i}. interest: {interest}; movie: {item}" for i, (interest, item) in enumerate(pairs, 1))
-    return ("For each numbered pair, say in 4 to 10 words why the movie fits the interest: name its mood, "
-            "genre or subject; do not repeat the title. Be factual and safe.\n" + lines +
-            '\nAnswer with a JSON array; each element has the keys "id" (the pair number) and "explanation".')
+    return (
+        "For each numbered pair, say in 4 to 10 words why the movie fits the interest: name its mood, "
+        "genre or subject; do not repeat the title. Be factual and safe.\n"
+        + lines
+        + '\nAnswer with a JSON array; each element has the keys "id" (the pair number) and "explanation".'
+    )
 
 
 def explanation_prefix(seed: str | None) -> str:
@@ -409,6 +564,7 @@ def retry_prompt(prompt: str, error: str) -> str:
 
 # --- the stage runner -------------------------------------------------------------------------
 
+
 @dataclass
 class StageOutcome:
     """One user's result of one stage: validated records or a recorded failure."""
@@ -422,14 +578,30 @@ class StageOutcome:
     dropped: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "records": self.records, "attempts": self.attempts, "repaired": self.repaired,
-                "error": self.error, "raw": self.raw, "dropped": self.dropped}
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "attempts": self.attempts,
+            "repaired": self.repaired,
+            "error": self.error,
+            "raw": self.raw,
+            "dropped": self.dropped,
+        }
 
 
-def run_stage(model: Any, prompts: dict[str, str], validate: Callable[[str, str], tuple], *,
-              max_new_tokens: int, max_retries: int, description: str, chunk: int = 8,
-              prefix: str | dict[str, str] = "", retry_temperature: float = 0.9,
-              stop_at_close: bool = True) -> dict[str, StageOutcome]:
+def run_stage(
+    model: Any,
+    prompts: dict[str, str],
+    validate: Callable[[str, str], tuple],
+    *,
+    max_new_tokens: int,
+    max_retries: int,
+    description: str,
+    chunk: int = 8,
+    prefix: str | dict[str, str] = "",
+    retry_temperature: float = 0.9,
+    stop_at_close: bool = True,
+) -> dict[str, StageOutcome]:
     """Ask ``prompts`` (key -> prompt) in batches; re-ask failures with sampling, then record them.
 
     ``prefix`` (one string, or one per key) pre-fills the assistant turn (e.g. ``[{"interest": "``)
@@ -453,18 +625,31 @@ def run_stage(model: Any, prompts: dict[str, str], validate: Callable[[str, str]
             break
         temperature = 0.0 if attempt == 0 else retry_temperature
         failed = []
-        batches = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
+        batches = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
         label = description if attempt == 0 else f"{description} (retry {attempt})"
         for keys in track(batches, label):
             texts = {k: prompts[k] if attempt == 0 else retry_prompt(prompts[k], outcomes[k].error) for k in keys}
             starts = {k: prefix.get(k, "") if isinstance(prefix, dict) else prefix for k in keys}
-            requests = [GenerationRequest(prompt=model.format_chat(texts[k], SYSTEM) + starts[k], chat=False,
-                                          max_new_tokens=max_new_tokens, temperature=temperature, seed=attempt,
-                                          stop=("]",) if stop_at_close else ())
-                        if starts[k] else
-                        GenerationRequest(prompt=texts[k], system=SYSTEM, max_new_tokens=max_new_tokens,
-                                          temperature=temperature, seed=attempt, stop=("]",) if stop_at_close else ())
-                        for k in keys]
+            requests = [
+                GenerationRequest(
+                    prompt=model.format_chat(texts[k], SYSTEM) + starts[k],
+                    chat=False,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    seed=attempt,
+                    stop=("]",) if stop_at_close else (),
+                )
+                if starts[k]
+                else GenerationRequest(
+                    prompt=texts[k],
+                    system=SYSTEM,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    seed=attempt,
+                    stop=("]",) if stop_at_close else (),
+                )
+                for k in keys
+            ]
             for key, completions in zip(keys, model.generate(requests)):
                 outcome = outcomes[key]
                 outcome.attempts += 1
@@ -488,8 +673,12 @@ def stage_stats(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
     """Parse rate, first-try rate, repairs, retries and failures of one stage."""
     n = max(len(outcomes), 1)
     values = list(outcomes.values())
-    return {"n": len(values), "parse_rate": sum(o.ok for o in values) / n,
-            "first_try_rate": sum(o.ok and o.attempts == 1 for o in values) / n,
-            "repaired": sum(o.ok and o.repaired for o in values), "retries": sum(max(o.attempts - 1, 0) for o in values),
-            "failures": sum(not o.ok for o in values),
-            "mean_records": sum(len(o.records) for o in values if o.ok) / max(sum(o.ok for o in values), 1)}
+    return {
+        "n": len(values),
+        "parse_rate": sum(o.ok for o in values) / n,
+        "first_try_rate": sum(o.ok and o.attempts == 1 for o in values) / n,
+        "repaired": sum(o.ok and o.repaired for o in values),
+        "retries": sum(max(o.attempts - 1, 0) for o in values),
+        "failures": sum(not o.ok for o in values),
+        "mean_records": sum(len(o.records) for o in values if o.ok) / max(sum(o.ok for o in values), 1),
+    }

@@ -12,8 +12,13 @@ import torch
 import torch.nn.functional as F
 
 
-def sampled_softmax(queries: torch.Tensor, candidates: torch.Tensor, positive: torch.Tensor, tau: float,
-                    mask: torch.Tensor | None = None) -> torch.Tensor:
+def sampled_softmax(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    positive: torch.Tensor,
+    tau: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean of -log softmax(q_i . c_j / tau)[positive_i]; ``mask`` (B, C) True drops a candidate.
 
     queries (B, D), candidates (C, D), positive (B,) indices into C. The mask removes accidental
@@ -25,8 +30,9 @@ def sampled_softmax(queries: torch.Tensor, candidates: torch.Tensor, positive: t
     return F.cross_entropy(logits, positive)
 
 
-def multi_positive_softmax(queries: torch.Tensor, candidates: torch.Tensor, positives: torch.Tensor,
-                           tau: float) -> torch.Tensor:
+def multi_positive_softmax(
+    queries: torch.Tensor, candidates: torch.Tensor, positives: torch.Tensor, tau: float
+) -> torch.Tensor:
     """Mean of -log( sum_{j in P_i} exp(s_ij) / sum_j exp(s_ij) ), s = q . c / tau.
 
     ``positives`` (B, C) bool marks every candidate that counts as positive for query i (L_cate:
@@ -40,7 +46,8 @@ def multi_positive_softmax(queries: torch.Tensor, candidates: torch.Tensor, posi
     return (torch.logsumexp(logits, dim=1) - pos)[valid].mean()
 
 
-def recgpt_loss(l_col: torch.Tensor, l_tag: torch.Tensor, l_cate: torch.Tensor, alpha: float,
-                weight: float = 1.0) -> torch.Tensor:
+def recgpt_loss(
+    l_col: torch.Tensor, l_tag: torch.Tensor, l_cate: torch.Tensor, alpha: float, weight: float = 1.0
+) -> torch.Tensor:
     """L_col + weight * (alpha * L_tag + (1 - alpha) * L_cate); weight = 1 is the paper's form."""
     return l_col + weight * (alpha * l_tag + (1.0 - alpha) * l_cate)

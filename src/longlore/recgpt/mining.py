@@ -16,16 +16,16 @@ from longlore.recgpt.config import RecGPTConfig
 from longlore.recgpt.data import Dataset
 from longlore.recgpt.llm import (
     StageOutcome,
+    explanation_prefix,
     explanation_prompt,
+    explanation_seed,
     grounding_vocabulary,
     interest_prompt,
-    explanation_prefix,
-    explanation_seed,
     interest_seed,
-    tag_seed,
     run_stage,
     tag_prefix,
     tag_prompt,
+    tag_seed,
     validate_explanations,
     validate_interests,
     validate_tags,
@@ -37,12 +37,22 @@ def _profile(data: Dataset, uid: str) -> str:
     return ", ".join(f"{k}: {v}" for k, v in feats.items() if k != "zip_code") or "unknown"
 
 
-def histories(data: Dataset, train: dict[str, list], users: Sequence[str], config: RecGPTConfig,
-              count_tokens: Any = None) -> dict[str, Any]:
+def histories(
+    data: Dataset, train: dict[str, list], users: Sequence[str], config: RecGPTConfig, count_tokens: Any = None
+) -> dict[str, Any]:
     """Compressed history of each user's training log (within ``history_token_budget``)."""
     kwargs = {"count_tokens": count_tokens} if count_tokens else {}
-    return {u: compress_history(data, train[u], config.history_token_budget, strong=config.strong_rating,
-                                minimum=config.min_rating, **kwargs) for u in users}
+    return {
+        u: compress_history(
+            data,
+            train[u],
+            config.history_token_budget,
+            strong=config.strong_rating,
+            minimum=config.min_rating,
+            **kwargs,
+        )
+        for u in users
+    }
 
 
 def recent_titles(data: Dataset, events: Sequence[Any]) -> list[str]:
@@ -54,8 +64,24 @@ def recent_titles(data: Dataset, events: Sequence[Any]) -> list[str]:
 
 
 # Genres a "fresh" demonstration tag may point to (broad, well-populated MovieLens genres).
-FRESH_GENRES = ["Western", "Musical", "Documentary", "Film-Noir", "War", "Mystery", "Fantasy", "Horror",
-                "Animation", "Crime", "Sci-Fi", "Romance", "Adventure", "Comedy", "Thriller", "Drama"]
+FRESH_GENRES = [
+    "Western",
+    "Musical",
+    "Documentary",
+    "Film-Noir",
+    "War",
+    "Mystery",
+    "Fantasy",
+    "Horror",
+    "Animation",
+    "Crime",
+    "Sci-Fi",
+    "Romance",
+    "Adventure",
+    "Comedy",
+    "Thriller",
+    "Drama",
+]
 
 
 def history_facts(data: Dataset, events: Sequence[Any], minimum: float) -> dict[str, Any]:
@@ -66,33 +92,53 @@ def history_facts(data: Dataset, events: Sequence[Any], minimum: float) -> dict[
     counts = Counter(g for _, item in kept for g in item.genres if g.lower() != "unknown")
     top = counts.most_common(1)[0][0] if counts else ""
     newest = [(iid, item) for iid, item in reversed(kept) if top in item.genres]
-    return {"counts": ", ".join(f"{g} {c}" for g, c in counts.most_common(6)),
-            "vocab": grounding_vocabulary(list(counts), [item.title for _, item in kept]),
-            "top": top, "rare": min(FRESH_GENRES, key=lambda g: (counts.get(g, 0), FRESH_GENRES.index(g))),
-            "seed": interest_seed(top, list(dict.fromkeys(item.title for _, item in newest))) if top else None,
-            "demo_item": newest[0][0] if newest else None}
+    return {
+        "counts": ", ".join(f"{g} {c}" for g, c in counts.most_common(6)),
+        "vocab": grounding_vocabulary(list(counts), [item.title for _, item in kept]),
+        "top": top,
+        "rare": min(FRESH_GENRES, key=lambda g: (counts.get(g, 0), FRESH_GENRES.index(g))),
+        "seed": interest_seed(top, list(dict.fromkeys(item.title for _, item in newest))) if top else None,
+        "demo_item": newest[0][0] if newest else None,
+    }
 
 
-def mine_interests(model: Any, data: Dataset, train: dict[str, list], hist: dict[str, Any],
-                   config: RecGPTConfig) -> dict[str, StageOutcome]:
+def mine_interests(
+    model: Any, data: Dataset, train: dict[str, list], hist: dict[str, Any], config: RecGPTConfig
+) -> dict[str, StageOutcome]:
     """Stage 1: ``config.n_interests`` interests per user, each grounded in the user's own log.
 
     With ``config.prefill`` the reply is pre-filled with a demonstration record built from the
     user's top genre (the format in the user's own domain) and the opening of the next record;
     the demonstration is not counted as a mined interest."""
     facts = {u: history_facts(data, train[u], config.min_rating) for u in hist}
-    prompts = {u: interest_prompt(h.text, _profile(data, u), config.n_interests, facts[u]["counts"]) for u, h in hist.items()}
-    prefixes = {u: ("[" + json.dumps(facts[u]["seed"]) + ', {"interest": "') if facts[u]["seed"] else '[{"interest": "'
-                for u in hist} if config.prefill else ""
+    prompts = {
+        u: interest_prompt(h.text, _profile(data, u), config.n_interests, facts[u]["counts"]) for u, h in hist.items()
+    }
+    prefixes = (
+        {
+            u: ("[" + json.dumps(facts[u]["seed"]) + ', {"interest": "') if facts[u]["seed"] else '[{"interest": "'
+            for u in hist
+        }
+        if config.prefill
+        else ""
+    )
     seeds = {u: [facts[u]["seed"]["interest"]] if config.prefill and facts[u]["seed"] else [] for u in hist}
-    return run_stage(model, prompts, lambda u, reply: validate_interests(reply, facts[u]["vocab"], seeds[u]),
-                     max_new_tokens=config.interest_tokens, max_retries=config.max_retries,
-                     retry_temperature=config.retry_temperature, description="RecGPT: mining interests", chunk=config.llm_batch,
-                     prefix=prefixes)
+    return run_stage(
+        model,
+        prompts,
+        lambda u, reply: validate_interests(reply, facts[u]["vocab"], seeds[u]),
+        max_new_tokens=config.interest_tokens,
+        max_retries=config.max_retries,
+        retry_temperature=config.retry_temperature,
+        description="RecGPT: mining interests",
+        chunk=config.llm_batch,
+        prefix=prefixes,
+    )
 
 
-def predict_tags(model: Any, data: Dataset, train: dict[str, list], interests: dict[str, StageOutcome],
-                 config: RecGPTConfig) -> dict[str, StageOutcome]:
+def predict_tags(
+    model: Any, data: Dataset, train: dict[str, list], interests: dict[str, StageOutcome], config: RecGPTConfig
+) -> dict[str, StageOutcome]:
     """Stage 2: tags for users whose interests validated (others are recorded as failures upstream).
 
     With ``config.prefill`` the reply starts with a demonstration tag for the user's top genre
@@ -103,9 +149,13 @@ def predict_tags(model: Any, data: Dataset, train: dict[str, list], interests: d
         if not outcome.ok:
             continue
         facts = history_facts(data, train[u], config.min_rating)
-        names[u] = [r["interest"] for r in outcome.records][:config.n_tags]
+        names[u] = [r["interest"] for r in outcome.records][: config.n_tags]
         recents[u] = recent_titles(data, train[u])
-        seed = tag_seed(facts["seed"]["interest"], facts["top"], facts["rare"]) if config.prefill and facts["seed"] else None
+        seed = (
+            tag_seed(facts["seed"]["interest"], facts["top"], facts["rare"])
+            if config.prefill and facts["seed"]
+            else None
+        )
         seeds[u] = [seed["tag"]] if seed else []
         prompts[u] = tag_prompt(([seed["interest"]] if seed else []) + names[u], recents[u])
         prefixes[u] = tag_prefix(seed, names[u])
@@ -113,13 +163,26 @@ def predict_tags(model: Any, data: Dataset, train: dict[str, list], interests: d
     def validate(u: str, reply: str) -> tuple:
         return validate_tags(reply, names[u], recents[u], seeds[u], catalogue)
 
-    return run_stage(model, prompts, validate, max_new_tokens=config.tag_tokens, max_retries=config.max_retries,
-                     retry_temperature=config.retry_temperature, description="RecGPT: predicting tags", chunk=config.llm_batch,
-                     prefix=prefixes if config.prefill else "")
+    return run_stage(
+        model,
+        prompts,
+        validate,
+        max_new_tokens=config.tag_tokens,
+        max_retries=config.max_retries,
+        retry_temperature=config.retry_temperature,
+        description="RecGPT: predicting tags",
+        chunk=config.llm_batch,
+        prefix=prefixes if config.prefill else "",
+    )
 
 
-def explain(model: Any, data: Dataset, pairs: dict[str, list[tuple[str, str]]], config: RecGPTConfig,
-            demos: dict[str, tuple[str, str]] | None = None) -> dict[str, dict[str, str]]:
+def explain(
+    model: Any,
+    data: Dataset,
+    pairs: dict[str, list[tuple[str, str]]],
+    config: RecGPTConfig,
+    demos: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, dict[str, str]]:
     """Interest-item explanation table: user -> item_id -> explanation (pairs: (interest, item_id)).
 
     ``demos[u]`` = (interest, item_id of a movie from the user's history) becomes pair 1, explained
@@ -132,21 +195,41 @@ def explain(model: Any, data: Dataset, pairs: dict[str, list[tuple[str, str]]], 
     seeds = {u: explanation_seed(demos[u][0], data.items[demos[u][1]].genres) for u in full if u in demos}
     prompts = {u: explanation_prompt([(i, data.item_text(v)) for i, v in ps]) for u, ps in full.items()}
     titles = {u: [data.items[v].title for _, v in ps] for u, ps in full.items()}
-    vocabs = {u: [grounding_vocabulary(data.items[v].genres, []) | grounding_vocabulary([], [i]) for i, v in ps]
-              for u, ps in full.items()}
-    outcomes = run_stage(model, prompts,
-                         lambda u, reply: validate_explanations(reply, len(full[u]), titles[u], skip[u],
-                                                                [seeds[u]] if u in seeds else [], vocabs[u],
-                                                                [i for i, _ in full[u]]),
-                         max_new_tokens=config.explain_tokens, max_retries=config.max_retries,
-                         retry_temperature=config.retry_temperature, description="RecGPT: explaining", chunk=config.llm_batch,
-                         prefix={u: explanation_prefix(seeds.get(u)) for u in full} if config.prefill else "")
+    vocabs = {
+        u: [grounding_vocabulary(data.items[v].genres, []) | grounding_vocabulary([], [i]) for i, v in ps]
+        for u, ps in full.items()
+    }
+    outcomes = run_stage(
+        model,
+        prompts,
+        lambda u, reply: validate_explanations(
+            reply,
+            len(full[u]),
+            titles[u],
+            skip[u],
+            [seeds[u]] if u in seeds else [],
+            vocabs[u],
+            [i for i, _ in full[u]],
+        ),
+        max_new_tokens=config.explain_tokens,
+        max_retries=config.max_retries,
+        retry_temperature=config.retry_temperature,
+        description="RecGPT: explaining",
+        chunk=config.llm_batch,
+        prefix={u: explanation_prefix(seeds.get(u)) for u in full} if config.prefill else "",
+    )
     table = {u: {full[u][r["id"] - 1][1]: r["explanation"] for r in o.records} for u, o in outcomes.items() if o.ok}
     return {"table": table, "outcomes": outcomes}  # type: ignore[return-value]
 
 
-def run_interest_and_tags(model: Any, data: Dataset, train: dict[str, list], users: Sequence[str],
-                          config: RecGPTConfig, count_tokens: Any = None) -> dict[str, dict[str, StageOutcome]]:
+def run_interest_and_tags(
+    model: Any,
+    data: Dataset,
+    train: dict[str, list],
+    users: Sequence[str],
+    config: RecGPTConfig,
+    count_tokens: Any = None,
+) -> dict[str, dict[str, StageOutcome]]:
     """Stages 1 and 2 for ``users``; returns {"interests": ..., "tags": ...} outcomes."""
     hist = histories(data, train, users, config, count_tokens)
     interests = mine_interests(model, data, train, hist, config)
@@ -156,16 +239,19 @@ def run_interest_and_tags(model: Any, data: Dataset, train: dict[str, list], use
     return {"interests": interests, "tags": tags, "histories": {u: h.text for u, h in hist.items()}}  # type: ignore[dict-item]
 
 
-
-
 def to_mined(outcomes: dict[str, dict]) -> dict[str, dict]:
     """Per-user serving view of stage outcomes: validated interests and tags (empty on failure)."""
     return {u: {"interests": o["interests"]["records"], "tags": o["tags"]["records"]} for u, o in outcomes.items()}
 
 
-def explain_top_items(model: Any, data: Dataset, mined: dict[str, dict], top_items: dict[str, list[dict]],
-                      config: RecGPTConfig, train: dict[str, list] | None = None
-                      ) -> tuple[dict[str, dict[str, str]], dict[str, StageOutcome]]:
+def explain_top_items(
+    model: Any,
+    data: Dataset,
+    mined: dict[str, dict],
+    top_items: dict[str, list[dict]],
+    config: RecGPTConfig,
+    train: dict[str, list] | None = None,
+) -> tuple[dict[str, dict[str, str]], dict[str, StageOutcome]]:
     """Explain each user's first ``n_explain`` recommended items against the interest behind the
     tag that retrieved them (or the user's first interest). With ``train``, a movie from the
     user's own history (newest of the top genre) is the pre-filled demonstration pair."""
@@ -173,7 +259,7 @@ def explain_top_items(model: Any, data: Dataset, mined: dict[str, dict], top_ite
     for u, items in top_items.items():
         interests = {t["tag"]: t["interest"] for t in mined.get(u, {}).get("tags", [])}
         default = (mined.get(u, {}).get("interests") or [{"interest": "movies like the ones watched"}])[0]["interest"]
-        pairs[u] = [(interests.get(it.get("tag") or "", default), it["item_id"]) for it in items[:config.n_explain]]
+        pairs[u] = [(interests.get(it.get("tag") or "", default), it["item_id"]) for it in items[: config.n_explain]]
         facts = history_facts(data, train[u], config.min_rating) if train and u in train else None
         if facts and facts["demo_item"]:
             demos[u] = (facts["seed"]["interest"], facts["demo_item"])

@@ -23,8 +23,17 @@ def _mlp(d_in: int, d_out: int) -> nn.Sequential:
 class ThreeTower(nn.Module):
     """Item indices run 0..n_items-1; index ``n_items`` pads histories and attribute bags."""
 
-    def __init__(self, n_users: int, n_items: int, n_user_feats: int, item_genres: torch.Tensor,
-                 item_attrs: torch.Tensor, n_attrs: int, text_dim: int, dim: int = 64) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_user_feats: int,
+        item_genres: torch.Tensor,
+        item_attrs: torch.Tensor,
+        n_attrs: int,
+        text_dim: int,
+        dim: int = 64,
+    ) -> None:
         super().__init__()
         self.n_items = n_items
         self.user_emb = nn.Embedding(n_users, dim)
@@ -33,7 +42,7 @@ class ThreeTower(nn.Module):
         self.user_mlp = _mlp(3 * dim, dim)
         self.item_emb = nn.Embedding(n_items, dim)
         self.register_buffer("item_genres", item_genres.float())  # (N, G) multi-hot
-        self.register_buffer("item_attrs", item_attrs)            # (N, max attrs) padded with n_attrs
+        self.register_buffer("item_attrs", item_attrs)  # (N, max attrs) padded with n_attrs
         self.genre_proj = nn.Linear(item_genres.shape[1], dim)
         self.attr_emb = nn.EmbeddingBag(n_attrs + 1, dim, mode="mean", padding_idx=n_attrs)
         self.item_mlp = _mlp(3 * dim, dim)
@@ -43,7 +52,7 @@ class ThreeTower(nn.Module):
 
     def user(self, users: torch.Tensor, feats: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """users (B,), feats (B, F) padded, history (B, L) padded item indices -> (B, D)."""
-        mask = (history != self.n_items).unsqueeze(-1).float()                  # (B, L, 1)
+        mask = (history != self.n_items).unsqueeze(-1).float()  # (B, L, 1)
         pooled = (self.hist_emb(history) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, D)
         x = torch.cat([self.user_emb(users), self.user_feat(feats), pooled], dim=-1)  # (B, 3D)
         return F.normalize(self.user_mlp(x), dim=-1)
@@ -52,8 +61,10 @@ class ThreeTower(nn.Module):
         """items (C,) -> (C, D); all items when None."""
         if items is None:
             items = torch.arange(self.n_items, device=self.item_emb.weight.device)
-        x = torch.cat([self.item_emb(items), self.genre_proj(self.item_genres[items]),
-                       self.attr_emb(self.item_attrs[items])], dim=-1)           # (C, 3D)
+        x = torch.cat(
+            [self.item_emb(items), self.genre_proj(self.item_genres[items]), self.attr_emb(self.item_attrs[items])],
+            dim=-1,
+        )  # (C, 3D)
         return F.normalize(self.item_mlp(x), dim=-1)
 
     def tag(self, text_embeddings: torch.Tensor) -> torch.Tensor:

@@ -43,18 +43,25 @@ def run(out_dir: Path) -> str:
         server.should_exit = True
     write_json(out_dir / "table.json", table, overwrite=True)
     stats = {s: stage_stats(result[s]) for s in ("interests", "tags")}
-    rows = "\n".join(f"| {name} | {table[name]['recall@20']:.3f} | {table[name]['ndcg@20']:.3f} | "
-                     f"{table[name]['tail_share@20']:.3f} |" for name in ("popularity", "item_knn", "recgpt_b1"))
-    lines = "\n".join(f"| {u} | {', '.join(r['interest'] for r in mined[u]['interests'][:4]) or '(failed)'} | "
-                      f"{', '.join(t['tag'] for t in mined[u]['tags'][:4]) or '(failed: ' + result['tags'][u].error[:60] + ')'} |"
-                      for u in users)
-    return ("## recgpt: intent-centric recommendation on MovieLens-100k\n\n"
-            f"SmolLM2-135M-Instruct mined interests and tags for users {', '.join(users)} "
-            f"(parse rate: interests {stats['interests']['parse_rate']:.0%}, tags {stats['tags']['parse_rate']:.0%}; "
-            "a 135M model often fails the JSON/constraint checks, which are recorded, not fatal):\n\n"
-            f"| user | interests | tags |\n|---|---|---|\n{lines}\n\n"
-            f"Three-tower retriever, 1 epoch on {summary['pairs']} training pairs ({summary['seconds']} s); "
-            "full ranking over 1,682 items, first 100 test users:\n\n"
-            f"| method | Recall@20 | NDCG@20 | tail share@20 |\n|---|---|---|---|\n{rows}\n\n"
-            f"Live API `GET /users/1/recommendations?k=3` -> {json.dumps([i['title'] for i in served['items']])}; "
-            f"an unknown user -> HTTP {missing}. Full benchmark: `benchmarks/recgpt_movielens.py`.\n")
+    rows = "\n".join(
+        f"| {name} | {table[name]['recall@20']:.3f} | {table[name]['ndcg@20']:.3f} | "
+        f"{table[name]['tail_share@20']:.3f} |"
+        for name in ("popularity", "item_knn", "recgpt_b1")
+    )
+    lines = "\n".join(
+        f"| {u} | {', '.join(r['interest'] for r in mined[u]['interests'][:4]) or '(failed)'} | "
+        f"{', '.join(t['tag'] for t in mined[u]['tags'][:4]) or '(failed: ' + result['tags'][u].error[:60] + ')'} |"
+        for u in users
+    )
+    return (
+        "## recgpt: intent-centric recommendation on MovieLens-100k\n\n"
+        f"SmolLM2-135M-Instruct mined interests and tags for users {', '.join(users)} "
+        f"(parse rate: interests {stats['interests']['parse_rate']:.0%}, tags {stats['tags']['parse_rate']:.0%}; "
+        "a 135M model often fails the JSON/constraint checks, which are recorded, not fatal):\n\n"
+        f"| user | interests | tags |\n|---|---|---|\n{lines}\n\n"
+        f"Three-tower retriever, 1 epoch on {summary['pairs']} training pairs ({summary['seconds']} s); "
+        "full ranking over 1,682 items, first 100 test users:\n\n"
+        f"| method | Recall@20 | NDCG@20 | tail share@20 |\n|---|---|---|---|\n{rows}\n\n"
+        f"Live API `GET /users/1/recommendations?k=3` -> {json.dumps([i['title'] for i in served['items']])}; "
+        f"an unknown user -> HTTP {missing}. Full benchmark: `benchmarks/recgpt_movielens.py`.\n"
+    )

@@ -22,8 +22,13 @@ from longlore.recgpt.pipeline import recommend
 from longlore.recgpt.trainer import Retriever
 
 
-def create_app(retriever: Retriever, data: Dataset, split: Split, mined: dict[str, Any],
-               explanations: dict[str, dict[str, str]] | None = None) -> FastAPI:
+def create_app(
+    retriever: Retriever,
+    data: Dataset,
+    split: Split,
+    mined: dict[str, Any],
+    explanations: dict[str, dict[str, str]] | None = None,
+) -> FastAPI:
     """The HTTP API over an in-memory retriever; ``mined`` maps user id -> {"tags": [...], ...}."""
     app = FastAPI(title="longlore RecGPT", version="1")
     explanations = explanations or {}

@@ -45,9 +45,9 @@ class Features:
     genres: list[str]
     user_vocab: list[str]
     attr_vocab: list[str]
-    user_feats: torch.Tensor   # (U, F) padded with len(user_vocab)
+    user_feats: torch.Tensor  # (U, F) padded with len(user_vocab)
     item_genres: torch.Tensor  # (N, G)
-    item_attrs: torch.Tensor   # (N, MAX_ATTRS) padded with len(attr_vocab)
+    item_attrs: torch.Tensor  # (N, MAX_ATTRS) padded with len(attr_vocab)
 
     @classmethod
     def build(cls, data: Dataset) -> Features:
@@ -69,8 +69,10 @@ class Features:
             for g in item.genres:
                 item_genres[row, gi[g]] = 1.0
             known = [ai[a] for a in item.attributes if a in ai][:MAX_ATTRS]
-            item_attrs[row, :len(known)] = torch.tensor(known, dtype=torch.long)
-        return cls(data.user_ids, data.item_ids, data.genres, user_vocab, attr_vocab, user_feats, item_genres, item_attrs)
+            item_attrs[row, : len(known)] = torch.tensor(known, dtype=torch.long)
+        return cls(
+            data.user_ids, data.item_ids, data.genres, user_vocab, attr_vocab, user_feats, item_genres, item_attrs
+        )
 
 
 def history_window(indices: list[int], length: int, pad: int) -> list[int]:
@@ -102,8 +104,13 @@ class Retriever:
             if u not in self.user_index:
                 raise LongloreError(f"unknown user id '{u}': the retriever was trained on {len(self.user_index)} users")
         rows = [self.user_index[u] for u in users]
-        hist = torch.tensor([history_window([self.item_index[i] for i in h if i in self.item_index],
-                                            self.config.history_len, pad) for h in histories], dtype=torch.long)
+        hist = torch.tensor(
+            [
+                history_window([self.item_index[i] for i in h if i in self.item_index], self.config.history_len, pad)
+                for h in histories
+            ],
+            dtype=torch.long,
+        )
         return self.model.user(torch.tensor(rows), self.features.user_feats[rows], hist)
 
     @torch.no_grad()
@@ -117,8 +124,14 @@ class Retriever:
         return self.model.tag(torch.stack([self._text_cache[t] for t in tags]))
 
     @torch.no_grad()
-    def scores(self, user: str, history: list[str], tags: list[str] | None = None,
-               beta: float | None = None, merge: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def scores(
+        self,
+        user: str,
+        history: list[str],
+        tags: list[str] | None = None,
+        beta: float | None = None,
+        merge: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fused scores over all items (N,) and, with tags, the index of the tag that retrieved each item (N,).
 
         ``merge`` (default ``config.tag_merge``): 'max' scores an item by its closest tag;
@@ -131,7 +144,7 @@ class Retriever:
         y_col = self.user_vectors([user], [history])[0] @ self.item_vectors.T  # (N,)
         if not tags:
             return y_col, None
-        per_tag = self.tag_vectors(tags) @ self.item_vectors.T                 # (T, N)
+        per_tag = self.tag_vectors(tags) @ self.item_vectors.T  # (T, N)
         y_sem, best = per_tag.max(dim=0)  # an item is retrieved by the tag closest to it
         fused = fuse(y_col, y_sem, beta)
         if merge == "max":
@@ -164,9 +177,18 @@ class Retriever:
         folder.mkdir(parents=True, exist_ok=True)
         f = self.features
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(folder / "model.safetensors"))
-        meta = {"config": self.config.to_dict(), "user_ids": f.user_ids, "item_ids": f.item_ids, "genres": f.genres,
-                "user_vocab": f.user_vocab, "attr_vocab": f.attr_vocab, "text_dim": self.model.tag_mlp[0].in_features,
-                "user_feats": f.user_feats.tolist(), "item_attrs": f.item_attrs.tolist(), "item_genres": f.item_genres.tolist()}
+        meta = {
+            "config": self.config.to_dict(),
+            "user_ids": f.user_ids,
+            "item_ids": f.item_ids,
+            "genres": f.genres,
+            "user_vocab": f.user_vocab,
+            "attr_vocab": f.attr_vocab,
+            "text_dim": self.model.tag_mlp[0].in_features,
+            "user_feats": f.user_feats.tolist(),
+            "item_attrs": f.item_attrs.tolist(),
+            "item_genres": f.item_genres.tolist(),
+        }
         atomic_write_text(folder / "retriever.json", json.dumps(meta), overwrite=True)
 
     @classmethod
@@ -175,8 +197,16 @@ class Retriever:
             raise LongloreError(f"{folder}: no retriever.json; train one with `longlore recgpt train`")
         meta = json.loads((folder / "retriever.json").read_text())
         config = RecGPTConfig.from_dict(meta["config"])
-        feats = Features(meta["user_ids"], meta["item_ids"], meta["genres"], meta["user_vocab"], meta["attr_vocab"],
-                         torch.tensor(meta["user_feats"]), torch.tensor(meta["item_genres"]), torch.tensor(meta["item_attrs"]))
+        feats = Features(
+            meta["user_ids"],
+            meta["item_ids"],
+            meta["genres"],
+            meta["user_vocab"],
+            meta["attr_vocab"],
+            torch.tensor(meta["user_feats"]),
+            torch.tensor(meta["item_genres"]),
+            torch.tensor(meta["item_attrs"]),
+        )
         model = _new_model(feats, meta["text_dim"], config.dim)
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         if embedder is None:
@@ -187,12 +217,21 @@ class Retriever:
 
 
 def _new_model(f: Features, text_dim: int, dim: int) -> ThreeTower:
-    return ThreeTower(len(f.user_ids), len(f.item_ids), len(f.user_vocab), f.item_genres, f.item_attrs,
-                      len(f.attr_vocab), text_dim, dim)
+    return ThreeTower(
+        len(f.user_ids),
+        len(f.item_ids),
+        len(f.user_vocab),
+        f.item_genres,
+        f.item_attrs,
+        len(f.attr_vocab),
+        text_dim,
+        dim,
+    )
 
 
-def train_retriever(data: Dataset, split: Split, config: RecGPTConfig, embedder: Any = None,
-                    log_every: int = 0) -> tuple[Retriever, dict]:
+def train_retriever(
+    data: Dataset, split: Split, config: RecGPTConfig, embedder: Any = None, log_every: int = 0
+) -> tuple[Retriever, dict]:
     """Train on every (user, next item) pair of the training logs; each pair also draws one of the
     item's descriptor tags for L_tag / L_cate. Returns the retriever and a summary with losses."""
     if embedder is None:
@@ -208,8 +247,12 @@ def train_retriever(data: Dataset, split: Split, config: RecGPTConfig, embedder:
     tag_vocab: dict[str, int] = {}
     item_tags: list[list[tuple[int, int]]] = []
     for iid in feats.item_ids:
-        item_tags.append([(tag_vocab.setdefault(t, len(tag_vocab)), gi.get(c, -1) if c else -1)
-                          for t, c in descriptor_tags(data.items[iid])])
+        item_tags.append(
+            [
+                (tag_vocab.setdefault(t, len(tag_vocab)), gi.get(c, -1) if c else -1)
+                for t, c in descriptor_tags(data.items[iid])
+            ]
+        )
     tag_text = embed_texts(embedder, list(tag_vocab))  # (T, E), frozen
     users, items, hists = [], [], []
     for uid, seq in split.train.items():
@@ -230,17 +273,17 @@ def train_retriever(data: Dataset, split: Split, config: RecGPTConfig, embedder:
         order = torch.randperm(len(items))
         totals = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
         for step in range(steps_per_epoch):
-            b = order[step * config.batch_size:(step + 1) * config.batch_size]
+            b = order[step * config.batch_size : (step + 1) * config.batch_size]
             v = items_t[b]
             choices = [rng.choice(item_tags[i]) if item_tags[i] else (-1, -1) for i in v.tolist()]
             has_tag = torch.tensor([t >= 0 for t, _ in choices])
             tags = torch.tensor([max(t, 0) for t, _ in choices])
             cats = torch.tensor([c for _, c in choices])
             negatives = torch.randint(0, len(feats.item_ids), (config.n_negatives,))
-            cand_ids = torch.cat([v, negatives])                               # (C,) = B + K
-            cand = model.item(cand_ids)                                       # (C, D)
+            cand_ids = torch.cat([v, negatives])  # (C,) = B + K
+            cand = model.item(cand_ids)  # (C, D)
             positive = torch.arange(len(b))
-            hit = cand_ids[None, :] == v[:, None]                             # (B, C) accidental hits
+            hit = cand_ids[None, :] == v[:, None]  # (B, C) accidental hits
             hit[positive, positive] = False
             h_u = model.user(users_t[b], feats.user_feats[users_t[b]], hists_t[b])
             l_col = sampled_softmax(h_u, cand, positive, config.temperature, hit)
@@ -258,6 +301,11 @@ def train_retriever(data: Dataset, split: Split, config: RecGPTConfig, embedder:
         history.append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in totals.items()}})
         if log_every and (epoch + 1) % log_every == 0:
             console.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items()))
-    summary = {"pairs": len(items), "epochs": config.epochs, "seconds": round(time.time() - start, 1),
-               "descriptor_tags": len(tag_vocab), "history": history}
+    summary = {
+        "pairs": len(items),
+        "epochs": config.epochs,
+        "seconds": round(time.time() - start, 1),
+        "descriptor_tags": len(tag_vocab),
+        "history": history,
+    }
     return Retriever(model, feats, config, embedder), summary
