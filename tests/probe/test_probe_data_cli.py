@@ -149,6 +149,10 @@ def test_cli_train_eval_study_plot_on_tiny_models(tmp_path, docs_folder):
 
     result = runner.invoke(app, [*study, "--n-eval", "5"])  # same folder, other settings: refused
     assert result.exit_code != 0 and "other settings" in str(result.exception)
+    result = runner.invoke(app, [*study, "--n-eval-mismatch", "1", "--stages", "report"])  # a prefix: allowed
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "study" / "probe_study.json").read_text())
+    assert res["mismatch"]["matched"]["mine"]["n"] == 1
 
     result = runner.invoke(
         app, ["probe", "plot", "--results", str(tmp_path / "res" / "probe_study.json"), "--out", str(tmp_path / "figs")]

@@ -20,46 +20,51 @@ def _plt():
 
 
 def plot_scatter(results: dict[str, Any], key: str, path: Path) -> Path | None:
-    """Quality (BLEU) vs per-sample ``key`` (nll or entropy) under the decoder, one panel per distribution,
-    each with its least-squares line and Pearson r."""
+    """Quality (BLEU) vs per-sample ``key`` (nll or entropy): one row per model that measured it (decoder,
+    trained encoder), one panel per distribution plus all pooled, each with its least-squares line and Pearson r."""
     samples = results.get("samples") or []
-    if not samples or f"decoder_{key}" not in samples[0]:
+    sources = [src for src in ("encoder", "decoder") if any(f"{src}_{key}" in s for s in samples)]
+    if not sources:
         return None
     plt = _plt()
     names = [d for d in results["quality"] if d != "all"]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.2 * (len(names) + 1), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        len(sources), len(names) + 1, figsize=(3.0 * (len(names) + 1), 3.0 * len(sources)), squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for col, name in enumerate([*names, "all"]):
-        ax = axes[0, col]
-        rows = [s for s in samples if name == "all" or s["distribution"] == name]
-        x = np.array([s[f"decoder_{key}"] for s in rows])
-        y = np.array([s["bleu"] for s in rows])
-        if name == "all":
+    for row, src in enumerate(sources):
+        field = f"{src}_{key}"
+        for col, name in enumerate([*names, "all"]):
+            ax = axes[row, col]
+            rows = [s for s in samples if field in s and (name == "all" or s["distribution"] == name)]
+            x = np.array([s[field] for s in rows])
+            y = np.array([s["bleu"] for s in rows])
             for i, dist in enumerate(names):
-                part = [s for s in rows if s["distribution"] == dist]
-                ax.scatter(
-                    [s[f"decoder_{key}"] for s in part],
-                    [s["bleu"] for s in part],
-                    s=6,
-                    alpha=0.5,
-                    color=colors[i % len(colors)],
-                    label=dist,
-                )
-            ax.legend(fontsize=6)
-        else:
-            ax.scatter(x, y, s=6, alpha=0.5, color=colors[col % len(colors)])
-        if x.size >= 3 and np.ptp(x) > 0:
-            slope, intercept = np.polyfit(x, y, 1)
-            grid = np.linspace(x.min(), x.max(), 20)
-            ax.plot(grid, slope * grid + intercept, color="black", lw=1)
-            r = np.corrcoef(x, y)[0, 1] if np.ptp(y) > 0 else float("nan")
-            ax.set_title(f"{name} (r={r:.2f})", fontsize=9)
-        else:
-            ax.set_title(name, fontsize=9)
-        ax.set_xlabel(f"decoder mean token {key} (nats)", fontsize=8)
-        if col == 0:
-            ax.set_ylabel("reconstruction BLEU", fontsize=8)
-    fig.suptitle(f"Reconstruction quality vs input {key}", fontsize=10)
+                if name in ("all", dist):
+                    part = [s for s in rows if s["distribution"] == dist]
+                    ax.scatter(
+                        [s[field] for s in part],
+                        [s["bleu"] for s in part],
+                        s=6,
+                        alpha=0.5,
+                        color=colors[i % len(colors)],
+                        label=dist,
+                    )
+            if name == "all":
+                ax.legend(fontsize=6)
+            title = f"{name}, n={x.size}"
+            if x.size >= 3 and np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                grid = np.linspace(x.min(), x.max(), 20)
+                ax.plot(grid, slope * grid + intercept, color="black", lw=1)
+                if np.ptp(y) > 0:
+                    title += f", r={np.corrcoef(x, y)[0, 1]:.2f}"
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel(f"{src} mean token {key} (nats)", fontsize=7)
+            if col == 0:
+                ax.set_ylabel("reconstruction BLEU", fontsize=8)
+    fig.suptitle(f"Reconstruction quality vs input {key} (rows: the model that measured it)", fontsize=10)
+    fig.tight_layout()
     path = save_figure(fig, path)
     plt.close(fig)
     return path

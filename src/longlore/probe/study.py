@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ from longlore.probe.model import ProbeAutoencoder
 from longlore.probe.trainer import continue_pretrain, mixture_sampler, train_autoencoder
 
 STAGES = ("train", "mismatch", "eval", "entropy", "report")
+# Settings a study folder may be resumed with changed: they pick prefixes of the same cached samples
+# or change only how work is batched and logged.
+RESUMABLE_CHANGES = frozenset(
+    {"study.n_eval_mismatch", "study.n_entropy_encoder", "study.eval_batch_size", "train.log_every"}
+)
 
 
 @dataclass
@@ -126,17 +132,20 @@ class Study:
         path = self.out / "study_config.json"
         if path.exists():
             stored = read_json(path)
-            if stored != settings:
-                changed = sorted(
-                    f"{part}.{key}"
-                    for part in settings
-                    for key in set(settings[part]) | set(stored.get(part, {}))
-                    if settings[part].get(key) != stored.get(part, {}).get(key)
-                )
+            changed = sorted(
+                f"{part}.{key}"
+                for part in settings
+                for key in set(settings[part]) | set(stored.get(part, {}))
+                if settings[part].get(key) != stored.get(part, {}).get(key)
+            )
+            if set(changed) - RESUMABLE_CHANGES:
                 raise LongloreError(
                     f"{self.out} holds a study with other settings ({', '.join(changed)}); "
                     "pass a new --out folder to run this one"
                 )
+            if changed:
+                console.print(f"[yellow]study settings changed[/yellow] ({', '.join(changed)}): caches stay valid")
+                write_json(path, settings, overwrite=True)
         else:
             write_json(path, settings)
 
@@ -286,6 +295,7 @@ class Study:
             "machine": f"{platform.machine()} {platform.processor() or 'cpu'}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s)",
             "settings": read_json(self.out / "study_config.json"),
+            "command": study_command(read_json(self.out / "study_config.json"), self.out),
             "sources": {name: self.distributions.sources.get(name, name) for name in cfg.all_distributions},
         }
         main = self._cached(self.out / f"matched_r{main_ratio}" / "eval_{dist}.jsonl", self.samples)
@@ -343,21 +353,16 @@ class Study:
         }
         results["mismatch"] = self._mismatch_report(main_ratio)
         results["budget"] = self._budget()
-        results["samples"] = [
-            {
-                "distribution": r["distribution"],
-                "index": r["index"],
-                "bleu": round(r["bleu"], 2),
-                "f1": round(r["f1"], 2),
-            }
-            | {
-                f"{src}_{k}": round(statistics[src][i][k], 4)
-                for src in ("decoder",)
-                if src in statistics
-                for k in ("nll", "entropy")
-            }
-            for i, r in enumerate(main)
-        ]
+        by_key = {src: {(r["distribution"], r["index"]): r for r in rows} for src, rows in statistics.items()}
+        results["samples"] = []
+        for r in main:
+            row = {"distribution": r["distribution"], "index": r["index"], "bleu": round(r["bleu"], 2)}
+            row["f1"] = round(r["f1"], 2)
+            for src, table in by_key.items():
+                stat = table.get((r["distribution"], r["index"]))
+                if stat is not None:
+                    row |= {f"{src}_nll": round(stat["nll"], 4), f"{src}_entropy": round(stat["entropy"], 4)}
+            results["samples"].append(row)
         return results
 
     def _mismatch_report(self, ratio: int) -> dict[str, Any]:
@@ -412,6 +417,30 @@ class Study:
             "eval_cpu_seconds": evaluation,
             "eval_cpu_hours": round(sum(evaluation.values()) / 3600, 3),
         }
+
+
+def study_command(settings: dict[str, dict[str, Any]], out: Path) -> str:
+    """The ``longlore probe study`` command line that reproduces a study's stored settings."""
+    parts = ["longlore probe study"]
+    for part, values in settings.items():
+        for key, value in values.items():
+            if key == "version" or (part == "probe" and key == "ratio"):
+                continue
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, list):
+                parts.append(f"{flag} {','.join(str(v) for v in value)}" if value else f"{flag} ''")
+            else:
+                text = str(value)
+                if "\n" in text:  # bash ANSI-C quoting keeps the command on one line
+                    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+                    quoted = f"$'{escaped}'"
+                else:
+                    quoted = shlex.quote(text) if text else "''"
+                parts.append(f"{flag} {quoted}")
+    parts.append(f"--out {out}")
+    return " ".join(parts)
 
 
 def _claim(folder: Path, done: Any, poll_seconds: float = 30.0) -> bool:

@@ -74,7 +74,7 @@ def _run_loop(
     load: Callable[[Path], None],
 ) -> dict[str, Any]:
     ckpt = out_dir / "checkpoint"
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, foreach=False)
     schedule = warmup_cosine(optimizer, args.warmup_steps, args.steps)
     first, history, spent = 0, [], 0.0
     if (ckpt / "trainer_state.pt").exists():
