@@ -71,23 +71,29 @@ def test_training_lowers_the_reconstruction_loss(tiny, tiny_config, tmp_path):
     assert after < before - 0.03
 
 
-def test_continue_pretrain_changes_the_copy_and_lowers_its_loss(tiny, tmp_path):
+@pytest.mark.parametrize("lora_r", [4, None])
+def test_continue_pretrain_changes_the_copy_and_lowers_its_loss(tiny, tmp_path, lora_r):
     import copy
 
+    from longlore.core.models import load_causal_lm
+
     decoder, tokenizer = tiny
-    model = copy.deepcopy(decoder)
     text = [list(range(200, 216))] * 2
+    model = copy.deepcopy(decoder)
     with torch.no_grad():
         before = model(input_ids=torch.tensor(text), labels=torch.tensor(text)).loss.item()
-    continue_pretrain(
+    model = continue_pretrain(
         model,
         tokenizer,
         lambda rng, n: text,
         tmp_path / "cpt",
         TrainArgs(steps=6, batch_size=2, lr=1e-2, warmup_steps=1),
+        lora_r=lora_r,
     )
+    assert not any("lora_" in name for name, _ in model.named_parameters())  # merged into a plain LM
     with torch.no_grad():
         after = model(input_ids=torch.tensor(text), labels=torch.tensor(text)).loss.item()
     assert after < before
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, decoder.model.layers[0].mlp.up_proj.weight)
-    assert (tmp_path / "cpt" / "final" / "config.json").exists()
+    reloaded = load_causal_lm(str(tmp_path / "cpt" / "final"))[0]
+    assert torch.equal(reloaded.model.layers[1].self_attn.q_proj.weight, model.model.layers[1].self_attn.q_proj.weight)

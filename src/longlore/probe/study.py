@@ -189,8 +189,9 @@ class Study:
                 checkpoint_every=self.train_args.checkpoint_every,
                 log_every=self.train_args.log_every,
             )
-            continue_pretrain(model, self.tokenizer, sampler, folder, args, amp_bf16=self.config.amp_bf16)
+            model = continue_pretrain(model, self.tokenizer, sampler, folder, args, amp_bf16=self.config.amp_bf16)
             (folder / ".lock").unlink(missing_ok=True)
+            return model
         return load_causal_lm(str(folder / "final"))[0]
 
     def reconstructions(self, probe: ProbeAutoencoder, name: str, samples: list[Sample]) -> list[dict[str, Any]]:

@@ -171,32 +171,52 @@ def continue_pretrain(
     out_dir: str | Path,
     args: TrainArgs,
     amp_bf16: bool = False,
-) -> dict[str, Any]:
-    """Full-parameter next-token training of ``model`` (in place) on ``sampler``'s text.
+    lora_r: int | None = 64,
+) -> nn.Module:
+    """Next-token training of ``model`` on ``sampler``'s text; returns the trained model (a plain causal LM).
 
     Used to shift a copy of a model's pre-training distribution (e.g. towards code) so that an
-    encoder and a decoder with different "intrinsic data" can be paired. Saves the model and
-    tokenizer to ``out_dir/final`` (a plain Hugging Face folder).
+    encoder and a decoder with different "intrinsic data" can be paired. With ``lora_r`` (default)
+    every projection gets a LoRA adapter (alpha = 2r) that is merged into the weights at the end:
+    the optimizer then holds a few million numbers instead of four copies of the model, which is
+    what lets the step run beside other jobs in a few GB; ``lora_r=None`` trains every parameter.
+    Saves the model and tokenizer to ``out_dir/final`` (a plain Hugging Face folder).
     """
     out_dir = Path(out_dir)
-    model.requires_grad_(True).train()
-    params = list(model.parameters())
+    if lora_r is not None:
+        from peft import LoraConfig, get_peft_model
+
+        from longlore.probe.config import DEFAULT_LORA_TARGETS
+
+        model = get_peft_model(
+            model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=list(DEFAULT_LORA_TARGETS))
+        )
+    else:
+        model.requires_grad_(True)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = next(model.parameters()).device
 
     def loss_fn(batch: list[list[int]]) -> torch.Tensor:
-        ids = torch.tensor(batch, device=model.device)
-        with autocast(amp_bf16, model.device):
+        ids = torch.tensor(batch, device=device)
+        with autocast(amp_bf16, device):
             return model(input_ids=ids, labels=ids).loss
 
     def save(path: Path) -> None:
-        model.save_pretrained(path)
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(state, str(path / "trained.safetensors"))
 
     def load(path: Path) -> None:
         from safetensors.torch import load_file
 
-        state = {}
-        for shard in sorted(path.glob("*.safetensors")):
-            state.update(load_file(str(shard), device=str(model.device)))
-        model.load_state_dict(state, strict=False)
+        state = load_file(str(path / "trained.safetensors"), device=str(device))
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in state.items():
+                named[name].copy_(tensor)
 
     summary = _run_loop(
         name="continued pre-training",
@@ -208,7 +228,10 @@ def continue_pretrain(
         save=save,
         load=load,
     )
+    if lora_r is not None:
+        model = model.merge_and_unload()
     model.eval().requires_grad_(False)
     model.save_pretrained(out_dir / "final")
     tokenizer.save_pretrained(out_dir / "final")
-    return summary
+    write_json(out_dir / "train_summary.json", summary | {"lora_r": lora_r}, overwrite=True)
+    return model
