@@ -110,8 +110,8 @@ def test_cache_answers_second_run_and_resumes(tiny, tmp_path) -> None:
     assert counting.seen == len(PROMPTS) - 4 and again.hits == len(PROMPTS) and again.misses == 0
     lls = [LoglikelihoodRequest("a", " b"), LoglikelihoodRequest("a", " b")]
     assert again.loglikelihood(lls) == again.loglikelihood(lls) == tiny.loglikelihood(lls)
-    other = CachedTextModel(CountingModel(HFTextModel.from_spec("tiny-llama@1")), tmp_path / "c.sqlite")
-    other.inner.model_id = "tiny-llama@1"
+    other = CachedTextModel(CountingModel(HFTextModel.from_spec("tiny-llama:seed=1")), tmp_path / "c.sqlite")
+    other.inner.model_id = "tiny-llama:seed=1"
     other.generate(requests[:2])
     assert other.misses == 2  # the model id is part of the key
 

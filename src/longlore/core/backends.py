@@ -124,10 +124,13 @@ class HFTextModel:
         self._lock = threading.Lock()  # one forward at a time when served over HTTP
 
     @classmethod
-    def from_spec(cls, spec: str, batch_size: int = 8, device: str = "cpu") -> HFTextModel:
+    def from_spec(
+        cls, spec: str, batch_size: int = 8, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+    ) -> HFTextModel:
+        """Load a causal LM spec (:func:`longlore.core.models.load_causal_lm`) on ``device`` in ``dtype``."""
         from longlore.core.models import load_causal_lm
 
-        model, tokenizer = load_causal_lm(spec, device=device)
+        model, tokenizer = load_causal_lm(spec, device=device, dtype=dtype)
         return cls(model, tokenizer, batch_size=batch_size, model_id=spec)
 
     def format_chat(self, prompt: str | list[dict[str, str]], system: str | None = None) -> str:
@@ -436,25 +439,28 @@ class CachedTextModel:
 
 
 def parse_endpoint(spec: str) -> tuple[str, str]:
-    """``openai:MODEL@URL`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``) -> ``(model, base_url)``."""
-    body = spec[len("openai:") :]
-    model, sep, url = body.partition("@")
-    url = url if sep else os.environ.get("OPENAI_BASE_URL", "")
-    if not model or not url.startswith(("http://", "https://")):
-        raise LongloreError(
-            f"endpoint spec '{spec}': expected openai:MODEL@http://host:port/v1 "
-            "(or openai:MODEL with OPENAI_BASE_URL set)"
-        )
-    return model, url
+    """``openai:MODEL@URL`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``) -> ``(model, base_url)``;
+    with several comma-separated URLs, the base URLs come back comma-joined."""
+    from longlore.core.models import parse_endpoint_spec
+
+    parsed = parse_endpoint_spec(spec)
+    return parsed.name, ",".join(parsed.urls)
 
 
 def load_text_model(
-    spec: str, *, batch_size: int = 8, cache: str | Path | None = None, device: str = "cpu", concurrency: int = 4
+    spec: str,
+    *,
+    batch_size: int = 8,
+    cache: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    concurrency: int = 4,
 ) -> Any:
-    """A :class:`TextModel` for a model spec or an ``openai:MODEL@URL`` endpoint, cached if asked."""
+    """A :class:`TextModel` for a model spec (on ``device`` in ``dtype``) or an ``openai:MODEL@URL``
+    endpoint (``concurrency`` requests in flight), wrapped in a request cache if ``cache`` is given."""
     if spec.startswith("openai:"):
         model_name, url = parse_endpoint(spec)
         inner: Any = OpenAITextModel(url, model_name, concurrency=concurrency)
     else:
-        inner = HFTextModel.from_spec(spec, batch_size=batch_size, device=device)
+        inner = HFTextModel.from_spec(spec, batch_size=batch_size, device=device, dtype=dtype)
     return CachedTextModel(inner, cache) if cache else inner
