@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from longlore.core.config_cli import device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
 
@@ -118,6 +119,8 @@ def generate(
     batch_size: int = typer.Option(8),
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache (resume an interrupted run)."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Generate completions with any backend (a quick check of a model or an endpoint)."""
     from longlore.core.backends import GenerationRequest, load_text_model
@@ -129,7 +132,7 @@ def generate(
     records = [PromptRecord(id="0", prompt=prompt)] if prompt is not None else read_jsonl(input, PromptRecord)
     if output is not None and output.exists() and not overwrite:
         raise LongloreError(f"{output}: already exists; pass --overwrite to replace it")
-    text_model = load_text_model(model, batch_size=batch_size, cache=cache)
+    text_model = load_text_model(model, batch_size=batch_size, cache=cache, device=device, dtype=dtype)
     requests = [
         GenerationRequest(r.prompt, system=r.system, chat=chat, max_new_tokens=max_new_tokens, temperature=temperature)
         for r in records
@@ -150,12 +153,14 @@ def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     api_key: Optional[str] = typer.Option(None, help="Require this bearer key."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Serve a local model over a minimal OpenAI-compatible API (chat, completions, echo logprobs)."""
     from longlore.core.backends import HFTextModel
     from longlore.core.serve import serve_openai
 
-    text_model = HFTextModel.from_spec(model)
+    text_model = HFTextModel.from_spec(model, device=device, dtype=dtype)
     console.print(f"serving {model} at http://{host}:{port}/v1 (Ctrl-C to stop)")
     serve_openai(text_model, host=host, port=port, api_key=api_key, background=False)
 
