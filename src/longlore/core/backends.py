@@ -60,6 +60,18 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class Completion:
+    """One completion with why it ended and its token counts (what a server reports as
+    ``finish_reason`` and ``usage``): ``"stop"`` for an end-of-sequence token or a stop string,
+    ``"length"`` when ``max_new_tokens`` ran out first."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class LoglikelihoodRequest:
     """Score ``continuation`` after ``context`` (raw text; no chat template is applied)."""
 
@@ -146,8 +158,14 @@ class HFTextModel:
             raise LongloreError("a request with chat messages needs chat=True")
         return (request.system + "\n\n" if request.system else "") + request.prompt
 
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+        return {i for i in ids if i is not None}
+
     @torch.no_grad()
-    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[str]]:
+    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[Completion]]:
         from transformers import StoppingCriteriaList
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
@@ -169,12 +187,28 @@ class HFTextModel:
             )
         with self._lock:
             out = self.model.generate(**enc, **kwargs)
-        decoded = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-        decoded = [truncate_at_stop(t, request.stop) for t in decoded]
-        return [decoded[i * request.n : (i + 1) * request.n] for i in range(len(texts))]
+        prompt_tokens = enc["attention_mask"].sum(1).tolist()
+        eos, pad = self._eos_ids(), self.tokenizer.pad_token_id
+        completions = []
+        for row_index, row in enumerate(out[:, prompt_len:].tolist()):
+            # the row's own tokens: up to and including its first EOS; finished rows are padded
+            n = next((j + 1 for j, t in enumerate(row) if t in eos), None)
+            ended = n is not None
+            if n is None:
+                n = len(row)
+                while n and row[n - 1] == pad:
+                    n -= 1
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            cut = truncate_at_stop(text, request.stop)
+            stopped = ended or len(cut) < len(text) or n < request.max_new_tokens
+            completions.append(
+                Completion(cut, "stop" if stopped else "length", int(prompt_tokens[row_index // request.n]), n)
+            )
+        return [completions[i * request.n : (i + 1) * request.n] for i in range(len(texts))]
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
-        results: list[list[str] | None] = [None] * len(requests)
+    def generate_detailed(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        """Like :meth:`generate`, with each completion's ``finish_reason`` and token counts."""
+        results: list[list[Completion] | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(request.params(), []).append(i)
@@ -186,6 +220,9 @@ class HFTextModel:
                 for i, completions in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
                     results[i] = completions
         return results  # type: ignore[return-value]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        return [[c.text for c in row] for row in self.generate_detailed(requests)]
 
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         # lm-eval convention: trailing spaces of the context belong to the continuation.

@@ -12,36 +12,41 @@ adds to it) to the resolved device and casts its floating-point tensors to the r
 from __future__ import annotations
 
 import os
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from longlore.core.errors import LongloreError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `longlore --help` stays fast
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 DEVICE_HELP = "Where the model runs: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps."
 DTYPE_HELP = "Weights' dtype: auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16."
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
 }
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """The ``torch.device`` a ``--device`` value names; a one-line error when it is absent here."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     text = (device or "auto").strip().lower()
@@ -72,6 +77,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: str | torch.device | None = "auto") -> torch.dtype:
     """The ``torch.dtype`` a ``--dtype`` value names; ``auto`` depends on the (resolved) device."""
+    import torch
+
     if isinstance(dtype, torch.dtype):
         return dtype
     text = (dtype or "auto").strip().lower().removeprefix("torch.")
@@ -80,9 +87,9 @@ def resolve_dtype(dtype: str | torch.dtype | None = "auto", device: str | torch.
         if where.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    if text not in _DTYPES:
+    if text not in _DTYPE_NAMES:
         raise LongloreError(f"--dtype '{dtype}': expected one of {', '.join(DTYPE_CHOICES)}")
-    return _DTYPES[text]
+    return getattr(torch, _DTYPE_NAMES[text])
 
 
 def resolve(device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto") -> tuple:
@@ -103,6 +110,8 @@ def place(module: Any, device: str | torch.device | None = "auto", dtype: str | 
 def module_device_dtype(module: Any) -> tuple[torch.device, torch.dtype]:
     """The device and floating dtype of a module's first floating parameter (CPU/float32 if none):
     what every module a system adds to a backbone should follow."""
+    import torch
+
     for p in module.parameters():
         if p.is_floating_point():
             return p.device, p.dtype
