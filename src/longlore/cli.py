@@ -213,7 +213,9 @@ def serve(
         port=port,
         api_key=api_key,
         background=False,
-        on_ready=lambda url: console.print(f"serving {model} at {url} (Ctrl-C to stop)", highlight=False),
+        on_ready=lambda url: console.print(
+            f"serving {model} at {url} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+        ),
     )
 
 

@@ -291,6 +291,11 @@ class HFTextModel:
 # --- OpenAI-compatible endpoint --------------------------------------------------------------
 
 
+class EndpointUnavailable(LongloreError):
+    """An endpoint did not answer (connection failures, 408/429/5xx) after its retries; another
+    replica may still serve the request (see :class:`longlore.core.endpoints.MultiEndpointTextModel`)."""
+
+
 class OpenAITextModel:
     """Any OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp server, OpenAI itself).
 
@@ -341,7 +346,7 @@ class OpenAITextModel:
                 last = f"HTTP {response.status_code}: {detail}"
             if attempt < self.max_retries:
                 time.sleep(min(self.backoff * 2**attempt, 30.0))
-        raise LongloreError(
+        raise EndpointUnavailable(
             f"endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
             "check that the server is running and the URL / API key"
         )
@@ -494,10 +499,17 @@ def load_text_model(
     concurrency: int = 4,
 ) -> Any:
     """A :class:`TextModel` for a model spec (on ``device`` in ``dtype``) or an ``openai:MODEL@URL``
-    endpoint (``concurrency`` requests in flight), wrapped in a request cache if ``cache`` is given."""
+    endpoint (``concurrency`` requests in flight per endpoint; several comma-separated URLs give a
+    :class:`~longlore.core.endpoints.MultiEndpointTextModel`), wrapped in a request cache if
+    ``cache`` is given."""
     if spec.startswith("openai:"):
-        model_name, url = parse_endpoint(spec)
-        inner: Any = OpenAITextModel(url, model_name, concurrency=concurrency)
+        model_name, urls = parse_endpoint(spec)
+        if "," in urls:
+            from longlore.core.endpoints import MultiEndpointTextModel
+
+            inner: Any = MultiEndpointTextModel(urls.split(","), model_name, concurrency=concurrency)
+        else:
+            inner = OpenAITextModel(urls, model_name, concurrency=concurrency)
     else:
         inner = HFTextModel.from_spec(spec, batch_size=batch_size, device=device, dtype=dtype)
     return CachedTextModel(inner, cache) if cache else inner

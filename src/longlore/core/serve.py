@@ -9,11 +9,16 @@ runs it in the foreground. Not a production server: one forward at a time, no st
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from longlore.core.backends import GenerationRequest
@@ -166,3 +171,34 @@ def serve_openai(
         except KeyboardInterrupt:
             server.shutdown()
     return server, base_url
+
+
+def launch_server(
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    extra_args: Sequence[str] = (),
+    log_path: str | Path | None = None,
+    timeout: float = 300.0,
+) -> tuple[subprocess.Popen, str]:
+    """Start ``longlore serve --model MODEL`` in a subprocess and wait until it listens.
+
+    Returns ``(process, base_url)``; stop it with ``process.terminate()`` (or ``kill()``). Its
+    output goes to ``log_path`` (a temporary file by default). Used by tests and benchmarks that
+    need real server processes on 127.0.0.1.
+    """
+    log = Path(log_path) if log_path is not None else Path(tempfile.mkstemp(prefix="longlore-serve-", suffix=".log")[1])
+    command = [sys.executable, "-m", "longlore.cli", "serve", "--model", model, "--host", host, "--port", str(port)]
+    with log.open("wb") as handle:
+        process = subprocess.Popen([*command, *extra_args], stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"serving .* at (http://\S+/v1)", log.read_text(errors="replace"))
+        if found:
+            return process, found.group(1)
+        if process.poll() is not None:
+            raise LongloreError(f"longlore serve {model} exited with code {process.returncode}; see {log}")
+        time.sleep(0.1)
+    process.kill()
+    raise LongloreError(f"longlore serve {model} did not start listening within {timeout:.0f} s; see {log}")
