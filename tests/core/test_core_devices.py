@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -73,3 +75,27 @@ def test_place_moves_and_casts_a_module_with_cuda_mocked(fake_cuda, monkeypatch)
     assert calls == [{"device": torch.device("cuda", 0), "dtype": torch.bfloat16}]
     assert module_device_dtype(module) == (torch.device("meta"), torch.bfloat16)
     assert module.ids.dtype == torch.int64  # integer buffers keep their dtype
+
+
+def test_bf16_forward_and_training_step(test_device: str) -> None:
+    """A tiny decoder in bf16 on the test device: parameters, logits and one shared-loop step."""
+    from longlore.core.models import load_causal_lm
+    from longlore.core.training import TrainingArgs, train_loop
+
+    model, tok = load_causal_lm("tiny-llama", device=test_device, dtype="bfloat16")
+    ids = tok(["hello world", "a b c d"], padding=True, return_tensors="pt").to(test_device)
+    logits = model(**ids).logits
+    assert logits.dtype == torch.bfloat16 and logits.device.type == torch.device(test_device).type
+    before = model.lm_head.weight.detach().clone()
+
+    def loss_fn(m, items, ctx):
+        batch = tok(items, padding=True, return_tensors="pt").to(test_device)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        return m(**batch, labels=labels).loss
+
+    result = train_loop(
+        model, loss_fn, lambda step: ["hello world", "a b c d"], TrainingArgs(steps=1, lr=1e-2), progress=False
+    )
+    assert math.isfinite(result.final_loss)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert not torch.equal(before, model.lm_head.weight)
