@@ -186,7 +186,9 @@ def main() -> None:
     parser.add_argument("--endpoint-model", default="smollm2-135m")
     parser.add_argument("--bench-items", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight per endpoint")
-    parser.add_argument("--data-dir", default=None, help="benchmark data (default: $LONGLORE_BENCH_DATA or beside the repo)")
+    parser.add_argument(
+        "--data-dir", default=None, help="benchmark data (default: $LONGLORE_BENCH_DATA or beside the repo)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
