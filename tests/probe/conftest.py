@@ -12,7 +12,7 @@ def tiny():
     """A fresh tiny-llama decoder (2 layers, hidden 64) and its tokenizer."""
     from longlore.core.models import load_causal_lm
 
-    return load_causal_lm("tiny-llama@1")
+    return load_causal_lm("tiny-llama:seed=1")
 
 
 @pytest.fixture()

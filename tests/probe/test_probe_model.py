@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -123,16 +124,22 @@ def test_save_and_load_round_trip(tiny, tiny_config, tmp_path):
     with torch.no_grad():
         expected_loss = probe(seqs)["loss"]
     probe.save_pretrained(tmp_path / "p")
-    assert {p.name for p in (tmp_path / "p").iterdir()} == {"encoder_lora", "align.safetensors", "probe_config.json"}
+    assert {p.name for p in (tmp_path / "p").iterdir()} == {
+        "encoder_lora",
+        "probe_model.safetensors",
+        "probe_config.json",
+    }
+    assert json.loads((tmp_path / "p" / "probe_config.json").read_text())["format_version"] == 1
     loaded = ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "p")
     assert loaded.config == tiny_config
     assert loaded.reconstruct(seqs, max_new_tokens=6) == expected
     with torch.no_grad():
         assert torch.allclose(loaded(seqs)["loss"], expected_loss, atol=1e-6)
-    with pytest.raises(LongloreError, match="final/"):
-        (tmp_path / "run" / "final").mkdir(parents=True)
-        probe.save_pretrained(tmp_path / "run" / "final")
-        ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "run")
+    probe.save_pretrained(tmp_path / "run" / "final")  # a run folder resolves to its final/
+    assert ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "run").reconstruct(seqs, 6) == expected
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LongloreError, match="not a probe folder"):
+        ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "empty")
 
 
 def test_adapted_encoder_lm_carries_the_lora(tiny, tiny_config):
@@ -155,3 +162,21 @@ def test_config_rejects_bad_values():
     with pytest.raises(LongloreError, match="encoder_layers"):
         ProbeConfig(encoder_layers=0)
     assert ProbeConfig.from_dict(ProbeConfig(ratio=8).to_dict()) == ProbeConfig(ratio=8)
+
+
+def test_bf16_forward_and_training_step(tiny_config, test_device, tmp_path):
+    from longlore.core.models import load_causal_lm
+
+    decoder, tokenizer = load_causal_lm("tiny-llama:seed=2", device=test_device, dtype="bfloat16")
+    torch.manual_seed(0)
+    probe = ProbeAutoencoder(decoder, tokenizer, tiny_config)
+    assert {p.dtype for p in probe.parameters()} == {torch.bfloat16}
+    assert all(p.device == decoder.device for p in probe.parameters())
+    ids, mask = probe._batch([[40, 41, 42, 43, 44], [50, 51]])
+    memory, _ = probe.encode(ids, mask)
+    assert memory.dtype == torch.bfloat16 and memory.device == decoder.device
+    before = {n: p.detach().clone() for n, p in probe.trainable_state().items()}
+    summary = train_autoencoder(probe, _sampler, tmp_path, TrainArgs(steps=1, batch_size=2, lr=1e-2, warmup_steps=1))
+    assert torch.isfinite(torch.tensor(summary["history"][0]))
+    assert any(not torch.equal(p, before[n]) for n, p in probe.trainable_state().items())
+    assert len(probe.reconstruct([[40, 41, 42, 43, 44]], max_new_tokens=3)[0]) <= 3

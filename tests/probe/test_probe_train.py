@@ -46,12 +46,23 @@ def test_resumed_training_equals_unbroken(tiny, tiny_config, tmp_path):
     train_autoencoder(resumed, _sampler, tmp_path / "b", args)
 
     for (name, a), (_, b) in zip(unbroken.trainable_state().items(), resumed.trainable_state().items()):
-        assert torch.allclose(a, b, atol=1e-6), f"{name} differs after resume"
-    history_a = json.loads((tmp_path / "a" / "train_history.json").read_text())
-    history_b = json.loads((tmp_path / "b" / "train_history.json").read_text())
-    assert history_a == pytest.approx(history_b, abs=1e-4)
-    assert len(history_a) == 4 and summary["cpu_seconds"] >= 0
+        assert torch.equal(a, b), f"{name} differs after resume"
+    history_a = json.loads((tmp_path / "a" / "train_summary.json").read_text())["history"]
+    history_b = json.loads((tmp_path / "b" / "train_summary.json").read_text())["history"]
+    assert history_a == history_b and len(history_a) == 4
+    assert summary["finished"] and summary["cpu_seconds"] >= 0
     assert (tmp_path / "b" / "final" / "probe_config.json").exists()
+
+
+def test_stop_after_then_resume_finishes_the_run(tiny, tiny_config, tmp_path):
+    decoder, tokenizer = tiny
+    probe = ProbeAutoencoder(decoder, tokenizer, tiny_config)
+    args = TrainArgs(steps=3, batch_size=2, lr=5e-3, warmup_steps=1, checkpoint_every=5, stop_after=1)
+    summary = train_autoencoder(probe, _sampler, tmp_path, args)
+    assert not summary["finished"] and summary["steps"] == 1 and not (tmp_path / "final").exists()
+    args.stop_after = None
+    summary = train_autoencoder(ProbeAutoencoder(decoder, tokenizer, tiny_config), _sampler, tmp_path, args)
+    assert summary["finished"] and len(summary["history"]) == 3 and (tmp_path / "final").exists()
 
 
 def test_training_lowers_the_reconstruction_loss(tiny, tiny_config, tmp_path):

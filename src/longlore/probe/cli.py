@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
-from longlore.probe._options import config_options
 from longlore.probe.config import ProbeConfig, TrainArgs
 from longlore.probe.study import STAGES, StudyConfig
 
@@ -34,7 +34,7 @@ def _names(text: str, folders: dict[str, str]) -> list[str]:
 
 
 @app.command()
-@config_options(config=ProbeConfig, args=TrainArgs)
+@config_options(config=ProbeConfig, args=TrainArgs, exclude={"version"})
 def train(
     config: ProbeConfig,
     args: TrainArgs,
@@ -45,23 +45,29 @@ def train(
     data: list[str] = typer.Option([], help="Your own distribution as NAME=PATH (folder of .txt/.jsonl); repeatable."),
     length: int = typer.Option(128, help="Tokens per training window."),
     amp_bf16: bool = typer.Option(False, help="bf16 autocast (fp32 master weights)."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Train an autoencoder on a mix of distributions; saves OUT/final (save_pretrained)."""
+    import torch
+
     from longlore.core.models import load_causal_lm
     from longlore.probe.data import Distributions
     from longlore.probe.model import ProbeAutoencoder
     from longlore.probe.trainer import mixture_sampler, train_autoencoder
 
     folders = _folders(data)
-    decoder, tokenizer = load_causal_lm(model)
-    base = load_causal_lm(encoder_base)[0] if encoder_base else None
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
+    base = load_causal_lm(encoder_base, device=device, dtype=dtype)[0] if encoder_base else None
     dists = Distributions(tokenizer, folders)
-    import torch
 
     torch.manual_seed(args.seed)
     probe = ProbeAutoencoder(decoder, tokenizer, config, encoder_base=base)
     sampler = mixture_sampler(dists, _names(distributions, folders), length)
     summary = train_autoencoder(probe, sampler, out, args, amp_bf16=amp_bf16)
+    if not summary["finished"]:
+        console.print(f"stopped at step {summary['steps']} (--stop-after); rerun the same command to resume")
+        return
     console.print(
         f"trained {summary['steps']} steps ({summary['cpu_seconds']} CPU s), final loss {summary['final_loss']:.4f}; "
         f"saved to {out / 'final'}"
@@ -82,6 +88,8 @@ def evaluate_cmd(
     amp_bf16: bool = typer.Option(False, help="bf16 autocast."),
     output: Path = typer.Option(Path("runs/probe/eval.json"), help="Metrics JSON (per-sample rows in OUTPUT.jsonl)."),
     overwrite: bool = typer.Option(False, help="Replace an existing OUTPUT."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Reconstruct held-out samples greedily; BLEU and token F1 per distribution with 95% CIs."""
     from longlore.core.io import write_json
@@ -93,8 +101,8 @@ def evaluate_cmd(
     if output.exists() and not overwrite:
         raise LongloreError(f"{output}: already exists; pass --overwrite to replace it")
     folders = _folders(data)
-    decoder, tokenizer = load_causal_lm(model)
-    base = load_causal_lm(encoder_base)[0] if encoder_base else None
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
+    base = load_causal_lm(encoder_base, device=device, dtype=dtype)[0] if encoder_base else None
     probe = ProbeAutoencoder.from_pretrained(decoder, tokenizer, probe_dir, encoder_base=base)
     dists = Distributions(tokenizer, folders)
     samples = [s for name in _names(distributions, folders) for s in dists.held_out(name, n, length, seed=seed)]
@@ -110,7 +118,7 @@ def evaluate_cmd(
 
 
 @app.command()
-@config_options(study=StudyConfig, config=ProbeConfig, args=TrainArgs, exclude={"ratio"})
+@config_options(study=StudyConfig, config=ProbeConfig, args=TrainArgs, exclude={"ratio", "version"})
 def study(
     study: StudyConfig,
     config: ProbeConfig,
@@ -124,11 +132,13 @@ def study(
     only: Optional[str] = typer.Option(
         None, help="Evaluate only these distributions (comma-separated): lets two processes share one study folder."
     ),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Run the whole grid (train, mismatch, eval, entropy, report); rerun to resume."""
     from longlore.probe.study import Study
 
-    runner = Study(out, study, config, args)
+    runner = Study(out, study, config, args, device=device, dtype=dtype)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     subset = tuple(s.strip() for s in only.split(",") if s.strip()) if only else None
     result = runner.run(chosen, results_path=results, only=subset)

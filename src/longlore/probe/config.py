@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 from longlore.core.errors import LongloreError
 
@@ -91,6 +92,9 @@ class TrainArgs:
     seed: int = field(default=0, metadata={"help": "Initialisation and batch-order seed."})
     checkpoint_every: int = field(default=25, metadata={"help": "Save adapters + optimizer every N steps (resume)."})
     log_every: int = field(default=10, metadata={"help": "Log the running loss every N steps."})
+    stop_after: Optional[int] = field(
+        default=None, metadata={"help": "Stop (after a checkpoint) at this step; run again to resume."}
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or self.checkpoint_every < 1:

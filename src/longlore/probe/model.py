@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ from torch import nn
 from longlore.core.errors import LongloreError
 from longlore.probe.config import ProbeConfig
 
-_ALIGN_FILE = "align.safetensors"
-_CONFIG_FILE = "probe_config.json"
+_KIND = "probe"
+_FORMAT_VERSION = 1
+_CONFIG_FILE = f"{_KIND}_config.json"
 _ENCODER_DIR = "encoder_lora"
 
 
@@ -258,65 +258,63 @@ class ProbeAutoencoder(nn.Module):
         """The probe's trained tensors (LoRA matrices + alignment block), by name."""
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``encoder_lora/`` (peft adapter), ``align.safetensors`` and ``probe_config.json``; atomic."""
-        from safetensors.torch import save_file
+    def save_pretrained(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the probe's own state (atomically): ``probe_config.json`` (versioned config),
+        ``probe_model.safetensors`` (the alignment block) and ``encoder_lora/`` (the encoder's peft adapter,
+        loadable with peft alone). The decoder and the encoder's base weights are never saved."""
+        from longlore.core.saving import save_pretrained_folder
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.encoder.save_pretrained(tmp / _ENCODER_DIR)
-        align = {
-            k: v.detach().contiguous().cpu() for k, v in self.align.state_dict().items() if "embed_tokens" not in k
-        }
-        save_file(align, str(tmp / _ALIGN_FILE))
-        (tmp / _CONFIG_FILE).write_text(json.dumps({"config": self.config.to_dict()}, indent=2) + "\n")
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-        return path
+        align = {k: v for k, v in self.state_dict().items() if k.startswith("align.") and "embed_tokens" not in k}
+        return save_pretrained_folder(
+            path,
+            kind=_KIND,
+            version=_FORMAT_VERSION,
+            config=self.config.to_dict(),
+            tensors=align,
+            extra={"class": type(self).__name__, "hidden_size": int(self.decoder.config.hidden_size)},
+            also=lambda tmp: self.encoder.save_pretrained(tmp / _ENCODER_DIR),
+            overwrite=overwrite,
+        )
 
     @classmethod
     def from_pretrained(
         cls,
-        decoder: nn.Module,
+        base_model: nn.Module,
         tokenizer: Any,
         path: str | Path,
         encoder_base: nn.Module | None = None,
         is_trainable: bool = False,
     ) -> ProbeAutoencoder:
-        """Rebuild a saved probe on ``decoder`` (and ``encoder_base``, default: the decoder)."""
+        """Rebuild a saved probe on ``base_model`` (the frozen decoder) and ``encoder_base`` (default: the
+        decoder). A run folder resolves to its ``final/``."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
 
-        path = Path(path)
-        if not (path / _CONFIG_FILE).exists():
-            hint = " (a run folder? pass its final/ subfolder)" if (path / "final" / _CONFIG_FILE).exists() else ""
-            raise LongloreError(f"{path}: no {_CONFIG_FILE}; expected a folder written by save_pretrained{hint}")
-        config = ProbeConfig.from_dict(json.loads((path / _CONFIG_FILE).read_text())["config"])
-        probe = cls(decoder, tokenizer, config, encoder_base=encoder_base)
-        probe.load_trained(path)
+        from longlore.core.saving import find_model_folder, load_pretrained_folder, load_state_checked
+
+        folder = find_model_folder(path, _CONFIG_FILE, what="probe")
+        meta = json.loads((folder / _CONFIG_FILE).read_text(encoding="utf-8"))
+        if "format_version" in meta:
+            folder, meta, align = load_pretrained_folder(folder, kind=_KIND, version=_FORMAT_VERSION)
+        else:  # the first layout (before the shared convention): align.safetensors beside the config
+            align = {f"align.{k}": v for k, v in load_file(str(folder / "align.safetensors")).items()}
+        probe = cls(base_model, tokenizer, ProbeConfig.from_dict(meta["config"]), encoder_base=encoder_base)
+        adapter_file = folder / _ENCODER_DIR / "adapter_model.safetensors"
+        if not adapter_file.is_file():
+            raise LongloreError(f"{folder}: {_ENCODER_DIR}/adapter_model.safetensors is missing; save the probe again")
+        adapter = load_file(str(adapter_file), device=str(probe.device))
+        result = set_peft_model_state_dict(probe.encoder, adapter)
+        if getattr(result, "unexpected_keys", None):
+            raise LongloreError(
+                f"{folder}: the encoder adapter has tensors this encoder lacks: {result.unexpected_keys[:3]}"
+            )
+        load_state_checked(
+            probe, {k: v.to(probe.device) for k, v in align.items()}, folder / f"{_KIND}_model.safetensors"
+        )
         probe.train(is_trainable)
         if not is_trainable:
             probe.requires_grad_(False)
         return probe
-
-    def load_trained(self, path: str | Path) -> None:
-        """Load the LoRA and alignment tensors saved in ``path`` into this probe (in place)."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        adapter = load_file(str(path / _ENCODER_DIR / "adapter_model.safetensors"), device=str(self.device))
-        result = set_peft_model_state_dict(self.encoder, adapter)
-        if getattr(result, "unexpected_keys", None):
-            raise LongloreError(f"{path}: adapter has tensors this encoder lacks: {result.unexpected_keys[:3]}")
-        align = load_file(str(path / _ALIGN_FILE), device=str(self.device))
-        missing, unexpected = self.align.load_state_dict(align, strict=False)
-        if unexpected or [k for k in missing if "embed_tokens" not in k]:
-            raise LongloreError(f"{path}: alignment block does not match this decoder ({(missing + unexpected)[:3]})")
 
     def adapted_encoder_lm(self, encoder_base: nn.Module) -> nn.Module:
         """A full-depth causal LM: ``encoder_base`` with this probe's LoRA merged into its first k layers.

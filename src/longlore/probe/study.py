@@ -47,7 +47,7 @@ STAGES = ("train", "mismatch", "eval", "entropy", "report")
 # Settings a study folder may be resumed with changed: they pick prefixes of the same cached samples
 # or change only how work is batched and logged.
 RESUMABLE_CHANGES = frozenset(
-    {"study.n_eval_mismatch", "study.n_entropy_encoder", "study.eval_batch_size", "train.log_every"}
+    {"study.n_eval_mismatch", "study.n_entropy_encoder", "study.eval_batch_size", "train.log_every", "train.stop_after"}
 )
 
 
@@ -108,14 +108,23 @@ class StudyConfig:
 class Study:
     """Holds the loaded models and samples of one study folder; each stage is a method."""
 
-    def __init__(self, out_dir: str | Path, config: StudyConfig, probe: ProbeConfig, train: TrainArgs) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        config: StudyConfig,
+        probe: ProbeConfig,
+        train: TrainArgs,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
         from longlore.core.models import load_causal_lm
 
         self.out = Path(out_dir)
         self.config, self.probe_config, self.train_args = config, probe, train
+        self.device, self.dtype = device, dtype
         self._check_folder()
         torch.manual_seed(train.seed)
-        self.decoder, self.tokenizer = load_causal_lm(config.decoder)
+        self.decoder, self.tokenizer = load_causal_lm(config.decoder, device=device, dtype=dtype)
         self.distributions = Distributions(self.tokenizer, config.folders)
         self.samples: list[Sample] = []
         for name in config.all_distributions:
@@ -167,8 +176,10 @@ class Study:
             return ProbeAutoencoder.from_pretrained(self.decoder, self.tokenizer, folder / "final", encoder_base)
         torch.manual_seed(self.train_args.seed)  # same LoRA initialisation in every arm
         probe = ProbeAutoencoder(self.decoder, self.tokenizer, config, encoder_base=encoder_base)
-        train_autoencoder(probe, self._sampler(), folder, self.train_args, amp_bf16=self.config.amp_bf16)
+        summary = train_autoencoder(probe, self._sampler(), folder, self.train_args, amp_bf16=self.config.amp_bf16)
         (folder / ".lock").unlink(missing_ok=True)
+        if not summary["finished"]:
+            raise _Stopped(f"{name} stopped at step {summary['steps']} (--stop-after); rerun to resume")
         return probe
 
     def shifted_model(self) -> torch.nn.Module:
@@ -192,7 +203,7 @@ class Study:
             model = continue_pretrain(model, self.tokenizer, sampler, folder, args, amp_bf16=self.config.amp_bf16)
             (folder / ".lock").unlink(missing_ok=True)
             return model
-        return load_causal_lm(str(folder / "final"))[0]
+        return load_causal_lm(str(folder / "final"), device=self.device, dtype=self.dtype)[0]
 
     def reconstructions(self, probe: ProbeAutoencoder, name: str, samples: list[Sample]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -227,6 +238,15 @@ class Study:
     ) -> dict[str, Any] | None:
         """Run ``stages`` in order; ``only`` restricts evaluation and entropy to some distributions (so two
         processes can share the work of one study folder: cells being trained by one are waited for)."""
+        try:
+            return self._run(stages, results_path, only)
+        except _Stopped as stop:
+            console.print(f"[yellow]{stop}[/yellow]")
+            return None
+
+    def _run(
+        self, stages: tuple[str, ...], results_path: str | Path | None, only: tuple[str, ...] | None
+    ) -> dict[str, Any] | None:
         unknown = set(stages) - set(STAGES)
         if unknown:
             raise LongloreError(f"unknown stage(s) {sorted(unknown)}; expected some of: {', '.join(STAGES)}")
@@ -418,6 +438,10 @@ class Study:
             "eval_cpu_seconds": evaluation,
             "eval_cpu_hours": round(sum(evaluation.values()) / 3600, 3),
         }
+
+
+class _Stopped(Exception):
+    """A planned stop (``stop_after``) inside a training cell: the study stops there, to be resumed."""
 
 
 def study_command(settings: dict[str, dict[str, Any]], out: Path) -> str:

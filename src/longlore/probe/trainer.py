@@ -1,19 +1,17 @@
-"""Training loops of the probe: the autoencoder (LoRA encoder + alignment, decoder frozen) and the
-brief continued pre-training that makes a model with a shifted pre-training distribution.
+"""Training of the probe on the shared loop (:func:`longlore.core.training.train_loop`): the
+autoencoder (LoRA encoder + alignment, decoder frozen), and the brief continued pre-training that
+makes a model with a shifted pre-training distribution.
 
-Both loops draw batch ``s`` from a generator seeded by ``(seed, s)``, checkpoint the trained tensors,
-optimizer, schedule, step and CPU-seconds spent, and resume from ``out_dir/checkpoint`` to exactly
-the weights an unbroken run reaches (tested).
+Each trainer keeps only its loss. Batch ``s`` is a seeded draw that depends on ``s`` alone, the loop
+checkpoints the trainable tensors, optimizer, schedule, RNG, step and the CPU seconds spent to
+``out_dir/checkpoint.pt`` and resumes from it to exactly the weights an unbroken run reaches (tested).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import random
 import resource
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,8 @@ import torch
 from torch import nn
 
 from longlore.core.io import write_json
-from longlore.core.progress import console, track
-from longlore.probe.config import TrainArgs
+from longlore.core.training import StepBatches, TrainingArgs, train_loop
+from longlore.probe.config import DEFAULT_LORA_TARGETS, TrainArgs
 from longlore.probe.model import ProbeAutoencoder
 
 Sampler = Callable[[random.Random, int], list[list[int]]]  # (rng, batch_size) -> token sequences
@@ -45,83 +43,43 @@ def mixture_sampler(distributions: Any, names: Sequence[str], length: int) -> Sa
     return sample
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the peak lr over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def autocast(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast (fp32 master weights) where asked; a no-op otherwise."""
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def _run_loop(
-    *,
-    name: str,
-    params: list[nn.Parameter],
-    loss_fn: Callable[[list[list[int]]], torch.Tensor],
-    sampler: Sampler,
-    args: TrainArgs,
-    out_dir: Path,
-    save: Callable[[Path], None],
-    load: Callable[[Path], None],
-) -> dict[str, Any]:
-    ckpt = out_dir / "checkpoint"
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, foreach=False)
-    schedule = warmup_cosine(optimizer, args.warmup_steps, args.steps)
-    first, history, spent = 0, [], 0.0
-    if (ckpt / "trainer_state.pt").exists():
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        load(ckpt)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        first, history, spent = state["step"], state["history"], state["cpu_seconds"]
-        console.print(f"[yellow]resuming[/yellow] {name} from step {first}")
-    start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-    for step in track(range(first, args.steps), name, total=args.steps - first):
-        rng = random.Random(args.seed * 1_000_003 + step)  # batch s is the same in a resumed run
-        loss = loss_fn(sampler(rng, args.batch_size))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if args.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        optimizer.step()
-        schedule.step()
-        history.append(round(float(loss.detach()), 4))
-        if (step + 1) % args.log_every == 0:
-            recent = history[-args.log_every :]
-            console.print(f"{name} step {step + 1}/{args.steps} loss {sum(recent) / len(recent):.4f}")
-        if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-            save(ckpt)
-            total = spent + cpu_seconds() - start_cpu
-            state = {
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "step": step + 1,
-                "history": history,
-                "cpu_seconds": total,
-            }
-            tmp = ckpt / "trainer_state.pt.tmp"
-            torch.save(state, tmp)
-            tmp.replace(ckpt / "trainer_state.pt")
-    summary = {
-        "steps": args.steps,
-        "cpu_seconds": round(spent + cpu_seconds() - start_cpu, 1),
-        "wall_seconds_this_session": round(time.perf_counter() - start_wall, 1),
-        "final_loss": sum(history[-10:]) / len(history[-10:]) if history else None,
+def training_args(args: TrainArgs) -> TrainingArgs:
+    """The shared loop's settings for the probe's :class:`TrainArgs` (warm-up, then cosine decay to 0)."""
+    return TrainingArgs(
+        steps=args.steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        schedule="cosine",
+        grad_clip=args.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        stop_after=args.stop_after,
+    )
+
+
+def _batches(sampler: Sampler, args: TrainArgs) -> StepBatches:
+    return StepBatches(lambda rng, step: sampler(rng, args.batch_size), seed=args.seed)
+
+
+def _summary(result: Any, args: TrainArgs, **extra: Any) -> dict[str, Any]:
+    recent = [row["loss"] for row in result.history[-10:]]
+    return {
+        "steps": result.step,
+        "finished": result.finished,
+        "cpu_seconds": result.cost["cpu_seconds"],
+        "wall_seconds": result.cost["wall_seconds"],
+        "final_loss": sum(recent) / len(recent) if recent else None,
+        "history": [row["loss"] for row in result.history],
         "args": args.to_dict(),
+        **extra,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_history.json").write_text(json.dumps(history))
-    write_json(out_dir / "train_summary.json", summary, overwrite=True)
-    return summary
 
 
 def train_autoencoder(
@@ -133,34 +91,24 @@ def train_autoencoder(
 ) -> dict[str, Any]:
     """Train the probe's LoRA encoder and alignment block to reconstruct text through the frozen decoder.
 
-    Resumes from ``out_dir/checkpoint`` if present and saves the final probe to ``out_dir/final``.
-    Returns a summary with the CPU seconds spent (all sessions together) and the final loss.
+    Resumes from ``out_dir/checkpoint.pt`` if present; when ``args.steps`` are done, saves the probe to
+    ``out_dir/final`` and ``out_dir/train_summary.json`` (CPU seconds over all sessions, loss history).
     """
     args = args or TrainArgs()
     out_dir = Path(out_dir)
-    torch.manual_seed(args.seed)
-    params = [p for p in probe.parameters() if p.requires_grad]
 
-    def loss_fn(batch: list[list[int]]) -> torch.Tensor:
-        with autocast(amp_bf16, probe.device):
-            return probe(batch)["loss"]
+    def loss_fn(model: ProbeAutoencoder, items: list[list[int]], ctx: Any) -> torch.Tensor:
+        with autocast(amp_bf16, model.device):
+            return model(items)["loss"]
 
-    probe.train()
-    summary = _run_loop(
-        name="probe autoencoder",
-        params=params,
-        loss_fn=loss_fn,
-        sampler=sampler,
-        args=args,
-        out_dir=out_dir,
-        save=probe.save_pretrained,
-        load=probe.load_trained,
+    result = train_loop(
+        probe, loss_fn, _batches(sampler, args), training_args(args), out_dir, description="probe autoencoder"
     )
     probe.eval()
-    probe.save_pretrained(out_dir / "final")
-    summary["config"] = probe.config.to_dict()
-    summary["amp_bf16"] = amp_bf16
-    write_json(out_dir / "train_summary.json", summary, overwrite=True)
+    summary = _summary(result, args, config=probe.config.to_dict(), amp_bf16=amp_bf16)
+    if result.finished:
+        probe.save_pretrained(out_dir / "final")
+        write_json(out_dir / "train_summary.json", summary, overwrite=True)
     return summary
 
 
@@ -186,52 +134,26 @@ def continue_pretrain(
     if lora_r is not None:
         from peft import LoraConfig, get_peft_model
 
-        from longlore.probe.config import DEFAULT_LORA_TARGETS
-
         model = get_peft_model(
             model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=list(DEFAULT_LORA_TARGETS))
         )
     else:
         model.requires_grad_(True)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
     device = next(model.parameters()).device
 
-    def loss_fn(batch: list[list[int]]) -> torch.Tensor:
-        ids = torch.tensor(batch, device=device)
+    def loss_fn(lm: nn.Module, items: list[list[int]], ctx: Any) -> torch.Tensor:
+        ids = torch.tensor(items, device=device)
         with autocast(amp_bf16, device):
-            return model(input_ids=ids, labels=ids).loss
+            return lm(input_ids=ids, labels=ids).loss
 
-    def save(path: Path) -> None:
-        from safetensors.torch import save_file
-
-        path.mkdir(parents=True, exist_ok=True)
-        state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-        save_file(state, str(path / "trained.safetensors"))
-
-    def load(path: Path) -> None:
-        from safetensors.torch import load_file
-
-        state = load_file(str(path / "trained.safetensors"), device=str(device))
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in state.items():
-                named[name].copy_(tensor)
-
-    summary = _run_loop(
-        name="continued pre-training",
-        params=params,
-        loss_fn=loss_fn,
-        sampler=sampler,
-        args=args,
-        out_dir=out_dir,
-        save=save,
-        load=load,
+    result = train_loop(
+        model, loss_fn, _batches(sampler, args), training_args(args), out_dir, description="continued pre-training"
     )
     if lora_r is not None:
         model = model.merge_and_unload()
     model.eval().requires_grad_(False)
-    model.save_pretrained(out_dir / "final")
-    tokenizer.save_pretrained(out_dir / "final")
-    write_json(out_dir / "train_summary.json", summary | {"lora_r": lora_r}, overwrite=True)
+    if result.finished:
+        model.save_pretrained(out_dir / "final")
+        tokenizer.save_pretrained(out_dir / "final")
+        write_json(out_dir / "train_summary.json", _summary(result, args, lora_r=lora_r), overwrite=True)
     return model
