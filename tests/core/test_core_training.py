@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from longlore.core.checkpoint import load_checkpoint
+from longlore.core.distributed import spawn_gloo
 from longlore.core.errors import LongloreError
 from longlore.core.training import EpochBatches, StepBatches, TrainingArgs, lr_factor, train_loop
 
@@ -115,11 +115,9 @@ def test_resume_reproduces_the_unbroken_run(tmp_path: Path) -> None:
         train_loop(make_model(), mse, EpochBatches(items, 4), TrainingArgs(steps=9), tmp_path / "b", progress=False)
 
 
-def _worker(rank: int, world: int, init: str, root: str) -> None:
+def _worker(rank: int, root: str) -> None:
     import longlore.core.training as training
 
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     real_save = training.save_checkpoint
 
     def spying_save(path, **kwargs):  # record who writes
@@ -136,11 +134,10 @@ def _worker(rank: int, world: int, init: str, root: str) -> None:
     resumed = make_model()
     train_loop(resumed, mse, batches, TrainingArgs(steps=4, grad_accum=2, **ARGS), Path(root, "cut"), progress=False)
     torch.save(weights(resumed), Path(root, f"resumed-{rank}.pt"))
-    torch.distributed.destroy_process_group()
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2, join=True)
+    spawn_gloo(_worker, 2, tmp_path, str(tmp_path))
     single = make_model()
     batches = EpochBatches(make_items(), batch_size=5, seed=0)
     train_loop(single, mse, batches, TrainingArgs(steps=4, **ARGS), progress=False)

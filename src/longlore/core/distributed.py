@@ -86,3 +86,22 @@ def shard_bounds(n: int, parts: int) -> list[tuple[int, int]]:
         bounds.append((start, end))
         start = end
     return bounds
+
+
+def _spawned(rank: int, world_size: int, init_file: str, fn: Any, args: tuple) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_gloo(fn: Any, world_size: int, folder: str | os.PathLike, *args: Any) -> None:
+    """Run ``fn(rank, *args)`` in ``world_size`` CPU processes joined in a gloo group (rendezvous
+    through a file in ``folder``; one torch thread each): how tests check data-parallel code
+    without a launcher. ``fn`` must be importable (defined at module level)."""
+    import torch.multiprocessing as mp
+
+    init_file = os.path.join(os.fspath(folder), f"gloo-rendezvous-{os.getpid()}")
+    mp.spawn(_spawned, args=(world_size, init_file, fn, args), nprocs=world_size, join=True)
