@@ -35,6 +35,14 @@ def mse(model, items, ctx):
     return ((model(x) - y) ** 2).mean(), {"n": float(len(items))}
 
 
+def mse_share(model, items, ctx):
+    """A model-parallel style loss: this rank's share of the batch mean (shares add up over ranks)."""
+    x = torch.stack([i[0] for i in items])
+    y = torch.stack([i[1] for i in items])
+    mine = torch.tensor([i % ctx.world_size == ctx.rank for i in range(len(items))], dtype=torch.float64)
+    return (((model(x) - y) ** 2).squeeze(-1) * mine).sum() / len(items)
+
+
 def weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -134,6 +142,9 @@ def _worker(rank: int, root: str) -> None:
     resumed = make_model()
     train_loop(resumed, mse, batches, TrainingArgs(steps=4, grad_accum=2, **ARGS), Path(root, "cut"), progress=False)
     torch.save(weights(resumed), Path(root, f"resumed-{rank}.pt"))
+    shared = make_model()  # every rank sees the whole batch and computes its share of the loss
+    train_loop(shared, mse_share, batches, TrainingArgs(steps=4, **ARGS), None, progress=False, shard_batch=False)
+    torch.save(weights(shared), Path(root, f"shares-{rank}.pt"))
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(tmp_path: Path) -> None:
@@ -141,7 +152,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(tmp_path: Path) 
     single = make_model()
     batches = EpochBatches(make_items(), batch_size=5, seed=0)
     train_loop(single, mse, batches, TrainingArgs(steps=4, **ARGS), progress=False)
-    for name in ("unbroken", "resumed"):
+    for name in ("unbroken", "resumed", "shares"):
         for rank in (0, 1):
             # float64 model: the only difference is the order of the gradient sum (tolerance 1e-10)
             assert torch.allclose(torch.load(tmp_path / f"{name}-{rank}.pt"), weights(single), atol=1e-10), name
