@@ -195,6 +195,34 @@ def measure_endpoints(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+def plot(result: dict, path: Path) -> None:
+    """Throughput of every pass, 1 vs 2 ranks / endpoints, in run order (the ABBA design shows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from longlore.core.io import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    panels = [
+        (axes[0], result["ram_training"]["passes"], "world_size", "samples_per_s", "RAM training", "samples/s", "ranks"),
+        (axes[1], result["bench_endpoints"]["passes"], "endpoints", "items_per_s", "bench (ECKGBench)", "items/s", "endpoints"),
+    ]  # fmt: skip
+    for ax, passes, key, value, title, unit, what in panels:
+        colours = ["tab:blue" if p[key] == 1 else "tab:orange" for p in passes]
+        ax.bar(range(len(passes)), [p[value] for p in passes], color=colours)
+        ax.set_xticks(range(len(passes)), [str(p[key]) for p in passes])
+        ax.set_xlabel(f"{what} (passes in run order)")
+        speedup = result["speedup_2ranks" if key == "world_size" else "speedup_2endpoints"]
+        ax.set_title(f"{title}: {speedup:.2f}x with 2", fontsize=10)
+        ax.set_ylabel(unit)
+    load = result["machine"]["load_average_start"][0], result["machine"]["load_average_end"][0]
+    fig.suptitle(f"One thread per process; 2-core machine shared with other jobs, load {load[0]:.0f}-{load[1]:.0f}")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/scale_out/scale_out.json", help="results JSON")
@@ -212,12 +240,16 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", default=None, help="benchmark data (default: $LONGLORE_BENCH_DATA or beside the repo)"
     )
+    parser.add_argument("--replot", help="redraw the plot of an existing results JSON and exit")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         ram_worker(args)
+        return
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
         return
 
     from longlore.core.io import write_json
@@ -245,6 +277,7 @@ def main() -> None:
         "cpu_seconds": round(_cpu_seconds(), 1),
     }
     write_json(args.out, result, overwrite=True)
+    plot(result, Path(args.out).with_suffix(".png"))
     print(json.dumps({k: result[k] for k in ("speedup_2ranks", "speedup_2endpoints", "cpu_seconds")}))
 
 
