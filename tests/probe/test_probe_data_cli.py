@@ -145,6 +145,8 @@ def test_cli_train_eval_study_plot_on_tiny_models(tmp_path, docs_folder):
     assert set(res["mismatch"]) >= {"matched", "mismatched", "difference_matched_minus_mismatched"}
     assert set(res["ratios"]) == {"4", "8"}
     assert res["budget"]["train_cpu_seconds"].keys() == {"matched_r4", "matched_r8", "cpt_mine", "mismatched_r4"}
+    assert res["budget"]["train_steps"] == {"matched_r4": 2, "matched_r8": 2, "cpt_mine": 2, "mismatched_r4": 2}
+    assert "--steps 2 " in res["command"] and "None" not in res["command"]  # Optional options left out
     assert (tmp_path / "res" / "probe_mismatch.png").exists() and (tmp_path / "res" / "probe_ratios.png").exists()
 
     result = runner.invoke(app, [*study, "--n-eval", "5"])  # same folder, other settings: refused

@@ -108,3 +108,25 @@ def test_continue_pretrain_changes_the_copy_and_lowers_its_loss(tiny, tmp_path, 
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, decoder.model.layers[0].mlp.up_proj.weight)
     reloaded = load_causal_lm(str(tmp_path / "cpt" / "final"))[0]
     assert torch.equal(reloaded.model.layers[1].self_attn.q_proj.weight, model.model.layers[1].self_attn.q_proj.weight)
+
+
+def test_continued_pretraining_resumes_to_the_unbroken_weights(tiny, tmp_path):
+    import copy
+
+    decoder, tokenizer = tiny
+
+    def run(out_dir, stop_after):
+        args = TrainArgs(steps=3, batch_size=2, lr=1e-2, warmup_steps=1, checkpoint_every=5, stop_after=stop_after)
+        window = lambda rng, n: [[rng.randrange(10, 1000) for _ in range(8)] for _ in range(n)]
+        return continue_pretrain(copy.deepcopy(decoder), tokenizer, window, out_dir, args, lora_r=4)
+
+    torch.manual_seed(5)
+    unbroken = run(tmp_path / "a", None)
+    torch.manual_seed(99)  # another global RNG state: the adapters' initialisation must not depend on it
+    run(tmp_path / "b", 1)
+    assert not (tmp_path / "b" / "final").exists()
+    resumed = run(tmp_path / "b", None)
+    expected = unbroken.state_dict()
+    assert all(torch.equal(t, expected[k]) for k, t in resumed.state_dict().items())
+    assert not torch.equal(unbroken.model.layers[0].mlp.up_proj.weight, decoder.model.layers[0].mlp.up_proj.weight)
+    assert (tmp_path / "b" / "final" / "config.json").exists()

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from longlore.core.devices import module_device_dtype
 from longlore.core.errors import LongloreError
 from longlore.probe.config import ProbeConfig
 
@@ -95,7 +96,10 @@ def build_encoder(encoder_base: nn.Module, config: ProbeConfig) -> nn.Module:
         target_modules=list(config.lora_targets),
         bias="none",
     )
-    return get_peft_model(trunk.to(encoder_base.device), lora)
+    # The adapters follow the backbone's device and dtype (peft would otherwise keep them in float32
+    # under a bf16 base): one dtype per model, as every longlore wrapper.
+    device, dtype = module_device_dtype(encoder_base)
+    return get_peft_model(trunk, lora, autocast_adapter_dtype=False).to(device=device, dtype=dtype)
 
 
 class AlignmentBlock(nn.Module):
@@ -123,7 +127,8 @@ class AlignmentBlock(nn.Module):
         embed = decoder.get_input_embeddings().weight
         with torch.no_grad():
             self.block.norm.weight.fill_(float(embed.float().pow(2).mean().sqrt()))
-        self.to(decoder.device)
+        device, dtype = module_device_dtype(decoder)
+        self.to(device=device, dtype=dtype)
 
     def forward(self, slots: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         """(B, M, D), (B, M) -> (B, M, D) memory in the decoder's input-embedding space."""

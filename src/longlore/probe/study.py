@@ -425,9 +425,11 @@ class Study:
         return out
 
     def _budget(self) -> dict[str, Any]:
-        train = {}
+        train, steps = {}, {}
         for summary in sorted(self.out.glob("*/train_summary.json")):
-            train[summary.parent.name] = read_json(summary)["cpu_seconds"]
+            stored = read_json(summary)
+            train[summary.parent.name] = stored["cpu_seconds"]
+            steps[summary.parent.name] = stored.get("steps")
         evaluation = {}
         for cache in sorted(self.out.glob("**/*.jsonl")):
             rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -435,6 +437,7 @@ class Study:
         return {
             "train_cpu_seconds": train,
             "train_cpu_hours": round(sum(train.values()) / 3600, 3),
+            "train_steps": steps,
             "eval_cpu_seconds": evaluation,
             "eval_cpu_hours": round(sum(evaluation.values()) / 3600, 3),
         }
@@ -449,8 +452,8 @@ def study_command(settings: dict[str, dict[str, Any]], out: Path) -> str:
     parts = ["longlore probe study"]
     for part, values in settings.items():
         for key, value in values.items():
-            if key == "version" or (part == "probe" and key == "ratio"):
-                continue
+            if key == "version" or (part == "probe" and key == "ratio") or value is None:
+                continue  # None: an Optional option left at its default
             flag = "--" + key.replace("_", "-")
             if isinstance(value, bool):
                 parts.append(flag if value else f"--no-{flag[2:]}")

@@ -134,9 +134,10 @@ def continue_pretrain(
     if lora_r is not None:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(
-            model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=list(DEFAULT_LORA_TARGETS))
-        )
+        lora = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=list(DEFAULT_LORA_TARGETS))
+        with torch.random.fork_rng(devices=[]):  # the adapters' initialisation depends on args.seed alone
+            torch.manual_seed(args.seed)
+            model = get_peft_model(model, lora, autocast_adapter_dtype=False)
     else:
         model.requires_grad_(True)
     device = next(model.parameters()).device
