@@ -19,6 +19,9 @@ def test_windows_have_equal_length_and_held_out_documents_stay_out_of_training(t
     assert [len(s.ids) for s in held] == [24] * 4
     assert len({tuple(s.ids) for s in held}) == 4
     assert dists.held_out("mine", 4, 24, seed=0)[2].ids == held[2].ids  # seeded
+    fewer = dists.held_out("mine", 2, 24, seed=0)  # a prefix, same indices: a study can grow or shrink
+    assert [(s.index, s.ids) for s in fewer] == [(s.index, s.ids) for s in held[:2]]
+    assert [s.ids for s in dists.held_out("mine", 4, 24, seed=1)] != [s.ids for s in held]
     assert all(len(dists.training_window("mine", 24, random.Random(i))) == 24 for i in range(5))
     docs = folder_documents(docs_folder)
     keys = [_held_out(f"mine:{i}:{d[:64]}") for i, d in enumerate(docs)]
@@ -149,7 +152,7 @@ def test_cli_train_eval_study_plot_on_tiny_models(tmp_path, docs_folder):
     assert "--steps 2 " in res["command"] and "None" not in res["command"]  # Optional options left out
     assert (tmp_path / "res" / "probe_mismatch.png").exists() and (tmp_path / "res" / "probe_ratios.png").exists()
 
-    result = runner.invoke(app, [*study, "--n-eval", "5"])  # same folder, other settings: refused
+    result = runner.invoke(app, [*study, "--length", "12"])  # same folder, other samples: refused
     assert result.exit_code != 0 and "other settings" in str(result.exception)
     result = runner.invoke(app, [*study, "--n-eval-mismatch", "1", "--stages", "report"])  # a prefix: allowed
     assert result.exit_code == 0, result.output

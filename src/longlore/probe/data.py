@@ -179,7 +179,8 @@ class Distributions:
         return self._streams[key]
 
     def held_out(self, name: str, n: int, length: int, seed: int = 0) -> list[Sample]:
-        """``n`` non-overlapping held-out windows of ``length`` tokens (seeded choice of windows)."""
+        """``n`` non-overlapping held-out windows of ``length`` tokens, in a seeded order of all windows: the
+        first ``n`` of a larger request are these ``n``, with the same indices (a study can grow or shrink)."""
         rng = random.Random(f"held-out:{name}:{seed}")
         if name == "random":
             self.sources[name] = f"uniform over {len(self._random_vocab)} non-special token ids"
@@ -191,8 +192,9 @@ class Distributions:
                 f"distribution '{name}': held-out text has {len(stream)} tokens, room for {slots} windows of "
                 f"{length}; ask for at most {slots} samples or shorter windows"
             )
-        chosen = sorted(rng.sample(range(slots), n))
-        return [Sample(name, stream[s * length : (s + 1) * length], i) for i, s in enumerate(chosen)]
+        order = list(range(slots))
+        rng.shuffle(order)
+        return [Sample(name, stream[s * length : (s + 1) * length], i) for i, s in enumerate(order[:n])]
 
     def training_window(self, name: str, length: int, rng: random.Random) -> list[int]:
         """One training window of ``length`` tokens at a random offset (windows may overlap)."""

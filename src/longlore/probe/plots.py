@@ -20,31 +20,33 @@ def _plt():
 
 
 def plot_scatter(results: dict[str, Any], key: str, path: Path) -> Path | None:
-    """Quality (BLEU) vs per-sample ``key`` (nll or entropy): one row per model that measured it (decoder,
-    trained encoder), one panel per distribution plus all pooled, each with its least-squares line and Pearson r."""
+    """Quality (BLEU, then token F1) vs per-sample ``key`` (nll or entropy): one row per quality metric and
+    model that measured ``key`` (trained encoder, decoder), one panel per distribution plus all pooled, each
+    with its least-squares line and Pearson r."""
     samples = results.get("samples") or []
     sources = [src for src in ("encoder", "decoder") if any(f"{src}_{key}" in s for s in samples)]
     if not sources:
         return None
     plt = _plt()
     names = [d for d in results["quality"] if d != "all"]
+    panels = [(metric, src) for metric in ("bleu", "f1") for src in sources]
     fig, axes = plt.subplots(
-        len(sources), len(names) + 1, figsize=(3.0 * (len(names) + 1), 3.0 * len(sources)), squeeze=False
+        len(panels), len(names) + 1, figsize=(3.0 * (len(names) + 1), 3.0 * len(panels)), squeeze=False
     )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for row, src in enumerate(sources):
+    for row, (metric, src) in enumerate(panels):
         field = f"{src}_{key}"
         for col, name in enumerate([*names, "all"]):
             ax = axes[row, col]
             rows = [s for s in samples if field in s and (name == "all" or s["distribution"] == name)]
             x = np.array([s[field] for s in rows])
-            y = np.array([s["bleu"] for s in rows])
+            y = np.array([s[metric] for s in rows])
             for i, dist in enumerate(names):
                 if name in ("all", dist):
                     part = [s for s in rows if s["distribution"] == dist]
                     ax.scatter(
                         [s[field] for s in part],
-                        [s["bleu"] for s in part],
+                        [s[metric] for s in part],
                         s=6,
                         alpha=0.5,
                         color=colors[i % len(colors)],
@@ -62,7 +64,7 @@ def plot_scatter(results: dict[str, Any], key: str, path: Path) -> Path | None:
             ax.set_title(title, fontsize=8)
             ax.set_xlabel(f"{src} mean token {key} (nats)", fontsize=7)
             if col == 0:
-                ax.set_ylabel("reconstruction BLEU", fontsize=8)
+                ax.set_ylabel(f"reconstruction {'BLEU' if metric == 'bleu' else 'token F1'}", fontsize=8)
     fig.suptitle(f"Reconstruction quality vs input {key} (rows: the model that measured it)", fontsize=10)
     fig.tight_layout()
     path = save_figure(fig, path)

@@ -45,9 +45,16 @@ from longlore.probe.trainer import continue_pretrain, mixture_sampler, train_aut
 
 STAGES = ("train", "mismatch", "eval", "entropy", "report")
 # Settings a study folder may be resumed with changed: they pick prefixes of the same cached samples
-# or change only how work is batched and logged.
+# (held-out samples come in a fixed seeded order) or change only how work is batched and logged.
 RESUMABLE_CHANGES = frozenset(
-    {"study.n_eval_mismatch", "study.n_entropy_encoder", "study.eval_batch_size", "train.log_every", "train.stop_after"}
+    {
+        "study.n_eval",
+        "study.n_eval_mismatch",
+        "study.n_entropy_encoder",
+        "study.eval_batch_size",
+        "train.log_every",
+        "train.stop_after",
+    }
 )
 
 
@@ -391,8 +398,10 @@ class Study:
         subset = self.subset(cfg.n_eval_mismatch)
         matched = self._cached(self.out / f"matched_r{ratio}" / "eval_{dist}.jsonl", subset)
         mismatched = self._cached(self.out / f"mismatched_r{ratio}" / "eval_{dist}.jsonl", subset)
-        if not cfg.mismatch or matched is None or mismatched is None:
-            return {}
+        if not cfg.mismatch:
+            return {"status": "not run: the study was run with --no-mismatch"}
+        if matched is None or mismatched is None:
+            return {"status": "not run yet: run the stages mismatch and eval"}
         out: dict[str, Any] = {
             "design": f"same frozen decoder ({cfg.decoder}); matched encoder cut from the decoder, mismatched encoder "
             f"cut from a copy continued-pretrained on '{cfg.mismatch_distribution}' for {cfg.cpt_steps} steps; "
