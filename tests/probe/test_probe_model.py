@@ -115,9 +115,8 @@ def test_save_and_load_round_trip(tiny, tiny_config, tmp_path):
     torch.manual_seed(3)
     probe = ProbeAutoencoder(decoder, tokenizer, tiny_config)
     with torch.no_grad():
-        for p in probe.encoder.parameters():
-            if p.requires_grad:
-                p.add_(0.05 * torch.randn_like(p))  # non-zero LoRA B, so the adapter matters
+        for p in probe.trainable_state().values():  # non-zero LoRA B and a moved alignment block: both matter
+            p.add_(0.05 * torch.randn_like(p))
     probe.eval()
     seqs = [[50, 51, 52, 53, 54, 55, 56, 57, 58], [60, 61, 62]]
     expected = probe.reconstruct(seqs, max_new_tokens=6)
@@ -137,6 +136,18 @@ def test_save_and_load_round_trip(tiny, tiny_config, tmp_path):
         assert torch.allclose(loaded(seqs)["loss"], expected_loss, atol=1e-6)
     probe.save_pretrained(tmp_path / "run" / "final")  # a run folder resolves to its final/
     assert ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "run").reconstruct(seqs, 6) == expected
+    # The first layout (before the shared convention): align.safetensors without the "align." prefix.
+    from safetensors.torch import load_file, save_file
+
+    legacy = tmp_path / "legacy"
+    probe.save_pretrained(legacy)
+    tensors = load_file(str(legacy / "probe_model.safetensors"))
+    save_file({k.removeprefix("align."): v for k, v in tensors.items()}, str(legacy / "align.safetensors"))
+    (legacy / "probe_model.safetensors").unlink()
+    (legacy / "probe_config.json").write_text(json.dumps({"config": tiny_config.to_dict()}))
+    with torch.no_grad():
+        old = ProbeAutoencoder.from_pretrained(decoder, tokenizer, legacy)
+        assert torch.allclose(old(seqs)["loss"], expected_loss, atol=1e-6)
     (tmp_path / "empty").mkdir()
     with pytest.raises(LongloreError, match="not a probe folder"):
         ProbeAutoencoder.from_pretrained(decoder, tokenizer, tmp_path / "empty")
