@@ -110,6 +110,32 @@ def test_reconstruction_loss_counts_only_the_target(tiny, tiny_config):
         assert torch.allclose(probe(seq)["loss"], by_hand, atol=1e-5)
 
 
+def test_per_sequence_nll_and_the_other_text_memory_control(tiny, tiny_config):
+    decoder, tokenizer = tiny
+    torch.manual_seed(4)
+    probe = ProbeAutoencoder(decoder, tokenizer, tiny_config).eval()
+    with torch.no_grad():
+        for p in probe.trainable_state().values():
+            p.add_(0.05 * torch.randn_like(p))
+    a, b = [30, 31, 32, 33, 34, 35], [60, 61, 62, 63, 64, 65, 66, 67, 68]
+    with torch.no_grad():
+        out = probe([a, b])
+        nll_a, nll_b = probe([a])["loss"], probe([b])["loss"]
+        assert torch.allclose(out["nll_per_sequence"], torch.stack([nll_a, nll_b]), atol=1e-5)
+        # the batch loss is the mean over all target tokens (text + eos): 7 of a, 10 of b
+        assert torch.allclose(out["loss"], (7 * nll_a + 10 * nll_b) / 17, atol=1e-5)
+        same = probe([a, b], memory_from=[a, b])["nll_per_sequence"]
+        assert torch.allclose(same, out["nll_per_sequence"], atol=1e-6)
+        swapped = probe([a], memory_from=[b])["loss"]
+        memory, slot_mask = probe.encode(*probe._batch([b]))
+        inputs = probe._decoder_inputs(memory, slot_mask, [a], left_pad=False)
+        logits = decoder(inputs_embeds=inputs["inputs_embeds"]).logits[0, :-1].float()
+        by_hand = torch.nn.functional.cross_entropy(logits, inputs["labels"][0, 1:], ignore_index=-100)
+        assert torch.allclose(swapped, by_hand, atol=1e-5) and not torch.allclose(swapped, nll_a, atol=1e-4)
+    with pytest.raises(LongloreError, match="memory_from"):
+        probe([a, b], memory_from=[a])
+
+
 def test_save_and_load_round_trip(tiny, tiny_config, tmp_path):
     decoder, tokenizer = tiny
     torch.manual_seed(3)

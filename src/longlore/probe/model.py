@@ -224,16 +224,27 @@ class ProbeAutoencoder(nn.Module):
         return {"inputs_embeds": embeds, "attention_mask": mask, "labels": label_ids}
 
     # --------------------------------------------------------------------------------------- training
-    def forward(self, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Teacher-forced reconstruction NLL (mean over target tokens incl. the final eos)."""
-        ids, mask = self._batch(sequences)
+    def forward(
+        self, sequences: list[list[int]], memory_from: list[list[int]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Teacher-forced reconstruction NLL of ``sequences`` (mean over target tokens incl. the final eos).
+
+        ``memory_from``: rebuild each sequence from the memory of another text instead of its own (a
+        control: the gap to the own-memory NLL is what the memory says about its own text). Returns
+        ``loss`` and ``nll_per_sequence`` (B,).
+        """
+        if memory_from is not None and len(memory_from) != len(sequences):
+            raise LongloreError(f"memory_from has {len(memory_from)} texts for {len(sequences)} sequences")
+        ids, mask = self._batch(memory_from if memory_from is not None else sequences)
         memory, slot_mask = self.encode(ids, mask)
         inputs = self._decoder_inputs(memory, slot_mask, [s[: self.config.max_tokens] for s in sequences], False)
         out = self.decoder(inputs_embeds=inputs["inputs_embeds"], attention_mask=inputs["attention_mask"])
         logits = out.logits[:, :-1].float()  # (B, L-1, V): position t predicts token t+1
-        labels = inputs["labels"][:, 1:]
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        return {"loss": loss}
+        labels = inputs["labels"][:, 1:]  # (B, L-1)
+        token_nll = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        counted = (labels != -100).sum(1)  # (B,)
+        loss = token_nll.sum() / counted.sum()
+        return {"loss": loss, "nll_per_sequence": token_nll.sum(1) / counted}
 
     # ------------------------------------------------------------------------------------- inference
     @torch.no_grad()
