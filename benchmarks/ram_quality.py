@@ -57,7 +57,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--encoder-layers", type=int, default=8)
     p.add_argument("--steps", type=int, default=120, help="Joint-stage examples (= steps) for every trained variant.")
     p.add_argument("--train-tokens", default="700,1400", help="Joint-stage document lengths.")
-    p.add_argument("--lr", type=float, default=2e-4, help="Joint-stage peak lr, the same for every variant.")
+    p.add_argument("--lr", type=float, default=2e-4, help="Joint-stage peak lr of full-weight variants (full_ft, ram_full).")
+    p.add_argument("--lora-lr", type=float, default=5e-4, help="Joint-stage peak lr of the LoRA variants (ram, ram_no_infonce).")
     p.add_argument("--selector-steps", type=int, default=400)
     p.add_argument("--selector-lr", type=float, default=5e-4)
     p.add_argument("--selector-batch", type=int, default=1, help="Documents per selector step.")
@@ -161,7 +162,7 @@ class Bench:
             encoder_lora_r=lora,
             decoder_lora_r=lora if variant != "full_ft" else 0,
             lora_alpha=2.0 * max(1, lora),
-            lr=a.lr,
+            lr=a.lora_lr if lora and variant != "full_ft" else a.lr,
         )
 
     def train_args(self, variant: str, seed: int, **extra) -> TrainArgs:
