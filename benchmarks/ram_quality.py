@@ -57,8 +57,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--encoder-layers", type=int, default=8)
     p.add_argument("--steps", type=int, default=120, help="Joint-stage examples (= steps) for every trained variant.")
     p.add_argument("--train-tokens", default="700,1400", help="Joint-stage document lengths.")
-    p.add_argument("--lr", type=float, default=2e-4, help="Joint-stage peak lr of full-weight variants (full_ft, ram_full).")
-    p.add_argument("--lora-lr", type=float, default=5e-4, help="Joint-stage peak lr of the LoRA variants (ram, ram_no_infonce).")
+    p.add_argument(
+        "--lr", type=float, default=2e-4, help="Joint-stage peak lr of full-weight variants (full_ft, ram_full)."
+    )
+    p.add_argument(
+        "--lora-lr", type=float, default=5e-4, help="Joint-stage peak lr of the LoRA variants (ram, ram_no_infonce)."
+    )
     p.add_argument("--selector-steps", type=int, default=400)
     p.add_argument("--selector-lr", type=float, default=5e-4)
     p.add_argument("--selector-batch", type=int, default=1, help="Documents per selector step.")

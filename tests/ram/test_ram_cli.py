@@ -55,7 +55,7 @@ def test_make_data_train_compress_answer_eval(tmp_path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "final" / "ram_config.json").read_text())["keep_ratio_range"] == [0.2, 0.6]
+    assert json.loads((out / "final" / "ram_config.json").read_text())["config"]["keep_ratio_range"] == [0.2, 0.6]
     context = tmp_path / "doc.txt"
     context.write_text(rows[0]["context"])
     result = runner.invoke(

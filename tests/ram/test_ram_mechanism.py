@@ -23,7 +23,7 @@ QUESTION = "What is the registration code of Lumora?"
 
 @pytest.fixture()
 def decoder_and_tokenizer():
-    return load_causal_lm("tiny-llama@5")
+    return load_causal_lm("tiny-llama:seed=5")
 
 
 @pytest.fixture()

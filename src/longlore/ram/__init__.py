@@ -4,10 +4,10 @@ See ``docs/ram.md``. Public API: :class:`RAMConfig`, :class:`RAMModel` (``compre
 ``generate``, ``save_pretrained`` / ``from_pretrained``), :func:`make_dataset`, :func:`train`.
 """
 
-from longlore.ram.config import RAMConfig
+from longlore.ram.config import RAMConfig, TrainArgs
 from longlore.ram.data import QARecord, load_qa, make_dataset
 from longlore.ram.model import Compressed, EncodedContext, RAMModel
-from longlore.ram.trainer import TrainArgs, evaluate, train
+from longlore.ram.trainer import evaluate, train
 
 __all__ = [
     "Compressed",

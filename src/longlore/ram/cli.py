@@ -9,33 +9,23 @@ from typing import Any, Optional
 
 import typer
 
+from longlore.core.config_cli import config_options, device_option, dtype_option, field_option, register_config_command
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
+from longlore.ram.config import RAMConfig, TrainArgs
 
 app = typer.Typer(
     help="RAM: compress a long context for a query (close-read relevant segments, skim the rest).", no_args_is_help=True
 )
 
 
-def _default(cls: Any, name: str) -> Any:
-    """A dataclass field's default: the one place each default lives."""
-    return cls.__dataclass_fields__[name].default
-
-
-def _help(cls: Any, name: str) -> str:
-    return cls.__dataclass_fields__[name].metadata.get("help", "").replace("[", "\\[")
-
-
 def _cfg(name: str) -> Any:
-    from longlore.ram.config import RAMConfig
+    """A hand-written option for one (int) RAMConfig field, with its dataclass default and help."""
+    return field_option("config", RAMConfig, RAMConfig.__dataclass_fields__[name], int, "").option
 
-    return typer.Option(_default(RAMConfig, name), help=_help(RAMConfig, name))
 
-
-def _arg(name: str) -> Any:
-    from longlore.ram.trainer import TrainArgs
-
-    return typer.Option(_default(TrainArgs, name), help=_help(TrainArgs, name))
+# compress / answer / eval load a trained RAM; these options only shape an untrained one
+UNTRAINED_FIELDS = ("encoder_layers", "segment_tokens")
 
 
 MODEL_HELP = "Decoder: smollm2-135m, a local HF folder or tiny-llama."
@@ -45,14 +35,13 @@ RAM_DIR_HELP = (
 )
 
 
-def _load(model: str, ram_dir: Optional[Path], **config: Any):
+def _load(model: str, ram_dir: Optional[Path], device: str = "cpu", dtype: str = "float32", **config: Any):
     """The decoder and a RAM around it: ``ram_dir``, the shipped adapter for SmolLM2, or untrained."""
     from longlore.core.models import load_causal_lm
     from longlore.ram.artifacts import shipped_adapter
-    from longlore.ram.config import RAMConfig
     from longlore.ram.model import RAMModel
 
-    decoder, tokenizer = load_causal_lm(model)
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     if ram_dir is None:
         ram_dir = shipped_adapter(model)
         if ram_dir is not None:
@@ -63,7 +52,6 @@ def _load(model: str, ram_dir: Optional[Path], **config: Any):
         "[yellow]untrained RAM[/yellow]: its skim projector is not fitted, so answers are unreliable; "
         "pass --ram-dir with a trained RAM (longlore ram train)"
     )
-    config = {k: v for k, v in config.items() if v is not None}
     return RAMModel(decoder, tokenizer, RAMConfig(**config)).eval()
 
 
@@ -107,80 +95,37 @@ def make_data(
     console.print(f"wrote {len(rows)} examples ({min_tokens}-{max_tokens} tokens) to {out}")
 
 
-def _floats(text: str, option: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise LongloreError(f"{option} '{text}': expected comma-separated numbers such as 0.1,0.5") from None
-
-
 @app.command()
+@config_options(config=RAMConfig, args=TrainArgs, exclude={"version"})
 def train(
+    config: RAMConfig,
+    args: TrainArgs,
     data: Path = typer.Option(..., help="QA JSONL {context, question, answers, [positive_spans]}."),
-    out: Path = typer.Option(..., help="Output folder (checkpoints; resumes if present)."),
+    out: Path = typer.Option(Path("runs/ram/train"), help="Run folder (checkpoints; resumes if present)."),
     selector_data: Optional[Path] = typer.Option(None, help="QA JSONL for the selector stage (default: --data)."),
     model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
-    encoder_layers: int = _cfg("encoder_layers"),
-    segment_tokens: int = _cfg("segment_tokens"),
-    keep_ratio: float = _cfg("keep_ratio"),
-    sample_keep_ratio: bool = _cfg("sample_keep_ratio"),
-    keep_ratio_range: str = typer.Option("0,1", help="With --sample-keep-ratio: keep ratios drawn from (low, high]."),
-    temperature: float = _cfg("temperature"),
-    contrastive_weight: float = _cfg("contrastive_weight"),
-    encoder_lora_r: int = _cfg("encoder_lora_r"),
-    decoder_lora_r: int = _cfg("decoder_lora_r"),
-    lora_alpha: float = _cfg("lora_alpha"),
-    lr: float = _cfg("lr"),
-    steps: int = _arg("steps"),
-    selector_steps: int = _arg("selector_steps"),
-    selector_lr: float = _arg("selector_lr"),
-    selector_batch: int = _arg("selector_batch"),
-    warmup_steps: int = _arg("warmup_steps"),
-    seed: int = _arg("seed"),
-    checkpoint_every: int = _arg("checkpoint_every"),
-    bf16: bool = _arg("bf16"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
-    """Train RAM (selector stage, then encoder + projector + decoder q/k/v); saves with save_pretrained."""
+    """Train RAM (selector stage, then encoder + projector + decoder q/k/v); saves to OUT/final."""
     import torch
 
     from longlore.core.models import load_causal_lm
-    from longlore.ram.config import RAMConfig
     from longlore.ram.data import load_qa
     from longlore.ram.model import RAMModel
-    from longlore.ram.trainer import TrainArgs
     from longlore.ram.trainer import train as run_train
 
-    torch.manual_seed(seed)
+    torch.manual_seed(args.seed)
     records = [r.as_example() for r in load_qa(data)]
     selector_records = [r.as_example() for r in load_qa(selector_data)] if selector_data else None
-    decoder, tokenizer = load_causal_lm(model)
-    config = RAMConfig(
-        encoder_layers=encoder_layers,
-        segment_tokens=segment_tokens,
-        keep_ratio=keep_ratio,
-        sample_keep_ratio=sample_keep_ratio,
-        keep_ratio_range=_floats(keep_ratio_range, "--keep-ratio-range"),
-        temperature=temperature,
-        contrastive_weight=contrastive_weight,
-        encoder_lora_r=encoder_lora_r,
-        decoder_lora_r=decoder_lora_r,
-        lora_alpha=lora_alpha,
-        lr=lr,
-    )
-    args = TrainArgs(
-        steps=steps,
-        selector_steps=selector_steps,
-        selector_lr=selector_lr,
-        selector_batch=selector_batch,
-        warmup_steps=warmup_steps,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        bf16=bf16,
-    )
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     ram = RAMModel(decoder, tokenizer, config)
     summary = run_train(ram, records, out, args, selector_examples=selector_records)
-    ram.save_pretrained(out / "final")
-    console.print(f"trained in {summary['cpu_s']} CPU s; saved to {out / 'final'}")
+    if "joint" in summary and summary["joint"]["done"]:
+        ram.save_pretrained(out / "final")
+        console.print(f"trained in {summary['cpu_s']} CPU s; saved to {out / 'final'}")
+    else:
+        console.print(f"stopped after {args.stop_after} steps; run the same command again to resume")
 
 
 @app.command("eval")
@@ -193,6 +138,10 @@ def evaluate_cmd(
     batch_size: int = typer.Option(4, help="Questions decoded together."),
     full_context: bool = typer.Option(False, help="Evaluate the uncompressed decoder instead."),
     output: Optional[Path] = typer.Option(None, help="Write metrics + predictions JSON here."),
+    encoder_layers: int = _cfg("encoder_layers"),
+    segment_tokens: int = _cfg("segment_tokens"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Substring EM / EM / F1 of RAM (or the full-context decoder) on QA data."""
     from longlore.core.io import write_json
@@ -201,7 +150,7 @@ def evaluate_cmd(
     from longlore.ram.trainer import evaluate
 
     records = [r.as_example() for r in load_qa(data)][:limit]
-    ram = _load(model, ram_dir)
+    ram = _load(model, ram_dir, device, dtype, encoder_layers=encoder_layers, segment_tokens=segment_tokens)
     predictions: list[str] = []
     for start in track(range(0, len(records), batch_size), "answering", total=-(-len(records) // batch_size)):
         chunk = records[start : start + batch_size]
@@ -226,11 +175,15 @@ def compress(
     keep_ratio: Optional[float] = typer.Option(None, help="Share of segments read verbatim (default: the RAM's)."),
     target_tokens: Optional[int] = typer.Option(None, help="Instead of --keep-ratio: the largest hybrid length."),
     text_only: bool = typer.Option(False, help="Print only the close-read text on stdout (for any LLM)."),
+    encoder_layers: int = _cfg("encoder_layers"),
+    segment_tokens: int = _cfg("segment_tokens"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Compress one context for one question: stats as JSON on stdout, or with --text-only just the
     kept text on stdout (stats then go to stderr)."""
     text = _read_context(context_file)
-    ram = _load(model, ram_dir)
+    ram = _load(model, ram_dir, device, dtype, encoder_layers=encoder_layers, segment_tokens=segment_tokens)
     result = ram.compress(text, question, keep_ratio=keep_ratio, target_tokens=target_tokens)
     if text_only:
         print(json.dumps(result.stats()), file=sys.stderr)
@@ -247,11 +200,15 @@ def answer(
     ram_dir: Optional[Path] = typer.Option(None, help=RAM_DIR_HELP),
     model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
     max_new_tokens: int = typer.Option(32, help="Longest answer, in tokens."),
-    as_json: bool = typer.Option(False, "--json", help="Print {answer, stats, evidence} as JSON on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer, stats and kept text as JSON on stdout."),
+    encoder_layers: int = _cfg("encoder_layers"),
+    segment_tokens: int = _cfg("segment_tokens"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Compress the context for the question and answer it: the answer on stdout, stats on stderr."""
     text = _read_context(context_file)
-    ram = _load(model, ram_dir)
+    ram = _load(model, ram_dir, device, dtype, encoder_layers=encoder_layers, segment_tokens=segment_tokens)
     compressed = ram.compress(text, question, keep_ratio=keep_ratio)
     reply = ram.generate_from_embeddings([ram.prompt_embeddings(compressed, question)], max_new_tokens)[0]
     if as_json:
@@ -266,8 +223,15 @@ def bench(
     out: Path = typer.Option(Path("runs/ram_speed.json"), help="Results JSON (a plot is written beside it)."),
     lengths: str = typer.Option("4096,8192,16384,32768", help="Context lengths in tokens, comma-separated."),
     keep_ratio: float = typer.Option(0.125, help="Share of segments read verbatim (0.125: the 8x setting)."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Latency and time-to-first-token, RAM vs full context (see benchmarks/ram_speed.py)."""
     from longlore.ram.speed import run_speed_benchmark
 
-    run_speed_benchmark([int(x) for x in lengths.split(",")], keep_ratio, out)
+    run_speed_benchmark([int(x) for x in lengths.split(",")], keep_ratio, out, device=device, dtype=dtype)
+
+
+_OTHER_FIELDS = {f for f in RAMConfig.__dataclass_fields__ if f not in UNTRAINED_FIELDS}
+for _command in (evaluate_cmd, compress, answer):
+    register_config_command(RAMConfig, _command, exclude=_OTHER_FIELDS)

@@ -109,3 +109,29 @@ class RAMConfig:
         data = {_RENAMED.get(k, k): v for k, v in data.items()}
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "version"}
         return cls(**known)
+
+
+@dataclass
+class TrainArgs:
+    """Loop settings (the method's own knobs live in RAMConfig)."""
+
+    steps: int = field(default=200, metadata={"help": "Joint-stage optimizer steps (one example each)."})
+    selector_steps: int = field(
+        default=0,
+        metadata={"help": "Selector-stage steps before the joint stage: InfoNCE only, encoder only (0 = none)."},
+    )
+    selector_lr: float = field(default=1e-4, metadata={"help": "Peak learning rate of the selector stage."})
+    selector_batch: int = field(
+        default=1, metadata={"help": "Documents per selector-stage step (with all their questions, encoded once)."}
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps of each stage."})
+    seed: int = field(default=0, metadata={"help": "Example-order and keep-ratio sampling seed."})
+    checkpoint_every: int = field(default=50, metadata={"help": "Save a resumable checkpoint every N steps."})
+    stop_after: int = field(
+        default=0,
+        metadata={
+            "help": "Stop after N steps counted over both stages, selector first (0 = run to the end); "
+            "run again to resume."
+        },
+    )
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (weights stay in their dtype)."})

@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longlore.core.devices import module_device_dtype
 from longlore.core.errors import LongloreError
 from longlore.core.models import mean_pool
+from longlore.core.saving import PretrainedMixin, find_model_folder, load_state_checked, save_pretrained_folder
 from longlore.ram.config import RAMConfig
 from longlore.ram.generation import cache_kwarg, cache_of, greedy_decode, left_pad
 from longlore.ram.loss import multi_positive_infonce
-from longlore.ram.modules import add_lora, decoder_view, device_dtype, trainable_state, truncated_encoder
+from longlore.ram.modules import add_lora, decoder_view, trainable_state, truncated_encoder
 
 SELECTORS = ("ram", "first", "last", "random", "scores")
 WEIGHTS_FILE, CONFIG_FILE = "ram_model.safetensors", "ram_config.json"
@@ -96,7 +98,7 @@ class Compressed:
         }
 
 
-class RAMModel(nn.Module):
+class RAMModel(PretrainedMixin, nn.Module):
     """A RAM compressor (encoder + projector) in front of a decoder LLM.
 
     RAM works on its own view of ``decoder``: frozen weights are shared (no copy), the weights
@@ -104,6 +106,10 @@ class RAMModel(nn.Module):
     ``config.decoder_lora_r > 0``. The decoder passed in is never written to; ``ram.decoder`` is the
     adapted view.
     """
+
+    pretrained_kind = "ram"
+    pretrained_version = 1
+    config_class = RAMConfig
 
     def __init__(self, decoder: Any, tokenizer: Any, config: RAMConfig | None = None) -> None:
         super().__init__()
@@ -115,7 +121,7 @@ class RAMModel(nn.Module):
         self.encoder = truncated_encoder(decoder, cfg.encoder_layers, trainable=cfg.encoder_lora_r == 0)
         if cfg.encoder_lora_r:
             add_lora(self.encoder, cfg.encoder_lora_targets, cfg.encoder_lora_r, cfg.lora_alpha)
-        device, dtype = device_dtype(decoder)
+        device, dtype = module_device_dtype(decoder)
         enc_h, dec_h = self.encoder.config.hidden_size, decoder.config.hidden_size
         self.projector = nn.Linear(enc_h, dec_h, device=device, dtype=dtype)
         with torch.no_grad():  # start near the token-embedding scale: normed states have RMS ~ 1
@@ -373,7 +379,7 @@ class RAMModel(nn.Module):
                 cache.crop(-extra)  # a negative count removes that many positions (transformers 4.x and 5.x)
         return answers
 
-    # --- persistence ------------------------------------------------------------------------
+    # --- persistence (core.saving: ram_config.json + ram_model.safetensors) -------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """What RAM trains, by name: encoder (all of it, or its LoRA adapters), projector, and the
         decoder's q/k/v clones or their LoRA adapters. Nothing of the frozen backbone."""
@@ -382,55 +388,48 @@ class RAMModel(nn.Module):
         state.update({f"decoder.{k}": v for k, v in trainable_state(self.decoder).items()})
         return state
 
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write ``ram_config.json`` + ``ram_model.safetensors`` (RAM's own state only), atomically.
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.trainable_state().items()}
 
-        ``dtype`` (e.g. ``torch.bfloat16``) stores the weights in that dtype (a smaller file)."""
-        from safetensors.torch import save_file
+    def save_pretrained(self, path: str | Path, overwrite: bool = True, dtype: torch.dtype | None = None) -> Path:
+        """Write ``ram_config.json`` + ``ram_model.safetensors`` (RAM's own tensors only), atomically.
 
-        from longlore.core.io import atomic_write_bytes, atomic_write_text
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {
-            k: v.detach().to("cpu", dtype or v.dtype).contiguous().clone() for k, v in self.trainable_state().items()
-        }
-        tmp = path / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(tmp))
-        atomic_write_bytes(path / WEIGHTS_FILE, tmp.read_bytes(), overwrite=True)
-        tmp.unlink()
-        atomic_write_text(path / CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2), overwrite=True)
-        return path
+        ``dtype`` (e.g. ``torch.bfloat16``) stores the tensors in that dtype: a file half the size;
+        loading casts them back to the model's dtype."""
+        tensors = {k: v.to(dtype or v.dtype) for k, v in self.pretrained_state().items()}
+        return save_pretrained_folder(
+            path,
+            kind=self.pretrained_kind,
+            version=self.pretrained_version,
+            config=self.config.to_dict(),
+            tensors=tensors,
+            extra={"class": type(self).__name__},
+            overwrite=overwrite,
+        )
 
     @classmethod
-    def from_pretrained(cls, decoder: Any, tokenizer: Any, path: str | Path) -> RAMModel:
-        """Build RAM around the caller's ``decoder`` (left unmodified) and load its saved state.
+    def from_pretrained(cls, base_model: Any, tokenizer: Any, path: str | Path) -> RAMModel:
+        """Build RAM around the caller's ``base_model`` (left unmodified) and load its saved state.
 
         ``path`` is a folder written by :meth:`save_pretrained`, or a run folder holding ``final/``.
+        Folders written before the versioned layout (a bare config dict) still load.
         """
+        folder = find_model_folder(path, CONFIG_FILE, what="RAM model")
+        meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        if "format_version" in meta:
+            return super().from_pretrained(base_model, tokenizer, folder)
         from safetensors.torch import load_file
 
-        path = Path(path)
-        if not (path / CONFIG_FILE).exists() and (path / "final" / CONFIG_FILE).exists():
-            path = path / "final"
-        if not (path / CONFIG_FILE).exists():
-            raise LongloreError(f"{path}: no {CONFIG_FILE}; expected a folder written by RAMModel.save_pretrained")
-        model = cls(decoder, tokenizer, RAMConfig.from_dict(json.loads((path / CONFIG_FILE).read_text())))
-        model.load_trainable_state(load_file(str(path / WEIGHTS_FILE)), where=str(path / WEIGHTS_FILE))
-        return model
+        model = cls(base_model, tokenizer, RAMConfig.from_dict(meta))
+        load_state_checked(model, load_file(str(folder / WEIGHTS_FILE)), folder / WEIGHTS_FILE)
+        return model.eval()
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], where: str = "state") -> None:
-        """Copy a :meth:`trainable_state` dict into this model (shapes and names must match)."""
-        own = self.trainable_state()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise LongloreError(
-                f"{where}: does not match this RAM configuration (missing {missing[:3]}, unexpected "
-                f"{unexpected[:3]}); was it saved with another encoder/decoder or LoRA setting?"
-            )
-        with torch.no_grad():
-            for key, value in state.items():
-                own[key].copy_(value.to(own[key].dtype))
+        """Copy a :meth:`trainable_state` dict into this model (every tensor, matching shapes)."""
+        missing = sorted(set(self.trainable_state()) - set(state))
+        if missing:
+            raise LongloreError(f"{where}: lacks {missing[:3]}; was it saved with another RAM configuration?")
+        load_state_checked(self, state, where)
 
 
 def positive_segments(segment_texts: list[str], example: dict[str, Any]) -> torch.Tensor:

@@ -88,12 +88,4 @@ def trainable_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
 
-def device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of a module's first floating parameter: what RAM's own modules follow."""
-    for param in module.parameters():
-        if param.is_floating_point():
-            return param.device, param.dtype
-    return torch.device("cpu"), torch.float32
-
-
-__all__ = ["add_lora", "base_model_of", "decoder_view", "device_dtype", "structural_copy", "trainable_state"]
+__all__ = ["add_lora", "base_model_of", "decoder_view", "structural_copy", "trainable_state"]

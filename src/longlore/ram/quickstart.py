@@ -83,7 +83,7 @@ def run(out_dir: Path) -> str:
         for r in rows
     )
     evidence = "\n".join(
-        f"- *{r['question']}* kept: \"...{r['kept_evidence_text'][:160]}...\"" for r in rows if r["kept_evidence_text"]
+        f'- *{r["question"]}* kept: "...{r["kept_evidence_text"][:160]}..."' for r in rows if r["kept_evidence_text"]
     )
     correct = sum(r["gold"].lower() in r["answer"].lower() for r in rows)
     return (

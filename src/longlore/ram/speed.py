@@ -65,10 +65,21 @@ def measure(ram: Any, context: str, question: str, keep_ratio: float, new_tokens
 
 
 def run_speed_benchmark(
-    lengths: list[int], keep_ratio: float, out: str | Path, new_tokens: int = 32, model: str = "smollm2-135m"
+    lengths: list[int],
+    keep_ratio: float,
+    out: str | Path,
+    new_tokens: int = 32,
+    model: str = "smollm2-135m",
+    device: str = "cpu",
+    dtype: str = "float32",
+    ram_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot."""
+    """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot.
+
+    The RAM is ``ram_dir``, else the adapter shipped for ``model`` (the library's default trained
+    RAM), else an untrained one; speed does not depend on training, only on the architecture."""
     from longlore.core.models import load_causal_lm
+    from longlore.ram.artifacts import shipped_adapter
     from longlore.ram.config import RAMConfig
     from longlore.ram.model import RAMModel
 
@@ -76,9 +87,14 @@ def run_speed_benchmark(
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     rows = {int(r["length"]): r for r in results.get("rows", [])}
     torch.manual_seed(0)
-    decoder, tokenizer = load_causal_lm(model)
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     decoder.config.max_position_embeddings = max(lengths) + 1024  # timing only: rope extrapolates numerically
-    ram = RAMModel(decoder, tokenizer, RAMConfig(keep_ratio=keep_ratio, max_doc_tokens=max(lengths))).eval()
+    ram_dir = ram_dir or shipped_adapter(model)
+    if ram_dir is not None:
+        ram = RAMModel.from_pretrained(decoder, tokenizer, ram_dir).eval()
+        ram.config.max_doc_tokens = max(lengths)
+    else:
+        ram = RAMModel(decoder, tokenizer, RAMConfig(keep_ratio=keep_ratio, max_doc_tokens=max(lengths))).eval()
     question = "What is the registration code of Lumora?"
     measure(ram, _context_of(tokenizer, 256), question, keep_ratio, 2)  # warm-up: first calls pay one-off costs
     for length in lengths:
@@ -93,6 +109,8 @@ def run_speed_benchmark(
         results = {
             "benchmark": "ram_speed",
             "model": model,
+            "ram": str(ram_dir) if ram_dir else "untrained RAMConfig(keep_ratio)",
+            "ram_config": ram.config.to_dict(),
             "keep_ratio": keep_ratio,
             "new_tokens": new_tokens,
             "command": f"longlore ram bench --lengths {','.join(map(str, lengths))} --keep-ratio {keep_ratio}",

@@ -8,18 +8,16 @@ Two stages, each optional:
 * joint stage (``TrainArgs.steps``): answer NLL + InfoNCE as the paper has it (encoder,
   projector, decoder q/k/v or their LoRA adapters).
 
-Every step draws its example (and its keep ratio) from an RNG seeded by (seed, stage, step) alone,
-so a run resumed from a checkpoint sees exactly the data an unbroken run would.
+Every step's example (and keep ratio) is a function of (seed, step) alone (``StepBatches`` and
+the loop's ``ctx.rng``), so a run resumed from a checkpoint sees exactly the data an unbroken run
+would.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +25,9 @@ import torch
 
 from longlore.core.io import atomic_write_text, write_json
 from longlore.core.metrics import exact_match, substring_match, token_f1
-from longlore.core.progress import console, track
+from longlore.core.training import StepBatches, StepContext, TrainingArgs, TrainResult, train_loop
+from longlore.ram.config import RAMConfig, TrainArgs
 from longlore.ram.model import RAMModel, sample_keep_ratio
-
-
-@dataclass
-class TrainArgs:
-    """Loop settings (the method's own knobs live in RAMConfig)."""
-
-    steps: int = field(default=200, metadata={"help": "Joint-stage optimizer steps (one example each)."})
-    selector_steps: int = field(
-        default=0,
-        metadata={"help": "Selector-stage steps before the joint stage: InfoNCE only, encoder only (0 = none)."},
-    )
-    selector_lr: float = field(default=1e-4, metadata={"help": "Peak learning rate of the selector stage."})
-    selector_batch: int = field(
-        default=1, metadata={"help": "Documents per selector-stage step (with all their questions, encoded once)."}
-    )
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps of each stage."})
-    seed: int = field(default=0, metadata={"help": "Example-order and keep-ratio sampling seed."})
-    checkpoint_every: int = field(default=50, metadata={"help": "Save RAM state + optimizer every N steps."})
-    stop_after: int = field(
-        default=0, metadata={"help": "Stop this invocation after N steps in all (0 = run to the end); resume later."}
-    )
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (weights stay in their dtype)."})
 
 
 def _autocast(model: RAMModel, enabled: bool) -> Any:
@@ -59,93 +36,28 @@ def _autocast(model: RAMModel, enabled: bool) -> Any:
     return torch.autocast(model.device.type, dtype=torch.bfloat16)
 
 
-def step_rng(seed: int, stage: str, step: int) -> random.Random:
-    """The RNG of one training step: depends on (seed, stage, step) only."""
-    return random.Random(f"{seed}/{stage}/{step}")
+def _loop_args(args: TrainArgs, cfg: RAMConfig, steps: int, lr: float, stop_at: int | None) -> TrainingArgs:
+    return TrainingArgs(
+        steps=steps,
+        lr=lr,
+        warmup_steps=args.warmup_steps,
+        schedule="linear",  # the paper: linear decay
+        grad_clip=cfg.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        log_every=0,
+        seed=args.seed,
+        stop_after=stop_at,
+    )
 
 
-def _schedule(steps: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, 1 - step / max(1, steps))
-
-    return factor
-
-
-def _run_stage(
-    model: RAMModel,
-    stage: str,
-    steps: int,
-    lr: float,
-    params: list[torch.nn.Parameter],
-    loss_of: Callable[[random.Random], dict[str, torch.Tensor]],
-    ckpt: Path,
-    args: TrainArgs,
-    budget: list[int],
-) -> dict[str, Any]:
-    """One stage's loop with checkpoints; resumes from ``ckpt`` when it holds this stage."""
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps, args.warmup_steps))
-    step, history, cost = 0, [], {"cpu_s": 0.0, "wall_s": 0.0}
-    state_file = ckpt / f"{stage}_state.pt"
-    if state_file.exists():
-        state = torch.load(state_file, weights_only=False)
-        model.load_trainable_state(state["model"], where=str(state_file))
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        step, history, cost = state["step"], state["history"], state["cost"]
-        torch.set_rng_state(state["torch_rng"])
-        if step < steps:
-            console.print(f"[yellow]resuming[/yellow] {stage} stage at step {step}")
-    model.train()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-
-    def save(next_step: int) -> None:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        spent = {
-            "cpu_s": cost["cpu_s"] + time.process_time() - cpu0,
-            "wall_s": cost["wall_s"] + time.perf_counter() - wall0,
-        }
-        state = {
-            "model": {k: v.detach().clone() for k, v in model.trainable_state().items()},
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "step": next_step,
-            "history": history,
-            "cost": spent,
-            "torch_rng": torch.get_rng_state(),
-        }
-        tmp = state_file.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(state_file)  # atomic: a crash never leaves half a checkpoint
-
-    first = step
-    for step in track(range(first, steps), f"RAM {stage} stage", total=steps - first):
-        if args.stop_after and budget[0] >= args.stop_after:
-            break
-        out = loss_of(step_rng(args.seed, stage, step))
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, model.config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        budget[0] += 1
-        history.append({"step": step, **{k: round(float(v.detach()), 4) for k, v in out.items()}})
-        if (step + 1) % args.checkpoint_every == 0 or step + 1 == steps:
-            save(step + 1)
-    else:
-        step = steps
-    if args.stop_after and budget[0] >= args.stop_after and step < steps:
-        save(step)  # stopped early: the next invocation resumes at this step
-    model.eval()
+def _stage_summary(result: TrainResult, steps: int) -> dict[str, Any]:
     return {
         "steps": steps,
-        "done": len(history) >= steps,
-        "cpu_s": round(cost["cpu_s"] + time.process_time() - cpu0, 1),
-        "wall_s": round(cost["wall_s"] + time.perf_counter() - wall0, 1),
-        "final": history[-1] if history else None,
-        "history": history,
+        "done": result.finished,
+        "cpu_s": round(result.cost["cpu_seconds"], 1),
+        "wall_s": round(result.cost["wall_seconds"], 1),
+        "final": result.history[-1] if result.history else None,
+        "history": result.history,
     }
 
 
@@ -158,50 +70,67 @@ def train(
     selector_examples: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model``: the selector stage (if ``args.selector_steps``) on ``selector_examples``
-    (default: ``examples``), then the joint stage on ``examples``. Resumes from
-    ``out_dir/checkpoint``; returns per-stage costs (CPU seconds) and loss histories.
+    (default: ``examples``), then the joint stage on ``examples``, both on the shared training
+    loop (``longlore.core.training``). Resumes from ``out_dir/checkpoint/{selector,joint}``;
+    returns per-stage costs (CPU seconds) and loss histories.
 
     ``full_context=True`` trains the uncompressed baseline instead (the same decoder parameters,
     whole context in the prompt, answer NLL), with the same examples in the same order.
     """
     args = args or TrainArgs()
     out_dir, cfg = Path(out_dir), model.config
-    ckpt = out_dir / "checkpoint"
-    budget = [0]  # steps run by this invocation (for stop_after)
     summary: dict[str, Any] = {"args": asdict(args), "config": cfg.to_dict(), "full_context": full_context}
-    if args.selector_steps and not full_context:
+    selector_steps = args.selector_steps if not full_context else 0
+    stop = args.stop_after or None
+    if selector_steps:
         groups = group_by_document(selector_examples or examples)
-        encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
 
-        def selector_loss(rng: random.Random) -> dict[str, torch.Tensor]:
-            batch = [ex for _ in range(args.selector_batch) for ex in groups[rng.randrange(len(groups))]]
+        def selector_loss(encoder: Any, items: list[Any], ctx: StepContext) -> Any:
             with _autocast(model, args.bf16):
-                return model.selector_loss(batch)
+                out = model.selector_loss([ex for group in items for ex in group])
+            return out["loss"], {"infonce": out["infonce"]}
 
-        summary["selector"] = _run_stage(
-            model, "selector", args.selector_steps, args.selector_lr, encoder_params, selector_loss, ckpt, args, budget
+        draw = StepBatches(  # its own seed stream: the joint stage's draws stay those of a joint-only run
+            lambda rng, step: [groups[rng.randrange(len(groups))] for _ in range(args.selector_batch)],
+            seed=args.seed + 1000,
         )
-        if not summary["selector"]["done"]:
+        result = train_loop(
+            model.encoder,
+            selector_loss,
+            draw,
+            _loop_args(args, cfg, selector_steps, args.selector_lr, min(stop, selector_steps) if stop else None),
+            out_dir / "checkpoint" / "selector",
+            description="RAM selector stage",
+        )
+        summary["selector"] = _stage_summary(result, selector_steps)
+        if not result.finished:
+            return summary
+        stop = stop - selector_steps if stop else None
+        if stop == 0:
             return summary
 
-    def joint_loss(rng: random.Random) -> dict[str, torch.Tensor]:
-        example = examples[rng.randrange(len(examples))]
+    def joint_loss(ram: Any, items: list[Any], ctx: StepContext) -> Any:
+        (example,) = items
         if full_context:
             with _autocast(model, args.bf16):
-                return full_context_loss(model, example)
-        keep_ratio = sample_keep_ratio(rng, *cfg.keep_ratio_range) if cfg.sample_keep_ratio else None
+                out = full_context_loss(model, example)
+            return out["loss"], {}
+        keep_ratio = sample_keep_ratio(ctx.rng, *cfg.keep_ratio_range) if cfg.sample_keep_ratio else cfg.keep_ratio
         with _autocast(model, args.bf16):
             out = model([example], keep_ratio=keep_ratio)
-        out["requested_keep_ratio"] = torch.tensor(cfg.keep_ratio if keep_ratio is None else keep_ratio)
-        return out
+        metrics = {k: float(out[k]) for k in ("nll", "infonce", "keep_ratio")}
+        return out["loss"], {**metrics, "requested_keep_ratio": keep_ratio}
 
-    params = (
-        [p for p in model.decoder.parameters() if p.requires_grad]
-        if full_context
-        else [p for p in model.parameters() if p.requires_grad]
-    )
     if args.steps:
-        summary["joint"] = _run_stage(model, "joint", args.steps, cfg.lr, params, joint_loss, ckpt, args, budget)
+        result = train_loop(
+            model.decoder if full_context else model,
+            joint_loss,
+            StepBatches(lambda rng, step: [examples[rng.randrange(len(examples))]], seed=args.seed),
+            _loop_args(args, cfg, args.steps, cfg.lr, stop),
+            out_dir / "checkpoint" / "joint",
+            description="full-context fine-tuning" if full_context else "RAM joint stage",
+        )
+        summary["joint"] = _stage_summary(result, args.steps)
     summary["cpu_s"] = round(sum(summary[s]["cpu_s"] for s in ("selector", "joint") if s in summary), 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
@@ -209,6 +138,7 @@ def train(
         json.dumps({s: summary[s]["history"] for s in ("selector", "joint") if s in summary}),
         overwrite=True,
     )
+    model.eval()
     return summary
 
 
