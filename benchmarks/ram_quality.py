@@ -201,7 +201,7 @@ class Bench:
                     ram,
                     self.joint,
                     run_dir,
-                    self.train_args(variant, seed, stop_after=chunk),
+                    self.train_args(variant, seed, stop_after=curve[-1]["step"] + chunk),  # counted from step 0
                     selector_examples=self.selector,
                 )
                 curve.append(

@@ -143,17 +143,26 @@ class RAMModel(PretrainedMixin, nn.Module):
 
     def _encode_batch(self, seqs: list[list[int]], max_batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode token sequences as independent rows (right padding; causal, so padding never
-        reaches a real token). Returns states (B, S, H_e) and mask (B, S)."""
+        reaches a real token). Returns states (B, S, H_e) and mask (B, S).
+
+        Full-width rows (every segment but a document's last) run without an attention mask: the
+        plain causal kernel, markedly faster on long documents than a padded-mask one."""
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-        states = torch.cat(
-            [
-                self.encoder(input_ids=ids[i : i + max_batch], attention_mask=mask[i : i + max_batch]).last_hidden_state
-                for i in range(0, len(seqs), max_batch)
-            ]
-        )
+        full = [i for i, s in enumerate(seqs) if len(s) == width]
+        short = [i for i, s in enumerate(seqs) if len(s) < width]
+        states: torch.Tensor | None = None
+        for rows, masked in ((full, False), (short, True)):
+            for start in range(0, len(rows), max_batch):
+                index = torch.tensor(rows[start : start + max_batch], device=self.device)
+                out = self.encoder(
+                    input_ids=ids[index], attention_mask=mask[index] if masked else None
+                ).last_hidden_state  # (b, S, H_e)
+                if states is None:
+                    states = out.new_zeros(len(seqs), width, out.shape[-1])
+                states = states.index_copy(0, index, out)
         return states, mask
 
     def encode_context(self, context: str, encode: bool = True) -> EncodedContext:

@@ -76,10 +76,10 @@ def run_speed_benchmark(
 ) -> dict[str, Any]:
     """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot.
 
-    The RAM is ``ram_dir``, else the adapter shipped for ``model`` (the library's default trained
-    RAM), else an untrained one; speed does not depend on training, only on the architecture."""
+    Speed depends on the architecture, not on trained weights: by default the RAM is the paper's
+    form with ``RAMConfig`` defaults (no LoRA: unmerged adapters would add their own matmuls);
+    ``ram_dir`` measures a saved one instead."""
     from longlore.core.models import load_causal_lm
-    from longlore.ram.artifacts import shipped_adapter
     from longlore.ram.config import RAMConfig
     from longlore.ram.model import RAMModel
 
@@ -89,7 +89,6 @@ def run_speed_benchmark(
     torch.manual_seed(0)
     decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     decoder.config.max_position_embeddings = max(lengths) + 1024  # timing only: rope extrapolates numerically
-    ram_dir = ram_dir or shipped_adapter(model)
     if ram_dir is not None:
         ram = RAMModel.from_pretrained(decoder, tokenizer, ram_dir).eval()
         ram.config.max_doc_tokens = max(lengths)
