@@ -101,6 +101,20 @@ def test_make_data_train_compress_answer_eval(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["answer"] == reply and payload["kept_segments"] == compressed.kept
+    # from the kept text only: asked for, or by default for a RAM whose skim projector is untrained
+    text_compressed = ram.compress(rows[0]["context"], rows[0]["question"], keep_ratio=0.5, skim=False)
+    text_reply = ram.generate_from_embeddings([ram.prompt_embeddings(text_compressed, rows[0]["question"])])[0]
+    result = runner.invoke(app, ["ram", "answer", *base, "--no-skim", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answer"] == text_reply
+    assert (
+        json.loads(result.stdout)["compressed_length"] == text_compressed.compressed_length < stats["compressed_length"]
+    )
+    (out / "final" / "training.json").write_text(json.dumps({"trained": ["encoder"], "untrained": ["projector"]}))
+    result = runner.invoke(app, ["ram", "answer", *base, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["compressed_length"] == text_compressed.compressed_length
+    assert "projector is untrained" in result.stderr
     result = runner.invoke(app, ["ram", "answer", *base[:1], str(tmp_path / "missing.txt"), *base[2:]])
     assert "missing.txt: no such file" in str(result.exception)  # one line; longlore.cli.main prints it
     metrics = tmp_path / "m.json"

@@ -7,12 +7,13 @@ import pytest
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from longlore.core.errors import LongloreError
 from longlore.core.models import load_causal_lm
 from longlore.ram.config import RAMConfig
 from longlore.ram.data import make_dataset
 from longlore.ram.generation import greedy_decode
 from longlore.ram.model import RAMModel, keep_count
-from longlore.ram.trainer import TrainArgs, train
+from longlore.ram.trainer import TrainArgs, load_training_checkpoint, train
 
 TEXT = (
     "In the beginning God created the heaven and the earth. And the earth was without form, and void; and "
@@ -83,6 +84,29 @@ def test_resume_equals_unbroken_run(tmp_path, lora) -> None:
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert [h["loss"] for h in rest["joint"]["history"]] == [h["loss"] for h in full["joint"]["history"]]
+
+
+def test_training_checkpoints_load_for_evaluation(tmp_path) -> None:
+    """A selector-stage checkpoint (encoder tensors only) and a whole-state stage file both load."""
+    config = RAMConfig(encoder_layers=1, segment_tokens=16, encoder_lora_r=4, decoder_lora_r=4)
+    trained = fresh(config)
+    train(trained, tiny_data(trained.tokenizer), tmp_path, TrainArgs(steps=0, selector_steps=2, selector_lr=1e-2))
+    info = load_training_checkpoint(loaded := fresh(config), tmp_path / "checkpoint" / "selector" / "checkpoint.pt")
+    assert info["stage"] == "selector" and info["step"] == 2 and info["cpu_s"] > 0
+    enc = [k for k in trained.trainable_state() if k.startswith("encoder.")]
+    assert enc and all(torch.equal(trained.trainable_state()[k], loaded.trainable_state()[k]) for k in enc)
+    assert not torch.equal(loaded.trainable_state()[enc[-1]], fresh(config).trainable_state()[enc[-1]])
+    legacy = tmp_path / "checkpoint" / "joint_state.pt"  # the older trainer's stage file: all of RAM's tensors
+    torch.save({"model": trained.pretrained_state(), "step": 2, "cost": {"cpu_s": 1.5}}, legacy)
+    info = load_training_checkpoint(loaded := fresh(config), legacy)
+    assert info == {"stage": "joint", "step": 2, "cpu_s": 1.5}
+    for key, value in trained.trainable_state().items():
+        assert torch.equal(value, loaded.trainable_state()[key]), key
+    with pytest.raises(LongloreError, match="do not match"):
+        load_training_checkpoint(
+            fresh(RAMConfig(encoder_layers=1, segment_tokens=16, encoder_lora_r=4, encoder_lora_targets=("q_proj",))),
+            tmp_path / "checkpoint" / "selector" / "checkpoint.pt",
+        )
 
 
 def test_wrapping_training_and_loading_leave_the_callers_decoder_alone(tmp_path) -> None:

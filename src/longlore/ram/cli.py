@@ -201,15 +201,29 @@ def answer(
     model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
     max_new_tokens: int = typer.Option(32, help="Longest answer, in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer, stats and kept text as JSON on stdout."),
+    skim: Optional[bool] = typer.Option(
+        None,
+        "--skim/--no-skim",
+        help="Give the decoder one skim vector per unread segment (RAM's hybrid) or only the kept text. "
+        "Default: the hybrid, except for a RAM whose skim projector is untrained (see its training.json).",
+    ),
     encoder_layers: int = _cfg("encoder_layers"),
     segment_tokens: int = _cfg("segment_tokens"),
     device: str = device_option(),
     dtype: str = dtype_option(),
 ) -> None:
     """Compress the context for the question and answer it: the answer on stdout, stats on stderr."""
+    from longlore.ram.artifacts import shipped_adapter, training_info
+
     text = _read_context(context_file)
     ram = _load(model, ram_dir, device, dtype, encoder_layers=encoder_layers, segment_tokens=segment_tokens)
-    compressed = ram.compress(text, question, keep_ratio=keep_ratio)
+    if skim is None:
+        folder = ram_dir or shipped_adapter(model)
+        untrained = training_info(folder).get("untrained", []) if folder is not None else []
+        skim = not any("projector" in part for part in untrained)
+        if not skim:
+            console.print("this RAM's skim projector is untrained: answering from the kept text (--skim to override)")
+    compressed = ram.compress(text, question, keep_ratio=keep_ratio, skim=skim)
     reply = ram.generate_from_embeddings([ram.prompt_embeddings(compressed, question)], max_new_tokens)[0]
     if as_json:
         typer.echo(json.dumps({"answer": reply, **compressed.stats(), "kept_text": compressed.close_read_text()}))

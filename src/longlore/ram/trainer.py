@@ -23,11 +23,13 @@ from typing import Any
 
 import torch
 
+from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text, write_json
 from longlore.core.metrics import exact_match, substring_match, token_f1
 from longlore.core.training import StepBatches, StepContext, TrainingArgs, TrainResult, train_loop
 from longlore.ram.config import RAMConfig, TrainArgs
 from longlore.ram.model import RAMModel, sample_keep_ratio
+from longlore.ram.modules import trainable_state
 
 
 def _autocast(model: RAMModel, enabled: bool) -> Any:
@@ -140,6 +142,36 @@ def train(
     )
     model.eval()
     return summary
+
+
+def load_training_checkpoint(model: RAMModel, path: str | Path) -> dict[str, Any]:
+    """Load the trained tensors of a training checkpoint into ``model`` (to evaluate or package a
+    run mid-way) and return ``{"stage", "step", "cpu_s"}``.
+
+    ``path`` is a checkpoint file of either stage (``<out>/checkpoint/{selector,joint}/checkpoint.pt``;
+    the selector stage holds the encoder's tensors only) or a stage file of the trainer before the
+    shared loop (``<out>/checkpoint/{selector,joint}_state.pt``, all of RAM's trained tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LongloreError(f"{path}: no checkpoint file here (expected .../checkpoint/selector/checkpoint.pt)")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not state:
+        raise LongloreError(f"{path}: not a RAM training checkpoint (no model tensors)")
+    stage = "selector" if "selector" in str(path) else "joint"
+    if all(k.startswith(("encoder.", "projector.", "decoder.")) for k in state):
+        model.load_trainable_state(state, where=str(path))  # the whole of RAM's trained state
+    else:  # a selector-stage checkpoint of the shared loop: the encoder's trainable tensors
+        expected = set(trainable_state(model.encoder))
+        if set(state) != expected:
+            raise LongloreError(
+                f"{path}: its tensors do not match this RAM's encoder ({sorted(set(state) ^ expected)[:3]}); "
+                "build RAMModel with the RAMConfig the run was trained with"
+            )
+        model.encoder.load_state_dict(state, strict=False)
+    cost = payload.get("cost") or {}
+    cpu = cost.get("cpu_seconds", cost.get("cpu_s"))
+    return {"stage": stage, "step": int(payload.get("step", 0)), "cpu_s": None if cpu is None else round(cpu, 1)}
 
 
 def group_by_document(examples: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
