@@ -179,6 +179,15 @@ def model_card(ram: RAMModel, info: dict, size: int, known: list[dict], recall: 
         f"evidence segments {k['evidence']} kept: {set(k['evidence']) <= set(k['kept'])}"
         for k in known
     ]
+    kept = sum(set(k["evidence"]) <= set(k["kept"]) for k in known)
+    right = {m: sum(k["gold"].lower() in k[f"answer_{m}"].lower() for k in known) for m in ("text", "hybrid")}
+    lines += [
+        "",
+        f"Evidence kept for {kept}/{len(known)} questions; answers containing the gold answer: {right['text']}/"
+        f"{len(known)} from the kept text, {right['hybrid']}/{len(known)} from the hybrid. The reader is the",
+        "untouched 135M decoder, which here answers with a distractor's value or a number not in the text; the fine-tuned",
+        "reader of the quality benchmark is not part of this adapter.",
+    ]
     lines += [
         "",
         "Limits: trained on one synthetic task at CPU scale; expect it to transfer to other documents only",
