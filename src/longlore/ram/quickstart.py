@@ -63,7 +63,8 @@ def run(out_dir: Path) -> str:
         hybrid_note = (
             "The skim projector of this adapter is not trained (only the selector stage ran), so the hybrid "
             "column shows what untrained skim vectors do to the untouched decoder; the text column is the "
-            "trained selector's evidence read by the untouched decoder."
+            "trained selector's evidence read by the untouched decoder, which was not trained to read it: an "
+            "answer can be wrong even when the evidence was kept."
             if info.get("untrained")
             else "Both columns use the trained adapter."
         )
@@ -123,7 +124,7 @@ def run(out_dir: Path) -> str:
         f"|---|---|---|---|---|---|\n{table}\n\n"
         f"Answers containing the gold answer: {correct['text']}/3 from the kept text, {correct['hybrid']}/3 from "
         f"the hybrid. Evidence RAM kept:\n\n{evidence}\n\n"
-        "Measured quality of this adapter (evidence recall against MiniLM top-k, answers on held-out questions): "
-        "its MODEL_CARD.md and `benchmarks/results/ram_selector_recall.json`.\n\n"
+        "Measured quality of the shipped adapter (evidence recall against MiniLM top-k on 150 held-out "
+        "questions): its MODEL_CARD.md and `benchmarks/results/ram_selector_recall.json`.\n\n"
         f"![segment relevance]({plot_path.name})\n"
     )
