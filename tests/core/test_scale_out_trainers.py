@@ -28,8 +28,22 @@ import pytest
 import torch
 
 from longlore.core.testing import check_ranks_match_single, trainable_tensors
+from longlore.core.training import CHECKPOINT_NAME
 
 ATOL = 1e-5
+
+
+def _outcome(model: torch.nn.Module, out_dir: Path) -> dict[str, torch.Tensor]:
+    """The trained tensors, plus the per-step loss history of every checkpoint the run left. AdamW
+    barely sees a gradient's scale, so a rank that counted the whole batch's loss (2x) would end
+    with nearly the same weights; the recorded losses (means over the global batch) show it."""
+    from longlore.core.checkpoint import load_checkpoint
+
+    tensors = trainable_tensors(model)
+    for path in sorted(out_dir.rglob(CHECKPOINT_NAME)):
+        history = load_checkpoint(path)["history"]
+        tensors[f"loss history of {path.relative_to(out_dir)}"] = torch.tensor([row["loss"] for row in history])
+    return tensors
 
 
 # --- RAM ------------------------------------------------------------------------------------
@@ -68,12 +82,12 @@ def _ram_train(out_dir: Path, stop_after: int = 0):
 
 
 def ram_steps(out_dir: Path) -> dict[str, torch.Tensor]:
-    return trainable_tensors(_ram_train(out_dir))
+    return _outcome(_ram_train(out_dir), out_dir)
 
 
 def ram_stopped_and_resumed(out_dir: Path) -> dict[str, torch.Tensor]:
     _ram_train(out_dir, stop_after=2)  # the selector step and the first joint step, then a "crash"
-    return trainable_tensors(_ram_train(out_dir))  # a fresh model resumes from the checkpoint
+    return _outcome(_ram_train(out_dir), out_dir)  # a fresh model resumes from the checkpoint
 
 
 # --- CoMeT ----------------------------------------------------------------------------------
@@ -97,12 +111,54 @@ def _comet_train(out_dir: Path, stop_after: int | None = None):
 
 
 def comet_steps(out_dir: Path) -> dict[str, torch.Tensor]:
-    return trainable_tensors(_comet_train(out_dir))
+    return _outcome(_comet_train(out_dir), out_dir)
 
 
 def comet_stopped_and_resumed(out_dir: Path) -> dict[str, torch.Tensor]:
     _comet_train(out_dir, stop_after=1)
-    return trainable_tensors(_comet_train(out_dir))
+    return _outcome(_comet_train(out_dir), out_dir)
+
+
+# --- CoMeT, layer-level pipeline (2 stages) --------------------------------------------------
+
+
+def _comet_pipeline_model():
+    from longlore.comet.config import CometConfig
+    from longlore.comet.model import CometModel
+    from longlore.core.models import load_causal_lm
+
+    base, tokenizer = load_causal_lm("tiny-llama:seed=2")
+    config = CometConfig(num_global=4, temp_stride=4, temp_budget=6, chunk_size=16, rank=2, lr=1e-3, warmup_steps=1)
+    return CometModel(base, tokenizer, config, seed=0)
+
+
+def _comet_pipeline_train(out_dir: Path, stages: int, stop_after: int | None = None):
+    from longlore.comet.trainer import TrainArgs, text_windows, train
+
+    model = _comet_pipeline_model()
+    ids = [(11 * i + 5) % 200 + 5 for i in range(500)]
+    batches = text_windows(ids, 64, 2)  # 2 sequences of 64 tokens = 4 chunks of 16 per step, 2 per stage
+    args = TrainArgs(steps=3, checkpoint_every=1, seed=2, stop_after=stop_after)
+    if stages == 1:
+        train(model, batches, out_dir, args)
+    else:
+        from longlore.comet.pipeline_train import train_pipeline
+
+        train_pipeline(model, batches, out_dir, args, stages=stages)
+    return model
+
+
+def comet_single_3_steps(out_dir: Path) -> dict[str, torch.Tensor]:
+    return _outcome(_comet_pipeline_train(out_dir, stages=1), out_dir)
+
+
+def comet_pipeline_3_steps(out_dir: Path) -> dict[str, torch.Tensor]:
+    return _outcome(_comet_pipeline_train(out_dir, stages=2), out_dir)
+
+
+def comet_pipeline_stopped_and_resumed(out_dir: Path) -> dict[str, torch.Tensor]:
+    _comet_pipeline_train(out_dir, stages=2, stop_after=1)
+    return _outcome(_comet_pipeline_train(out_dir, stages=2), out_dir)
 
 
 # --- PretrainRL -----------------------------------------------------------------------------
@@ -143,12 +199,12 @@ def _pretrainrl_train(out_dir: Path, stop_after: int | None = None):
 
 
 def pretrainrl_steps(out_dir: Path) -> dict[str, torch.Tensor]:
-    return trainable_tensors(_pretrainrl_train(out_dir))
+    return _outcome(_pretrainrl_train(out_dir), out_dir)
 
 
 def pretrainrl_stopped_and_resumed(out_dir: Path) -> dict[str, torch.Tensor]:
     _pretrainrl_train(out_dir, stop_after=1)
-    return trainable_tensors(_pretrainrl_train(out_dir))
+    return _outcome(_pretrainrl_train(out_dir), out_dir)
 
 
 # --- CET ------------------------------------------------------------------------------------
@@ -184,12 +240,12 @@ def _cet_train(out_dir: Path, method: str, stop_after: int | None = None):
     return trainer.scorer
 
 
-def _cet_compared(scorer: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _cet_compared(scorer: torch.nn.Module, out_dir: Path) -> dict[str, torch.Tensor]:
     # The head's last bias adds the same constant to every option's score, which the softmax over
     # options ignores: its true gradient is 0, and AdamW's first steps (lr g / (|g| + eps)) turn
     # the ~1e-9 rounding noise of that gradient into steps of ~1e-4 that differ with the summation
     # order. It is the one tensor the loss does not see, so it is left out of the comparison.
-    tensors = trainable_tensors(scorer)
+    tensors = _outcome(scorer, out_dir)
     last_bias = [name for name in tensors if name.startswith("head.") and name.endswith(".bias")][-1]
     assert tensors[last_bias].numel() == 1, last_bias
     del tensors[last_bias]
@@ -197,21 +253,28 @@ def _cet_compared(scorer: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def cet_steps(out_dir: Path) -> dict[str, torch.Tensor]:
-    return _cet_compared(_cet_train(out_dir, "cet"))
+    return _cet_compared(_cet_train(out_dir, "cet"), out_dir)
 
 
 def cet_stopped_and_resumed(out_dir: Path) -> dict[str, torch.Tensor]:
     _cet_train(out_dir, "cet", stop_after=1)
-    return _cet_compared(_cet_train(out_dir, "cet"))
+    return _cet_compared(_cet_train(out_dir, "cet"), out_dir)
 
 
 # --- the tests ------------------------------------------------------------------------------
 
+# trainer: (its module, the single-process reference, the 2-rank run, the 2-rank run stopped and resumed)
 TRAINERS = {
-    "ram": ("longlore.ram.trainer", ram_steps, ram_stopped_and_resumed),
-    "comet": ("longlore.comet.trainer", comet_steps, comet_stopped_and_resumed),
-    "pretrainrl": ("longlore.pretrainrl.trainer", pretrainrl_steps, pretrainrl_stopped_and_resumed),
-    "cet": ("longlore.cet.trainer", cet_steps, cet_stopped_and_resumed),
+    "ram": ("longlore.ram.trainer", ram_steps, ram_steps, ram_stopped_and_resumed),
+    "comet": ("longlore.comet.trainer", comet_steps, comet_steps, comet_stopped_and_resumed),
+    "comet-pipeline": (
+        "longlore.comet.trainer",
+        comet_single_3_steps,
+        comet_pipeline_3_steps,
+        comet_pipeline_stopped_and_resumed,
+    ),
+    "pretrainrl": ("longlore.pretrainrl.trainer", pretrainrl_steps, pretrainrl_steps, pretrainrl_stopped_and_resumed),
+    "cet": ("longlore.cet.trainer", cet_steps, cet_steps, cet_stopped_and_resumed),
 }
 
 
@@ -236,10 +299,10 @@ def two_rank_problems(tmp_path_factory) -> dict[str, list[str]]:
         pytest.skip("no trainer is on the shared training loop yet")
     recipes, single, folders = [], [], {}
     for trainer in ready:
-        _, steps, resumed = TRAINERS[trainer]
+        _, reference, two_ranks, resumed = TRAINERS[trainer]
         folders[trainer] = (f"recipe{len(recipes)}/", f"recipe{len(recipes) + 1}/")
-        recipes += [steps, resumed]
-        single += [steps, steps]  # the reference of a stopped-and-resumed 2-rank run: the unbroken single run
+        recipes += [two_ranks, resumed]
+        single += [reference, reference]  # a stopped-and-resumed 2-rank run must equal the unbroken single run
     try:
         check_ranks_match_single(recipes, tmp_path_factory.mktemp("ranks"), world_size=2, atol=ATOL, single=single)
         problems: list[str] = []
@@ -249,7 +312,7 @@ def two_rank_problems(tmp_path_factory) -> dict[str, list[str]]:
         trainer: [
             p
             for p in problems
-            if p.startswith((f"{TRAINERS[trainer][1].__name__} ", f"{TRAINERS[trainer][2].__name__} "))
+            if p.startswith((f"{TRAINERS[trainer][2].__name__} ", f"{TRAINERS[trainer][3].__name__} "))
             or any(folder in p for folder in folders[trainer])
         ]
         for trainer in ready
@@ -257,11 +320,12 @@ def two_rank_problems(tmp_path_factory) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("trainer", list(TRAINERS))
-def test_two_gloo_ranks_equal_one_process_resume_and_only_rank0_writes(trainer, two_rank_problems) -> None:
-    """2 ranks == 1 process on the combined batch (within ATOL); a 2-rank run stopped and resumed on
-    fresh models == the unbroken single-process run; ranks > 0 write nothing (checkpoints, histories,
-    mined negatives)."""
+def test_two_gloo_ranks_equal_one_process_resume_and_only_rank0_writes(trainer, request) -> None:
+    """2 ranks == 1 process on the combined batch (within ATOL; ``comet-pipeline``: 3 steps of the
+    2-stage layer pipeline == 3 steps of ``comet.trainer.train``); a 2-rank run stopped and resumed
+    on fresh models == the unbroken single-process run; ranks > 0 write nothing (checkpoints,
+    histories, mined negatives)."""
     reason = _not_ready(trainer)
     if reason:
         pytest.skip(reason)
-    assert two_rank_problems[trainer] == []
+    assert request.getfixturevalue("two_rank_problems")[trainer] == []
