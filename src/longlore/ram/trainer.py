@@ -158,7 +158,7 @@ def load_training_checkpoint(model: RAMModel, path: str | Path) -> dict[str, Any
     state = payload.get("model") if isinstance(payload, dict) else None
     if not state:
         raise LongloreError(f"{path}: not a RAM training checkpoint (no model tensors)")
-    stage = "selector" if "selector" in str(path) else "joint"
+    stage = "selector" if path.parent.name == "selector" or path.name.startswith("selector") else "joint"
     if all(k.startswith(("encoder.", "projector.", "decoder.")) for k in state):
         model.load_trainable_state(state, where=str(path))  # the whole of RAM's trained state
     else:  # a selector-stage checkpoint of the shared loop: the encoder's trainable tensors
