@@ -153,7 +153,7 @@ def passkey(
         seed=seed,
         meta={"comet_dir": str(comet_dir), "model": model, "config": comet.config.to_dict()},
     )
-    heatmap(result["accuracy"], out.with_suffix(".png"), f"CoMeT passkey ({comet_dir or model})")
+    heatmap(result["records"], out.with_suffix(".png"), f"CoMeT passkey ({comet_dir or model})")
     typer.echo(json.dumps({n: cells["all"] for n, cells in result["accuracy"].items()}))
 
 

@@ -11,6 +11,7 @@ Shape legend: B batch rows, R rows present in a chunk, L chunk length, D hidden,
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +21,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from longlore.comet.chunking import BOUNDARY_TEXTS, plan_chunks
 from longlore.comet.config import CometConfig
 from longlore.comet.layout import (
-    BOUNDARY_TEXTS,
     BatchChunk,
     SpecialIds,
     attention_bias,
     build_layouts,
     collate_batch,
     collate_chunk,
-    plan_chunks,
 )
 from longlore.comet.loss import token_ce_sum
 from longlore.comet.memory import LayerMemory, LayerMemoryNets, MemoryState, enqueue
@@ -49,6 +49,13 @@ def _decoder_parts(base_model: nn.Module) -> tuple[Any, Any, Any, Any]:
             f"CometModel: {type(base_model).__name__} is not a supported decoder-only LM; it needs "
             "model.layers, model.norm, model.rotary_emb and an LM head (Llama, Qwen2, Qwen3, "
             "Mistral, SmolLM2 families)"
+        )
+    if "cache" not in inspect.signature(parts[0][0].forward).parameters:
+        import transformers
+
+        raise LongloreError(
+            f"CometModel needs transformers>=5 (decoder layers called with `cache=`); found "
+            f"{transformers.__version__}: pip install -U 'transformers>=5'"
         )
     types = set(getattr(base_model.config, "layer_types", None) or ["full_attention"])
     if types != {"full_attention"}:
@@ -86,7 +93,7 @@ class CometModel(nn.Module):
         with torch.no_grad():  # mean init, as resize_token_embeddings(mean_resizing=True) does
             self.token_embed.weight.copy_(base_embed.weight.float().mean(0).to(dtype).expand(n_new, -1))
         self.memory = nn.ModuleList(
-            LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp)
+            LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp, config.gate_bias)
             for _ in range(len(self.layers))
         )
         std = float(getattr(base_model.config, "initializer_range", 0.02))
@@ -237,16 +244,29 @@ class CometModel(nn.Module):
         labels: list[list[int]] | None = None,
         sizes: list[list[int]] | None = None,
         rng: Any = None,
+        weights: list[list[float]] | None = None,
     ) -> list[BatchChunk]:
         """Chunk, lay out and batch token sequences (ragged allowed). ``rng`` turns on chunk-boundary
-        augmentation (when the config allows it); ``sizes`` fixes the chunk sizes per example."""
+        augmentation (when the config allows it); ``sizes`` fixes the chunk sizes per example;
+        ``weights`` (aligned with ``ids``) scale each token's loss term."""
         per_example = []
+        size = self.config.chunk_size
+        max_len = max(size, -(-max(len(x) for x in ids) // size) * size)  # the planner's K = max_len / C
         for b, seq in enumerate(ids):
             if not seq:
                 raise LongloreError(f"CometModel: example {b} is empty; every sequence needs at least one token")
             aug = rng if self.config.augment_chunks else None
-            plan = sizes[b] if sizes is not None else plan_chunks(seq, self.config.chunk_size, aug, self.boundary_ids)
-            per_example.append(build_layouts(seq, plan, self.config, self.special, labels[b] if labels else None))
+            plan = sizes[b] if sizes is not None else plan_chunks(seq, size, aug, self.boundary_ids, max_len)
+            per_example.append(
+                build_layouts(
+                    seq,
+                    plan,
+                    self.config,
+                    self.special,
+                    labels[b] if labels else None,
+                    weights=weights[b] if weights else None,
+                )
+            )
         return collate_batch(per_example, self.special, self.pad_id)
 
     def forward(
@@ -276,7 +296,7 @@ class CometModel(nn.Module):
         for chunk, h in zip(chunks, hs):
             labels = chunk.labels.to(h.device)
             h = self.norm(h)
-            s, n = token_ce_sum(h, labels, self.lm_head)
+            s, n = token_ce_sum(h, labels, self.lm_head, chunk.weights)
             total, count = total + s, count + n
             if return_logits:
                 logits.append(self.lm_head(h))
@@ -287,9 +307,16 @@ class CometModel(nn.Module):
         loss = total / count if count else None
         return CometOutput(loss=loss, loss_sum=total, n_tokens=count, logits=logits, state=state)
 
-    def loss(self, ids: list[list[int]], labels: list[list[int]] | None = None, rng: Any = None) -> torch.Tensor:
-        """Mean next-token cross-entropy over text tokens of a (ragged) batch."""
-        out = self.forward(self.prepare(ids, labels, rng=rng))
+    def loss(
+        self,
+        ids: list[list[int]],
+        labels: list[list[int]] | None = None,
+        rng: Any = None,
+        weights: list[list[float]] | None = None,
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy over text tokens of a (ragged) batch: the sum of each
+        labelled token's CE (times its weight, when ``weights`` are given) over the labelled count."""
+        out = self.forward(self.prepare(ids, labels, rng=rng, weights=weights))
         if out.loss is None:
             raise LongloreError("CometModel.loss: no text token carries a label")
         return out.loss

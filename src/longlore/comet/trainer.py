@@ -22,8 +22,10 @@ from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text
 from longlore.core.progress import console, track
 
-# (ids, labels or None) for one step; labels -100 where no loss is wanted.
-Batch = tuple[list[list[int]], list[list[int]] | None]
+# (ids, labels or None[, per-token loss weights]) for one step; labels -100 where no loss is wanted.
+Batch = (
+    tuple[list[list[int]], list[list[int]] | None] | tuple[list[list[int]], list[list[int]] | None, list[list[float]]]
+)
 BatchFn = Callable[[random.Random, int], Batch]
 
 
@@ -132,8 +134,8 @@ def train(
     first = step
     for step in track(range(first, last), "CoMeT training", total=max(0, last - first)):
         rng = random.Random(args.seed * 1_000_003 + step)  # depends on (seed, step) only: resumable
-        ids, labels = batch_fn(rng, step)
-        loss = model.loss(ids, labels, rng=rng)
+        batch = batch_fn(rng, step)
+        loss = model.loss(batch[0], batch[1], rng=rng, weights=batch[2] if len(batch) > 2 else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, model.config.grad_clip)
