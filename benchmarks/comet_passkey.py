@@ -49,7 +49,7 @@ FULL = {
     "temp_budget": 64,
     "rank": 8,
     "gate_bias": "6",
-    "curriculum": "1:200,2:400,4:600,8:600,16:600",
+    "curriculum": "1:200,2:400,4:600,8:400,16:300",
     "batch_size": 8,
     "lr": 1e-3,
     "memory_lr_multiplier": 5.0,
