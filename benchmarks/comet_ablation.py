@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 from longlore.comet import CometConfig, CometModel
-from longlore.comet.backbone import load_backbone
 from longlore.comet.passkey import (
     PasskeyPieces,
     PasskeyTask,
@@ -42,6 +41,7 @@ from longlore.comet.passkey import (
 )
 from longlore.comet.trainer import TrainArgs, train
 from longlore.core.io import read_json, write_json
+from longlore.core.models import load_causal_lm
 
 # The reference: the fixed recipe (the long run's settings at 1-2 chunks). Each variant changes one knob.
 BASE = {
@@ -88,7 +88,7 @@ VARIANTS = {
 
 
 def build(opts: dict, seed: int) -> tuple[CometModel, PasskeyTask]:
-    base, tokenizer = load_backbone(opts["backbone"], seed=seed)
+    base, tokenizer = load_causal_lm(opts["backbone"], seed=seed)
     config = CometConfig(
         num_global=opts["num_global"],
         temp_stride=opts["temp_stride"],

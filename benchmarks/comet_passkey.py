@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from longlore.comet import CometConfig, CometModel
-from longlore.comet.backbone import load_backbone
 from longlore.comet.passkey import (
     PasskeyTask,
     curriculum_batches,
@@ -39,6 +38,7 @@ from longlore.comet.passkey import (
 )
 from longlore.comet.trainer import TrainArgs, train
 from longlore.core.io import read_json, write_json
+from longlore.core.models import load_causal_lm
 
 MEMORY_DEPTHS = (0.0, 0.25, 0.5, 0.75)
 FULL = {
@@ -177,7 +177,7 @@ def main() -> None:
         return
 
     torch.manual_seed(args.seed)
-    base, tokenizer = load_backbone(opts["backbone"], seed=args.seed)
+    base, tokenizer = load_causal_lm(opts["backbone"], seed=args.seed)
     config = CometConfig(
         num_global=opts["num_global"],
         temp_stride=opts["temp_stride"],

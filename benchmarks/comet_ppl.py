@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from longlore.comet import CometConfig, CometModel
-from longlore.comet.backbone import load_backbone
 from longlore.comet.perplexity import next_chunk_nll, perplexities
 from longlore.comet.trainer import TrainArgs, text_windows, train
 from longlore.core.io import read_json, write_json
+from longlore.core.models import load_causal_lm
 from longlore.core.progress import track
 from longlore.core.text import public_domain_text
 
@@ -86,7 +86,7 @@ def main() -> None:
     suffix = "_smoke" if args.smoke else ""
     ckpt = Path(args.ckpt or f"runs/comet/ppl{suffix}_ckpt")
     out = Path(args.out or f"runs/comet/ppl{suffix}.json")
-    base, tokenizer = load_backbone(opts["model"], seed=args.seed)
+    base, tokenizer = load_causal_lm(opts["model"], seed=args.seed)
     config = CometConfig(
         num_global=opts["num_global"],
         temp_stride=opts["temp_stride"],

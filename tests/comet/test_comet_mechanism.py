@@ -259,3 +259,25 @@ def test_wilson_interval_known_values() -> None:
     assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
     assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_bf16_forward_training_step_and_generation(test_device) -> None:
+    """Every CoMeT module follows the backbone's device and dtype; a bf16 forward, one training
+    step and a streamed generation run (and every tensor they make is on the input's device)."""
+    base, tokenizer = load_causal_lm("tiny-llama", dtype="bfloat16", device=test_device)
+    model = CometModel(base, tokenizer, CometConfig(**SMALL, gate_bias=6.0, lr=1e-2))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in model.parameters()} == {torch.device(test_device).type}
+    ids = [random.Random(5).choices(range(3, 1000), k=40), random.Random(6).choices(range(3, 1000), k=23)]
+    model.train()
+    out = model.forward(model.prepare(ids), return_logits=True)
+    assert out.logits[-1].dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    assert out.state.tensors(0, 0)["global_state"].dtype == torch.bfloat16
+    before = model.memory[0].global_net.g_proj.weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    out.loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.memory[0].global_net.g_proj.weight.detach())
+    model.eval()
+    answers = model.generate_ids([ids[0], ids[1][:10]], max_new_tokens=3)
+    assert [len(a) for a in answers] == [3, 3]

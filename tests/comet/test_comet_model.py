@@ -185,17 +185,21 @@ def test_save_load_identical_logits(tmp_path) -> None:
         before = model.forward(model.prepare(ids), return_logits=True).logits
     model.save_pretrained(tmp_path / "with", include_backbone=True)
     model.save_pretrained(tmp_path / "without", include_backbone=False)
-    loaded = CometModel.from_pretrained(tmp_path / "with")
+    loaded = CometModel.from_pretrained(None, None, tmp_path / "with")
     with torch.no_grad():
         after = loaded.forward(loaded.prepare(ids), return_logits=True).logits
     assert all(torch.equal(x, y) for x, y in zip(before, after))
     # memory modules alone, onto the same (trained) backbone instance
-    alone = CometModel.from_pretrained(tmp_path / "without", model.base_model, model.tokenizer)
+    alone = CometModel.from_pretrained(model.base_model, model.tokenizer, tmp_path / "without")
     with torch.no_grad():
         again = alone.forward(alone.prepare(ids), return_logits=True).logits
     assert all(torch.equal(x, y) for x, y in zip(before, again))
     with pytest.raises(LongloreError, match="without its backbone"):
         CometModel.from_pretrained(tmp_path / "without")
+    # a run folder finds its final/ (the PEFT-style convention of longlore.core.saving)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "with").rename(tmp_path / "run" / "final")
+    assert CometModel.from_pretrained(tmp_path / "run").config == model.config
     assert set(model.comet_state_dict()) == {k for k in model.state_dict() if k.startswith(("memory.", "token_embed."))}
 
 
@@ -246,16 +250,16 @@ def test_train_resume_equals_unbroken_and_learns(tmp_path) -> None:
     history = summary["final_loss"]
     broken = make(lr=3e-3, warmup_steps=1)
     train(broken, batches, tmp_path / "b", TrainArgs(**args, stop_after=4))
-    spent_first = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
+    spent_first = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["cost"]
     resumed = make(lr=3e-3, warmup_steps=1)
     train(resumed, batches, tmp_path / "b", TrainArgs(**args))
-    spent_both = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
+    spent_both = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["cost"]
     # the cost totals add up over invocations; re-running a finished checkpoint keeps them
     again = train(make(), batches, tmp_path / "b", TrainArgs(**args))
     for key in ("wall_seconds", "cpu_seconds"):
         assert 0 < spent_first[key] < spent_both[key] <= again[f"{key}_total"], key
     for (n, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters()):
-        assert torch.allclose(p, q, atol=1e-6), n
+        assert torch.equal(p, q), n  # resumed on a freshly built model == unbroken, bit for bit
     init = make()
     assert all(
         not torch.equal(p, q)

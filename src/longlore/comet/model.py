@@ -12,7 +12,6 @@ Shape legend: B batch rows, R rows present in a chunk, L chunk length, D hidden,
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from longlore.core.errors import LongloreError
 
 PLACEHOLDER, TEMP_BEACON = "<|memory|>", "<beacon>"
 WEIGHTS_NAME, CONFIG_NAME, BACKBONE_DIR = "comet_model.safetensors", "comet_config.json", "backbone"
+FORMAT_VERSION = 1  # of the versioned layout (core.saving); the unversioned 0.1 layout is still read
 
 
 def _decoder_parts(base_model: nn.Module) -> tuple[Any, Any, Any, Any]:
@@ -256,7 +256,8 @@ class CometModel(nn.Module):
             if not seq:
                 raise LongloreError(f"CometModel: example {b} is empty; every sequence needs at least one token")
             aug = rng if self.config.augment_chunks else None
-            plan = sizes[b] if sizes is not None else plan_chunks(seq, size, aug, self.boundary_ids, max_len)
+            given = sizes[b] if sizes is not None else None
+            plan = given if given is not None else plan_chunks(seq, size, aug, self.boundary_ids, max_len)
             per_example.append(
                 build_layouts(
                     seq,
@@ -464,71 +465,91 @@ class CometModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k.startswith(("memory.", "token_embed."))}
 
     def save_pretrained(self, path: str | Path, include_backbone: bool | None = None) -> Path:
-        """Write the memory modules + config (``comet_model.safetensors``, ``comet_config.json``), and the
-        backbone + tokenizer under ``backbone/`` (default: when mode is 'full', since it was trained)."""
-        from safetensors.torch import save_file
+        """Write the memory modules + config (``comet_model.safetensors``, ``comet_config.json``,
+        versioned, atomically), and the backbone + tokenizer under ``backbone/`` (default: when mode
+        is 'full', since it was trained)."""
+        from longlore.core.saving import save_pretrained_folder
 
-        from longlore.core.io import atomic_write_text
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         include = self.config.mode == "full" if include_backbone is None else include_backbone
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.comet_state_dict().items()}
-        tmp = path / f".{WEIGHTS_NAME}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(path / WEIGHTS_NAME)
-        meta = {
-            "comet": self.config.to_dict(),
+
+        def add_backbone(tmp: Path) -> None:
+            if include:
+                self.base_model.save_pretrained(tmp / BACKBONE_DIR)
+                self.tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+
+        extra = {
+            "class": type(self).__name__,
             "backbone_class": type(self.base_model).__name__,
             "hidden_size": self.token_embed.weight.shape[1],
             "num_layers": len(self.layers),
             "includes_backbone": include,
             "special_ids": {"placeholder": self.special.placeholder, "temp_beacon": self.special.temp_beacon},
         }
-        if include:
-            self.base_model.save_pretrained(path / BACKBONE_DIR)
-            self.tokenizer.save_pretrained(path / BACKBONE_DIR)
-        atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=2), overwrite=True)
-        return path
+        return save_pretrained_folder(
+            path,
+            kind="comet",
+            version=FORMAT_VERSION,
+            config=self.config.to_dict(),
+            tensors=self.comet_state_dict(),
+            extra=extra,
+            also=add_backbone,
+        )
+
+    @staticmethod
+    def _read_folder(path: str | Path) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+        """(folder, meta with the config under "config", tensors); also reads the unversioned
+        layout of longlore 0.1 (config under "comet")."""
+        from safetensors.torch import load_file
+
+        from longlore.core.io import read_json
+        from longlore.core.saving import find_model_folder, load_pretrained_folder
+
+        folder = find_model_folder(path, CONFIG_NAME, what="CoMeT model")
+        meta = read_json(folder / CONFIG_NAME)
+        if "format_version" not in meta and "comet" in meta:  # the first, unversioned layout
+            return folder, {**meta, "config": meta["comet"]}, load_file(str(folder / WEIGHTS_NAME))
+        return load_pretrained_folder(folder, kind="comet", version=FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(
         cls,
-        path: str | Path,
-        base_model: nn.Module | None = None,
+        base_model: nn.Module | str | Path | None,
         tokenizer: Any = None,
-        dtype: torch.dtype = torch.float32,
+        path: str | Path | None = None,
+        dtype: torch.dtype | str = "float32",
+        device: torch.device | str = "cpu",
     ) -> CometModel:
-        """Load a saved CoMeT model; the backbone comes from ``path/backbone`` when saved there, else
-        pass ``base_model`` and ``tokenizer`` (the same backbone it was trained on)."""
-        from safetensors.torch import load_file
-
-        from longlore.core.io import read_json
-
-        path = Path(path)
-        if not (path / CONFIG_NAME).exists():
-            raise LongloreError(f"{path}: no {CONFIG_NAME}; expected a folder written by CometModel.save_pretrained")
-        meta = read_json(path / CONFIG_NAME)
+        """``CometModel.from_pretrained(base_model, tokenizer, path)`` (PEFT order: the backbone it
+        was trained on, then the folder). A folder saved with its backbone also loads alone:
+        ``CometModel.from_pretrained(None, None, path)`` or ``CometModel.from_pretrained(path)``
+        (then ``dtype`` / ``device`` apply to the loaded backbone). A run folder finds its ``final/``."""
+        if path is None and isinstance(base_model, (str, Path)):
+            base_model, path = None, base_model
+        if path is None:
+            raise LongloreError("CometModel.from_pretrained(base_model, tokenizer, path): give the folder path")
+        folder, meta, tensors = cls._read_folder(path)
         if base_model is None:
             if not meta.get("includes_backbone"):
                 raise LongloreError(
-                    f"{path}: saved without its backbone; pass base_model and tokenizer (or --model on the CLI)"
+                    f"{folder}: saved without its backbone; pass base_model and tokenizer (or --model on the CLI)"
                 )
             from longlore.core.models import load_causal_lm
 
-            base_model, tokenizer = load_causal_lm(str(path / BACKBONE_DIR), dtype=dtype)
-        model = cls(base_model, tokenizer, CometConfig.from_dict(meta["comet"]))
+            base_model, tokenizer = load_causal_lm(str(folder / BACKBONE_DIR), dtype=dtype, device=device)
+        elif tokenizer is None:
+            raise LongloreError("CometModel.from_pretrained: pass the backbone's tokenizer with base_model")
+        model = cls(base_model, tokenizer, CometConfig.from_dict(meta["config"]))
         if model.token_embed.weight.shape[1] != meta["hidden_size"] or len(model.layers) != meta["num_layers"]:
             raise LongloreError(
-                f"{path}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
+                f"{folder}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
                 f"backbone has {model.token_embed.weight.shape[1]} x {len(model.layers)}; pass the "
                 "backbone it was trained on"
             )
-        missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=False)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
         missing = [k for k in missing if k.startswith(("memory.", "token_embed."))]
         if missing or unexpected:
             raise LongloreError(
-                f"{path}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
+                f"{folder}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
                 "the file does not match this CometConfig"
             )
         return model.eval()
