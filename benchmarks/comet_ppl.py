@@ -32,15 +32,15 @@ from longlore.core.text import public_domain_text
 
 FULL = {
     "model": "smollm2-135m",
-    "chunk_size": 256,
+    "chunk_size": 128,
     "num_global": 16,
     "temp_stride": 8,
-    "temp_budget": 64,
+    "temp_budget": 32,
     "rank": 8,
-    "train_chunks": 2,
+    "train_chunks": 3,
     "eval_chunks": 4,
-    "steps": 60,
-    "spans": 12,
+    "steps": 40,
+    "spans": 8,
     "mode": "memory-only",
     "lr": 2e-4,
 }
