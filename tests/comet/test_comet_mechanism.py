@@ -281,3 +281,18 @@ def test_bf16_forward_training_step_and_generation(test_device) -> None:
     model.eval()
     answers = model.generate_ids([ids[0], ids[1][:10]], max_new_tokens=3)
     assert [len(a) for a in answers] == [3, 3]
+
+
+def test_shared_prefix_generation_equals_separate_streams(comet) -> None:
+    rng = random.Random(7)
+    prefix = rng.choices(range(3, 1000), k=50)  # 3 whole chunks of 16 shared, then different tails
+    prompts = [prefix + rng.choices(range(3, 1000), k=n) for n in (30, 9, 41)]
+    alone = [comet.generate_ids([p], max_new_tokens=4)[0] for p in prompts]
+    state = comet.new_state(1)
+    for c in range(3):
+        comet.stream_chunk([prefix[16 * c : 16 * (c + 1)]], state)
+    copied = state.repeat(3)
+    assert (
+        copied.chunks_seen == [3, 3, 3] and copied.tensors(1, 2)["global_state"] is state.tensors(1, 0)["global_state"]
+    )
+    assert comet.generate_ids(prompts, max_new_tokens=4, share_prefix=True) == alone

@@ -158,6 +158,17 @@ class MemoryState:
             "temp": self._temp[layer][row],
         }
 
+    def repeat(self, batch_size: int) -> MemoryState:
+        """A state of ``batch_size`` rows that all start from row 0 of this one (the tensors are
+        shared, never written in place: each later chunk replaces a row's entries)."""
+        out = MemoryState(self.num_layers, batch_size)
+        for src, dst in ((self._global, out._global), (self._state, out._state), (self._temp, out._temp)):
+            for layer in range(self.num_layers):
+                dst[layer] = [src[layer][0]] * batch_size
+        out.chunks_seen = [self.chunks_seen[0]] * batch_size
+        out.beacons_seen = [self.beacons_seen[0]] * batch_size
+        return out
+
     def detach_(self) -> MemoryState:
         """Cut the autograd history (streaming inference, truncated backprop)."""
         for store in (self._global, self._state, self._temp):

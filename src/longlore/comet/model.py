@@ -365,19 +365,34 @@ class CometModel(nn.Module):
         max_new_tokens: int = 32,
         state: MemoryState | None = None,
         eos_id: int | None = None,
+        share_prefix: bool = False,
     ) -> list[list[int]]:
         """Greedy decoding after streaming each prompt; only the last prompt chunk keeps a KV cache.
 
         All chunks but the last go through memory (``stream_chunk``); the last one is pre-filled
         with a KV cache; a ``<beacon>`` is fed after every ``temp_stride`` text tokens of that
-        chunk, prompt and answer alike, as the official generator forces it.
+        chunk, prompt and answer alike, as the official generator forces it. ``share_prefix``
+        streams the whole chunks that every prompt starts with once and copies that memory to
+        every row (rows are independent, so the answers are those of separate streams).
         """
         from transformers import DynamicCache
 
-        state = state or self.new_state(len(prompts))
         size = self.config.chunk_size
         n_chunks = [-(-len(p) // size) for p in prompts]  # fixed-size chunks, the remainder last
-        for c in range(max(n_chunks) - 1):
+        first = 0
+        if share_prefix and state is None and len(prompts) > 1:
+            limit = min(n_chunks) - 1  # never share a prompt's last chunk (it is decoded with a cache)
+            while first < limit and all(
+                p[first * size : (first + 1) * size] == prompts[0][first * size : (first + 1) * size] for p in prompts
+            ):
+                first += 1
+            if first:
+                shared = self.new_state(1)
+                for c in range(first):
+                    self.stream_chunk([prompts[0][c * size : (c + 1) * size]], shared)
+                state = shared.repeat(len(prompts))
+        state = state or self.new_state(len(prompts))
+        for c in range(first, max(n_chunks) - 1):
             rows = [r for r, n in enumerate(n_chunks) if n - 1 > c]
             self.stream_chunk([prompts[r][c * size : (c + 1) * size] for r in rows], state, rows)
         rows = list(range(len(prompts)))

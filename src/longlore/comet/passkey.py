@@ -284,13 +284,15 @@ def evaluate_grid(
     plan = plan_grid(lengths, depths, keys_per_cell, task, seed)
     run = lengths if only_lengths is None else [n for n in lengths if n in only_lengths]
     todo = [item for item in plan if item[:3] not in seen]
-    batches = [[item for item in todo if item[0] == n] for n in run]
-    batches = [group[b : b + batch_size] for group in batches for b in range(0, len(group), batch_size)]
+    # one batch per (length, depth) cell (split at batch_size): its prompts share every chunk before
+    # the key line, which is streamed once (share_prefix)
+    cells = [[item for item in todo if item[:2] == (n, d)] for n in run for d in depths]
+    batches = [cell[b : b + batch_size] for cell in cells for b in range(0, len(cell), batch_size)]
     for batch in batches:
         start, cpu = time.perf_counter(), time.process_time()
         built = [passkey_prompt(model, pieces, n, d, key, with_offset=True) for n, d, _, key in batch]
         prompts = [p for p, _ in built]
-        outputs = model.generate_ids(prompts, max_new_tokens)
+        outputs = model.generate_ids(prompts, max_new_tokens, share_prefix=True)
         seconds = round((time.perf_counter() - start) / len(batch), 2)
         cpu_seconds = round((time.process_time() - cpu) / len(batch), 2)
         for (n, d, i, key), (prompt, offset), ids in zip(batch, built, outputs):
