@@ -39,6 +39,7 @@ from longlore.comet.passkey import (
 from longlore.comet.trainer import TrainArgs, train
 from longlore.core.io import read_json, write_json
 from longlore.core.models import load_causal_lm
+from longlore.core.saving import find_model_folder
 
 MEMORY_DEPTHS = (0.0, 0.25, 0.5, 0.75)
 FULL = {
@@ -49,7 +50,7 @@ FULL = {
     "temp_budget": 64,
     "rank": 8,
     "gate_bias": "6",
-    "curriculum": "1:200,2:400,4:600,8:300,16:200",
+    "curriculum": "1:200,2:400,4:600,8:300,16:150",
     "batch_size": 8,
     "lr": 1e-3,
     "memory_lr_multiplier": 5.0,
@@ -206,6 +207,56 @@ demonstration of the mechanism, not a language model.
     print(f"shipped {dest} ({size_mb:.1f} MB)")
 
 
+def train_and_save(model: CometModel, task: PasskeyTask, opts: dict, args: argparse.Namespace, ckpt: Path):
+    """Train (or resume) the curriculum, save <ckpt>/final with its training card; (card, meta)."""
+    stages = parse_curriculum(opts["curriculum"])
+    batches, total = curriculum_batches(model, stages, opts["batch_size"], task)
+    restarts = stage_starts(stages) if args.lr_restart else None
+    start = time.perf_counter()
+    train(
+        model,
+        batches,
+        ckpt,
+        TrainArgs(
+            steps=total,
+            seed=args.seed,
+            checkpoint_every=50 if not args.smoke else 2,
+            stop_after=args.stop_after,
+            restarts=restarts,
+        ),
+    )
+    trained = min(total, args.stop_after or total)
+    trained_stages, end = [], 0
+    for chunks, steps in stages:
+        if end < trained:
+            trained_stages.append(chunks)
+        end += steps
+    history = read_json(ckpt / "train_history.json")
+    max_train_tokens = max(trained_stages) * opts["chunk_size"]
+    model.save_pretrained(ckpt / "final", include_backbone=True)
+    card = read_json(ckpt / "final" / "comet_config.json")
+    card["trained_on"] = {
+        "task": "passkey (Landmark prompt)",
+        "task_options": {k: opts[k] for k in ("key_digits", "split_digits", "answer_weight", "mix_earlier")},
+        "curriculum": opts["curriculum"],
+        "steps": trained,
+        "batch_size": opts["batch_size"],
+        "max_train_tokens": max_train_tokens,
+        "train_cost_total": {k: history.get(f"{k}_total") for k in ("wall_seconds", "cpu_seconds")},
+        "command": " ".join(["benchmarks/comet_passkey.py", *sys.argv[1:]]),
+    }
+    write_json(ckpt / "final" / "comet_config.json", card, overwrite=True)
+    meta = {
+        "train_steps": trained,
+        "curriculum_steps": total,
+        "train_seconds_last_invocation": round(time.perf_counter() - start, 1),
+        "train_final_loss": history.get("final_loss"),
+        "checkpoint": str(ckpt / "final"),
+        "lr_restarts": restarts,
+    }
+    return card["trained_on"], meta
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="Tiny sizes, a few steps: checks the pipeline only.")
@@ -213,6 +264,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Results JSON (default runs/comet/passkey[_smoke].json).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-eval", action="store_true", help="Train (or resume) only.")
+    parser.add_argument("--model-dir", default=None, help="Evaluate this saved CoMeT folder instead of training.")
     parser.add_argument("--stop-after", type=int, default=None, help="End training at this step (resume later).")
     parser.add_argument("--eval-lengths", default=None, help="Run only these lengths of the grid (comma list).")
     parser.add_argument("--eval-batch", type=int, default=10, help="Prompts streamed together.")
@@ -264,44 +316,15 @@ def main() -> None:
         answer_weight=_optional_float(opts["answer_weight"]),
         mix_earlier=opts["mix_earlier"],
     )
-    model = CometModel(base, tokenizer, config, seed=args.seed)
-    stages = parse_curriculum(opts["curriculum"])
-    batches, total = curriculum_batches(model, stages, opts["batch_size"], task)
-    restarts = stage_starts(stages) if args.lr_restart else None
-    start = time.perf_counter()
-    train(
-        model,
-        batches,
-        ckpt,
-        TrainArgs(
-            steps=total,
-            seed=args.seed,
-            checkpoint_every=50 if not args.smoke else 2,
-            stop_after=args.stop_after,
-            restarts=restarts,
-        ),
-    )
-    trained = min(total, args.stop_after or total)
-    trained_stages, end = [], 0
-    for chunks, steps in stages:
-        if end < trained:
-            trained_stages.append(chunks)
-        end += steps
-    history = read_json(ckpt / "train_history.json")
-    max_train_tokens = max(trained_stages) * opts["chunk_size"]
-    model.save_pretrained(ckpt / "final", include_backbone=True)
-    card = read_json(ckpt / "final" / "comet_config.json")
-    card["trained_on"] = {
-        "task": "passkey (Landmark prompt)",
-        "task_options": {k: opts[k] for k in ("key_digits", "split_digits", "answer_weight", "mix_earlier")},
-        "curriculum": opts["curriculum"],
-        "steps": trained,
-        "batch_size": opts["batch_size"],
-        "max_train_tokens": max_train_tokens,
-        "train_cost_total": {k: history.get(f"{k}_total") for k in ("wall_seconds", "cpu_seconds")},
-        "command": " ".join(["benchmarks/comet_passkey.py", *sys.argv[1:]]),
-    }
-    write_json(ckpt / "final" / "comet_config.json", card, overwrite=True)
+    if args.model_dir:  # evaluate a saved model (e.g. an earlier stage of the run), no training
+        model = CometModel.from_pretrained(args.model_dir)
+        card = read_json(find_model_folder(args.model_dir, "comet_config.json") / "comet_config.json").get(
+            "trained_on", {}
+        )
+        meta = {"checkpoint": str(args.model_dir), "train_steps": card.get("steps")}
+    else:
+        model = CometModel(base, tokenizer, config, seed=args.seed)
+        card, meta = train_and_save(model, task, opts, args, ckpt)
     if args.skip_eval:
         return
     meta = {
@@ -310,15 +333,11 @@ def main() -> None:
         "cpu_threads": torch.get_num_threads(),
         "seed": args.seed,
         "options": opts,
-        "config": config.to_dict(),
-        "train_steps": trained,
-        "curriculum_steps": total,
-        "train_seconds_last_invocation": round(time.perf_counter() - start, 1),
-        "train_cost_total": card["trained_on"]["train_cost_total"],
-        "train_final_loss": history.get("final_loss"),
-        "checkpoint": str(ckpt / "final"),
-        "max_train_tokens": max_train_tokens,
-        "lr_restarts": restarts,
+        "config": model.config.to_dict(),
+        **meta,
+        "train_cost_total": card.get("train_cost_total"),
+        "max_train_tokens": card.get("max_train_tokens"),
+        "trained_on": card,
     }
     lengths = [int(x) for x in opts["lengths"].split(",")]
     only = [int(x) for x in args.eval_lengths.split(",")] if args.eval_lengths else None

@@ -200,6 +200,15 @@ def test_save_load_identical_logits(tmp_path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "with").rename(tmp_path / "run" / "final")
     assert CometModel.from_pretrained(tmp_path / "run").config == model.config
+    # the unversioned layout of longlore 0.1 (config under "comet") still loads
+    import json
+
+    meta = json.loads((tmp_path / "without" / "comet_config.json").read_text())
+    legacy = {k: v for k, v in meta.items() if k not in ("kind", "format_version", "config", "class")}
+    (tmp_path / "without" / "comet_config.json").write_text(json.dumps({**legacy, "comet": meta["config"]}))
+    old = CometModel.from_pretrained(model.base_model, model.tokenizer, tmp_path / "without")
+    with torch.no_grad():
+        assert all(torch.equal(x, y) for x, y in zip(before, old.forward(old.prepare(ids), return_logits=True).logits))
     assert set(model.comet_state_dict()) == {k for k in model.state_dict() if k.startswith(("memory.", "token_embed."))}
 
 
