@@ -187,10 +187,10 @@ Trained on: samples of at most {card.get("max_train_tokens")} tokens, curriculum
 {cost.get("cpu_seconds", 0) / 3600:.2f} CPU-hours of training ({cost.get("wall_seconds", 0) / 3600:.1f} h wall on a
 shared 2-core machine, one thread).
 
-Reproduce (training is deterministic: step s draws its data from (seed, s)):
+Reproduce (training is deterministic: step s draws its data from (seed, s)): train, then evaluate and ship
 
-    OMP_NUM_THREADS=1 python benchmarks/comet_passkey.py --ckpt runs/comet/passkey_ckpt --out {results_path.as_posix()} \\
-        --ship {dest.as_posix()}
+    OMP_NUM_THREADS=1 python {card.get("command", "benchmarks/comet_passkey.py --ckpt runs/comet/passkey_ckpt")}
+    OMP_NUM_THREADS=1 python {_eval_command(result, results_path, dest)}
 
 Measured (greedy, exact match of the 5-digit key, 95% Wilson interval; memory = key line wholly
 before the last chunk, read back through the memory; local = key in the last chunk):
@@ -205,6 +205,24 @@ demonstration of the mechanism, not a language model.
     (dest / "MODEL_CARD.md").write_text(text, encoding="utf-8")
     shutil.rmtree(dest / "__pycache__", ignore_errors=True)
     print(f"shipped {dest} ({size_mb:.1f} MB)")
+
+
+def _eval_command(result: dict, results_path: Path, dest: Path) -> str:
+    """The evaluation command that made ``result``, pointed at the committed results and artifact."""
+    words = result.get("command", "").split()[1:]  # without the interpreter
+    drop = {"--out", "--ship", "--model-dir"}
+    kept = [w for i, w in enumerate(words) if w not in drop and (i == 0 or words[i - 1] not in drop)]
+    return " ".join(
+        [
+            *kept,
+            "--model-dir",
+            "runs/comet/passkey_ckpt/final",
+            "--out",
+            results_path.as_posix(),
+            "--ship",
+            dest.as_posix(),
+        ]
+    )
 
 
 def train_and_save(model: CometModel, task: PasskeyTask, opts: dict, args: argparse.Namespace, ckpt: Path):
