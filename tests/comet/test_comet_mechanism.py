@@ -87,6 +87,57 @@ def test_gate_update_matches_numpy_with_nonzero_gate_and_up_projection(bias) -> 
     assert not np.allclose(g * x2n + (1 - g) * state1.detach().numpy(), state2.detach().numpy(), atol=1e-3)
 
 
+def test_memory_is_written_from_layer_outputs_at_the_beacons() -> None:
+    """After a first chunk, every layer's global state is RMSNorm(layer output at the G trailing
+    global beacons), its memory that + Up(Down(.)), and its FIFO RMSNorm(eps 1e-12) + bottleneck of
+    the layer output at each <beacon>: positions found from the token ids, values in numpy."""
+    model = make().eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # non-trivial norms and bottlenecks, so a dropped norm or term shows
+        for nets in model.memory:
+            for bottleneck in (nets.global_net.o_proj, nets.temp_net[1]):
+                bottleneck.up_proj.weight.normal_()
+                bottleneck.down_proj.weight.normal_()
+            nets.global_net.norm.weight.uniform_(0.5, 2.0)
+            nets.temp_net[0].weight.uniform_(0.5, 2.0)
+    outputs, chunks = {}, []
+    context = model.chunk_context
+    model.chunk_context = lambda chunk: (chunks.append(chunk), context(chunk))[1]
+    hooks = [
+        layer.register_forward_hook(
+            lambda mod, args, out, i=i: outputs.__setitem__(i, (out[0] if isinstance(out, tuple) else out).detach())
+        )
+        for i, layer in enumerate(model.layers)
+    ]
+    state = model.new_state(1)
+    try:
+        model.stream_chunk([random.Random(1).choices(range(3, 1000), k=16)], state)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        del model.chunk_context
+    ids = chunks[0].input_ids[0].tolist()
+    at_global = [p for p, t in enumerate(ids) if t in model.special.global_beacons]
+    at_beacon = [p for p, t in enumerate(ids) if t == model.special.temp_beacon]
+    assert len(at_global) == 4 and at_global[-1] == len(ids) - 1 and len(at_beacon) == 16 // 4
+
+    def rms(x, w, eps):
+        return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * w.detach().numpy()
+
+    def plus_bottleneck(x, net):
+        return x + x @ net.down_proj.weight.detach().numpy().T @ net.up_proj.weight.detach().numpy().T
+
+    for i, nets in enumerate(model.memory):
+        out, mem = outputs[i][0].numpy(), {k: v.detach().numpy() for k, v in state.tensors(i, 0).items()}
+        global_state = rms(out[at_global], nets.global_net.norm.weight, np.finfo(np.float32).eps)
+        np.testing.assert_allclose(mem["global_state"], global_state, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            mem["global_mem"], plus_bottleneck(global_state, nets.global_net.o_proj), rtol=1e-4, atol=1e-3
+        )
+        temp = plus_bottleneck(rms(out[at_beacon], nets.temp_net[0].weight, 1e-12), nets.temp_net[1])
+        np.testing.assert_allclose(mem["temp"], temp, rtol=1e-4, atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def comet() -> CometModel:
     return make().eval()
