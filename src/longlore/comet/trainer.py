@@ -22,6 +22,7 @@ import torch
 
 from longlore.comet.chunking import plan_chunks
 from longlore.comet.model import CometModel
+from longlore.core.distributed import dist_info
 from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text
 from longlore.core.training import StepBatches, StepContext, TrainingArgs, train_loop
@@ -182,8 +183,9 @@ def train(
         "args": asdict(args),
         "config": cfg.to_dict(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": losses, **summary}), overwrite=True)
+    if dist_info().is_main:  # under torchrun every rank holds the same history; one writes it
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": losses, **summary}), overwrite=True)
     return summary
 
 
