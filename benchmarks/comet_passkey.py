@@ -171,6 +171,12 @@ def ship(result: dict, results_path: Path, dest: Path) -> None:
         )
     cfg = result["config"]
     cost = card.get("train_cost_total", {})
+    held = [int(n) for n in result["memory_exact"] if result["memory_exact"][n] >= 0.95]
+    reach = (
+        f"memory exact match >= 0.95 up to {max(held):,} tokens, not beyond (see the table)"
+        if held
+        else "memory exact match below 0.95 at every length measured"
+    )
     text = f"""# CoMeT passkey model (from-scratch {result["options"]["backbone"]} Llama + CoMeT memory)
 
 What it is: a {result["options"]["backbone"]} Llama (random init, the tiny 1,024-token BPE tokenizer)
@@ -199,22 +205,42 @@ before the last chunk, read back through the memory; local = key in the last chu
 |---|---|---|
 {chr(10).join(rows)}
 
-Results file: `{results_path.as_posix()}`. Limits: trained on synthetic passkey text only; it is a
-demonstration of the mechanism, not a language model.
+Results file: `{results_path.as_posix()}`. Limits: {reach}; trained on synthetic passkey text only,
+it is a demonstration of the mechanism, not a language model.
 """
     (dest / "MODEL_CARD.md").write_text(text, encoding="utf-8")
     shutil.rmtree(dest / "__pycache__", ignore_errors=True)
     print(f"shipped {dest} ({size_mb:.1f} MB)")
 
 
+def _portable(arg: str) -> str:
+    """A path under the current folder written relative to it, so a model card's command runs in any clone."""
+    path = Path(arg)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return path.relative_to(Path.cwd()).as_posix()
+    return arg
+
+
 def _eval_command(result: dict, results_path: Path, dest: Path) -> str:
-    """The evaluation command that made ``result``, pointed at the committed results and artifact."""
+    """One evaluation command that remakes ``result`` (its lengths and prompt counts read from the
+    records, so a merged grid gets one command), pointed at the committed results and artifact."""
     words = result.get("command", "").split()[1:]  # without the interpreter
-    drop = {"--out", "--ship", "--model-dir"}
+    drop = {"--out", "--ship", "--model-dir", "--lengths", "--memory-prompts", "--local-prompts", "--eval-lengths"}
     kept = [w for i, w in enumerate(words) if w not in drop and (i == 0 or words[i - 1] not in drop)]
+    memory, local = {}, {}
+    for r in result["records"]:
+        counts = local if r["depth"] == 1.0 else memory
+        counts[r["length"]] = counts.get(r["length"], 0) + 1
+    lengths = sorted({*memory, *local})
     return " ".join(
         [
             *kept,
+            "--lengths",
+            ",".join(str(n) for n in lengths),
+            "--memory-prompts",
+            ",".join(f"{n}:{memory[n]}" for n in lengths if n in memory),
+            "--local-prompts",
+            ",".join(f"{n}:{local[n]}" for n in lengths if n in local),
             "--model-dir",
             "runs/comet/passkey_ckpt/final",
             "--out",
@@ -255,13 +281,13 @@ def train_and_save(model: CometModel, task: PasskeyTask, opts: dict, args: argpa
     card = read_json(ckpt / "final" / "comet_config.json")
     card["trained_on"] = {
         "task": "passkey (Landmark prompt)",
-        "task_options": {k: opts[k] for k in ("key_digits", "split_digits", "answer_weight", "mix_earlier")},
+        "task_options": {k: getattr(task, k) for k in ("key_digits", "split_digits", "answer_weight", "mix_earlier")},
         "curriculum": opts["curriculum"],
         "steps": trained,
         "batch_size": opts["batch_size"],
         "max_train_tokens": max_train_tokens,
         "train_cost_total": {k: history.get(f"{k}_total") for k in ("wall_seconds", "cpu_seconds")},
-        "command": " ".join(["benchmarks/comet_passkey.py", *sys.argv[1:]]),
+        "command": " ".join(["benchmarks/comet_passkey.py", *(_portable(a) for a in sys.argv[1:])]),
     }
     write_json(ckpt / "final" / "comet_config.json", card, overwrite=True)
     meta = {

@@ -125,8 +125,8 @@ def run(out_dir: Path) -> str:
         + (
             ""
             if long["correct"]
-            else "Beyond its training length the gated memory drifts (each chunk mixes a little of the new "
-            "text into every slot), so the key blurs; the model card's table shows where exact match falls off. "
+            else "Beyond its training length the memory keeps the key only in part (some digits right); the "
+            "model card's table shows where exact match falls off. "
         )
         + "Remake or extend the model with `benchmarks/comet_passkey.py` (commands in the model card).\n"
     )
