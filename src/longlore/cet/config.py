@@ -4,7 +4,7 @@ One dataclass holds every method's knobs (grouped by method below) because the m
 scorer, the optimiser and the data; ``__post_init__`` rejects values that cannot work, naming the
 field and the fix. Symbols follow the papers: W0 and theta (CET, arXiv 2306.10790), lambda (EWC,
 Kirkpatrick et al. 2017), gamma / k / t0 (RecAdam, Chen et al. 2020), lambda / eps (R3F,
-Aghajanyan et al. 2021).
+Aghajanyan et al. 2021), p (Mixout, Lee et al. 2020), p_D (ChildTune-D, Xu et al. 2021).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from longlore.core.errors import LongloreError
 
-METHODS = ("cet", "vanilla", "ewc", "recadam", "r3f", "frozen")
+METHODS = ("cet", "vanilla", "ewc", "recadam", "r3f", "mixout", "childtune", "frozen")
 NEIGHBOUR_SPACES = ("feature", "answer")
 CET_VARIANTS = ("mixture", "joint")
 
@@ -32,7 +32,7 @@ class CETConfig:
 
     Args:
         method: ``cet`` (causal effect tuning), ``vanilla`` (plain cross-entropy), ``ewc``,
-            ``recadam``, ``r3f``, or ``frozen`` (encoder frozen, only the head trained: the
+            ``recadam``, ``r3f``, ``mixout``, ``childtune`` (ChildTune-D), or ``frozen`` (encoder frozen, only the head trained: the
             reference for what the pretrained features alone give).
         encoder: encoder spec for :func:`longlore.core.models.load_encoder`.
         w0: CET's anchor weight W0 in -log[W0 p(y|x) + (1-W0) mean_k p(y|x_k)].
@@ -72,7 +72,9 @@ class CETConfig:
     ewc_lambda: float = field(
         default=1.0, metadata={"help": "lambda of (lambda/2) sum F (theta-theta0)^2, F scaled to mean 1"}
     )
-    fisher_samples: int = field(default=64, metadata={"help": "questions used to estimate the diagonal Fisher"})
+    fisher_samples: int = field(
+        default=64, metadata={"help": "questions used to estimate EWC's diagonal Fisher (ChildTune-D uses all)"}
+    )
     # --- RecAdam -------------------------------------------------------------------------------
     recadam_gamma: float = field(
         default=5000.0, metadata={"help": "gamma, strength of the quadratic pull to theta0 (RecAdam default 5000)"}
@@ -84,6 +86,15 @@ class CETConfig:
     # --- R3F -----------------------------------------------------------------------------------
     r3f_lambda: float = field(default=1.0, metadata={"help": "lambda of the symmetric-KL smoothness term"})
     r3f_eps: float = field(default=1e-5, metadata={"help": "half-width of the uniform noise on input embeddings"})
+    # --- Mixout / ChildTune-D -------------------------------------------------------------------
+    mixout_p: float = field(
+        default=0.9,
+        metadata={"help": "Mixout: probability that each encoder Linear weight is reset to its pretrained value"},
+    )
+    childtune_p: float = field(
+        default=0.3,
+        metadata={"help": "ChildTune-D: share of encoder-layer weights (highest Fisher) that are updated"},
+    )
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -98,6 +109,12 @@ class CETConfig:
         for name in ("epochs", "batch_size", "max_len", "fisher_samples"):
             if getattr(self, name) < 1:
                 raise LongloreError(f"`{name}` is {getattr(self, name)}; it must be at least 1")
+        if not 0.0 <= self.mixout_p < 1.0:
+            raise LongloreError(f"`mixout_p` is {self.mixout_p}; it is a probability in [0, 1) (Mixout paper: 0.9)")
+        if not 0.0 < self.childtune_p <= 1.0:
+            raise LongloreError(
+                f"`childtune_p` is {self.childtune_p}; it is a share in (0, 1] (ChildTune paper: 0.1-0.3)"
+            )
         for name in ("lr", "head_lr", "ewc_lambda", "recadam_gamma", "r3f_lambda", "r3f_eps"):
             if getattr(self, name) < 0:
                 raise LongloreError(f"`{name}` is {getattr(self, name)}; it must not be negative")

@@ -71,6 +71,20 @@ def find_neighbours(embeddings: np.ndarray, k: int, theta: float) -> NeighbourTa
     return NeighbourTable(index=index, sim=sims)
 
 
+def shared_answer_share(table: NeighbourTable, questions: list[MCQuestion]) -> float:
+    """Share of the table's existing (anchor, neighbour) pairs whose gold answer text is the
+    anchor's (case-insensitive). CET scores a neighbour's question against the *anchor's* gold
+    option, so this is the share of neighbour terms that teach a true fact; the rest are noise."""
+    rows, cols = np.nonzero(table.mask)
+    if len(rows) == 0:
+        return float("nan")
+    same = [
+        questions[i].gold.strip().lower() == questions[table.index[i, k]].gold.strip().lower()
+        for i, k in zip(rows, cols)
+    ]
+    return float(np.mean(same))
+
+
 def neighbour_texts(questions: list[MCQuestion], space: str) -> list[str]:
     """What is embedded per question: question + gold answer (``feature``) or the answer (``answer``)."""
     if space == "feature":

@@ -1,7 +1,8 @@
 """Fine-tuning loop shared by CET and its baselines.
 
 Lifecycle of :func:`train`: load the encoder and a fresh head -> precompute what the method needs
-at the pretrained weights theta0 (CET: neighbours in h0 space; EWC: diagonal Fisher) -> epochs of
+at the pretrained weights theta0 (CET: neighbours in h0 space; EWC: diagonal Fisher; ChildTune-D:
+the child network's gradient masks; Mixout: w0 inside every encoder Linear) -> epochs of
 mini-batches with the method's loss -> evaluation after each epoch. The loss of one batch is
 :meth:`Trainer.batch_loss`, a dispatch over small functions from :mod:`longlore.cet.loss`.
 
@@ -30,8 +31,9 @@ from longlore.cet.config import CETConfig
 from longlore.cet.data import MCQuestion
 from longlore.cet.loss import CET_LOSSES, ewc_penalty, symmetric_kl
 from longlore.cet.model import MCScorer, PairBatch, accuracy, encode_pairs, zero_shot_accuracy
-from longlore.cet.neighbours import NeighbourTable, build_neighbours
+from longlore.cet.neighbours import NeighbourTable, build_neighbours, shared_answer_share
 from longlore.cet.recadam import RecAdam
+from longlore.cet.regularizers import apply_mixout, child_masks, is_layer_parameter, mask_gradients, remove_mixout
 from longlore.core.errors import LongloreError
 from longlore.core.models import load_encoder
 from longlore.core.progress import console, track
@@ -49,6 +51,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     neighbours: NeighbourTable | None = None
     seconds: float = 0.0
+    neighbour_answer_share: float | None = None  # share of neighbours whose gold answer is the anchor's
 
 
 def seed_everything(seed: int) -> None:
@@ -120,9 +123,22 @@ class Trainer:
             sample = rng.sample(train_questions, min(config.fisher_samples, len(train_questions)))
             self.fisher = estimate_fisher(self.scorer, self.tokenizer, sample, config.max_len)
             self.theta0 = {n: p.detach().clone() for n, p in self.scorer.encoder.named_parameters()}
+        self.mixout_layers: list = []
+        self.child_masks: dict[str, torch.Tensor] | None = None
+        if config.method == "childtune":
+            # ChildTune-D: Fisher on the whole task data at theta0; only the top childtune_p share
+            # of the transformer-layer weights ever gets a gradient.
+            fisher = estimate_fisher(self.scorer, self.tokenizer, train_questions, config.max_len)
+            self.child_masks = child_masks(
+                {n: f for n, f in fisher.items() if is_layer_parameter(n)}, config.childtune_p
+            )
+            mask_gradients(dict(self.scorer.encoder.named_parameters()), self.child_masks)
+        if config.method == "mixout":
+            self.mixout_layers = apply_mixout(self.scorer.encoder, config.mixout_p)
         if config.method == "frozen":
             for p in self.scorer.encoder.parameters():
                 p.requires_grad_(False)
+        self.last_terms: dict[str, float] = {}
         self.optimizer = self._build_optimizer()
         steps = config.epochs * ((len(train_questions) + config.batch_size - 1) // config.batch_size)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(0.1 * steps), steps)
@@ -186,17 +202,26 @@ class Trainer:
             logits = self.scorer(batch, inputs_embeds=embeds)
             noise = torch.empty_like(embeds).uniform_(-cfg.r3f_eps, cfg.r3f_eps)
             noised = self.scorer(batch, inputs_embeds=embeds.detach() + noise)
-            return F.cross_entropy(logits, batch.labels) + cfg.r3f_lambda * symmetric_kl(noised, logits), logits
+            task, reg = F.cross_entropy(logits, batch.labels), cfg.r3f_lambda * symmetric_kl(noised, logits)
+            self.last_terms = {"task": task.item(), "reg": reg.item()}
+            return task + reg, logits
         logits = self.scorer(batch)  # (B, C)
         if cfg.method == "cet":
             nb_logits, nb_mask = self._neighbour_logits(anchors, anchor_ids)
-            return CET_LOSSES[cfg.variant](logits, batch.labels, nb_logits, nb_mask, cfg.w0), logits
+            loss = CET_LOSSES[cfg.variant](logits, batch.labels, nb_logits, nb_mask, cfg.w0)
+            self.last_terms = {"task": F.cross_entropy(logits, batch.labels).item(), "reg": 0.0}
+            return loss, logits
         loss = F.cross_entropy(logits, batch.labels)
+        self.last_terms = {"task": loss.item(), "reg": 0.0}
         if cfg.method == "ewc":
             assert self.fisher is not None and self.theta0 is not None
             params = dict(self.scorer.encoder.named_parameters())
-            loss = loss + ewc_penalty(params, self.theta0, self.fisher, cfg.ewc_lambda)
-        return loss, logits  # vanilla, recadam (its regulariser lives in the optimiser), frozen
+            penalty = ewc_penalty(params, self.theta0, self.fisher, cfg.ewc_lambda)
+            self.last_terms["reg"] = penalty.item()
+            loss = loss + penalty
+        # vanilla, recadam (its pull lives in the optimiser), mixout (in the weights), childtune
+        # (in the gradient masks), frozen: the plain task loss
+        return loss, logits
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -236,7 +261,7 @@ class Trainer:
             order = list(range(len(self.questions)))
             rng.shuffle(order)
             batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-            total, correct, seen = 0.0, 0, 0
+            total, correct, seen, task_sum, reg_sum = 0.0, 0, 0, 0.0, 0.0
             iterator = track(batches, f"{cfg.method} epoch {epoch}/{cfg.epochs}") if progress else batches
             for ids in iterator:
                 loss, logits = self.batch_loss(ids)
@@ -247,16 +272,30 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 total += loss.item() * len(ids)
+                task_sum += self.last_terms.get("task", 0.0) * len(ids)
+                reg_sum += self.last_terms.get("reg", 0.0) * len(ids)
                 correct += int((logits.argmax(-1).cpu() == torch.tensor([self.questions[i].label for i in ids])).sum())
                 seen += len(ids)
-            row: dict[str, float] = {"epoch": epoch, "train_loss": total / seen, "train_acc": correct / seen}
+            row: dict[str, float] = {
+                "epoch": epoch,
+                "train_loss": total / seen,
+                "train_task_loss": task_sum / seen,  # cross-entropy of the anchors alone
+                "train_reg": reg_sum / seen,  # EWC penalty / R3F KL term, to compare with the task loss
+                "train_acc": correct / seen,
+            }
+            if epoch == cfg.epochs:
+                remove_mixout(self.mixout_layers)  # before the last evaluation: a plain encoder
+                self.mixout_layers = []
             if eval_each_epoch or epoch == cfg.epochs:
                 row.update(self.evaluate(eval_sets, retention_sets))
             history.append(row)
             if progress:
                 console.print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         self.scorer.eval()
-        return TrainResult(self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start)
+        share = shared_answer_share(self.neighbours, self.questions) if self.neighbours is not None else None
+        return TrainResult(
+            self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start, share
+        )
 
 
 def train(

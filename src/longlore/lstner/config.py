@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from longlore.core.errors import LongloreError
 from longlore.lstner.graph import EDGE_RULES
 
+ADJACENCIES = ("label-dist", "identity", "shuffled")
+
 
 @dataclass
 class LSTNERConfig:
@@ -55,7 +57,16 @@ class LSTNERConfig:
         },
     )
     use_graph: bool = field(
-        default=True, metadata={"help": "fuse the label graph into token states (False = ablation 'w/o graph')"}
+        default=True,
+        metadata={
+            "help": "fuse the label graph into token states (False = ablation 'w/o graph': no fusion module at all)"
+        },
+    )
+    adjacency: str = field(
+        default="label-dist",
+        metadata={
+            "help": "target graph the fusion's GCN runs on: 'label-dist' (edges from the label distributions, the method), 'identity' (no edges) or 'shuffled' (the same edges between randomly permuted labels); the last two are capacity-matched ablations"
+        },
     )
     # losses: total = CE + l_aux * BCE + l_gw * GW
     l_aux: float = field(
@@ -74,6 +85,8 @@ class LSTNERConfig:
     def __post_init__(self) -> None:
         if self.edge_rule not in EDGE_RULES:
             raise LongloreError(f"`edge_rule` is '{self.edge_rule}'; use one of {list(EDGE_RULES)}")
+        if self.adjacency not in ADJACENCIES:
+            raise LongloreError(f"`adjacency` is '{self.adjacency}'; use one of {list(ADJACENCIES)}")
         if self.head_init not in ("random", "label-dist"):
             raise LongloreError(f"`head_init` is '{self.head_init}'; use 'random' or 'label-dist'")
         for name in ("epochs", "batch_size", "max_len", "edge_k", "gw_outer_iters", "gw_sinkhorn_iters"):

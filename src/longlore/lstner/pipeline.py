@@ -59,19 +59,7 @@ class NERPipeline:
 
     def evaluate(self, sentences: list[Sentence]) -> dict:
         """Strict span F1 (seqeval, IOB2, mode='strict'): micro P/R/F1 and per-type scores, in %."""
-        gold = [s.tags for s in sentences]
-        pred = self.predict_tags(sentences)
-        report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
-        per_type = {t: round(100 * float(v["f1-score"]), 2) for t, v in report.items() if not t.endswith("avg")}
-        micro = report["micro avg"]
-        f1 = float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
-        return {
-            "f1": round(100 * f1, 2),
-            "precision": round(100 * float(micro["precision"]), 2),
-            "recall": round(100 * float(micro["recall"]), 2),
-            "per_type": per_type,
-            "n_sentences": len(sentences),
-        }
+        return {**span_scores([s.tags for s in sentences], self.predict_tags(sentences)), "n_sentences": len(sentences)}
 
     def predict_text(self, text: str) -> list[dict]:
         """Entity spans in raw text: ``[{"text", "type", "start", "end"}]`` (word indices, end exclusive)."""
@@ -126,6 +114,23 @@ class NERPipeline:
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain or use a matching version"
             )
         return cls(model.eval(), tokenizer, labels, config, meta["kind"], source_labels, meta.get("extra", {}))
+
+
+def span_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """Strict span scores (seqeval, IOB2, ``mode="strict"``), in %: ``f1``, ``precision``,
+    ``recall`` (micro) and ``per_type`` F1. Strict means a span counts only when it opens with
+    ``B-X``: a predicted ``I-X`` that does not continue an ``X`` span is no entity (the default
+    conlleval reading would accept it as one)."""
+    report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    per_type = {t: round(100 * float(v["f1-score"]), 2) for t, v in report.items() if not t.endswith("avg")}
+    micro = report["micro avg"]
+    f1 = float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
+    return {
+        "f1": round(100 * f1, 2),
+        "precision": round(100 * float(micro["precision"]), 2),
+        "recall": round(100 * float(micro["recall"]), 2),
+        "per_type": per_type,
+    }
 
 
 def build_model(kind: str, encoder, labels: LabelSet, source_labels: LabelSet | None, config: LSTNERConfig) -> Tagger:

@@ -8,8 +8,10 @@ Methods for the target domain (``METHODS``):
   target batch plus one source batch.
 * ``lstner``: the source tagger's encoder and a fresh target head (``head_init="label-dist"``
   starts it at ``E_t = P E_s`` instead); the target label graph from the label distributions is
-  fused into the token states, and the loss is ``CE + l_aux * BCE + l_gw * GW``. The ablations
-  set ``use_graph=False`` or ``l_gw=0`` in the config.
+  fused into the token states, and the loss is ``CE + l_aux * BCE + l_gw * GW`` (GW on the
+  fused label nodes). Ablations by config: ``l_gw=0`` (no graph matching), ``adjacency=
+  "identity"`` or ``"shuffled"`` (the same fusion module on a graph without, or with wrong,
+  edges: capacity-matched), ``use_graph=False`` (no fusion module at all).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from longlore.core.progress import console, track
 from longlore.lstner.config import LSTNERConfig
 from longlore.lstner.data import LabelSet, Sentence, batches, encode_sentence
 from longlore.lstner.graph import build_adjacency, label_distributions, normalize_adjacency
+from longlore.lstner.gw import cosine_cost
 from longlore.lstner.loss import aux_bce, token_ce, total_loss
-from longlore.lstner.model import LSTNERModel, MultiTaskTagger, Tagger, graph_cost
+from longlore.lstner.model import LSTNERModel, MultiTaskTagger, Tagger, source_node_features
 from longlore.lstner.pipeline import NERPipeline
 
 METHODS = ("target-only", "source-then-target", "multi-task", "lstner")
@@ -124,8 +127,36 @@ def _check_source(source: NERPipeline | None, method: str) -> NERPipeline:
     return source
 
 
+def target_adjacency(dist_t: torch.Tensor, cfg: LSTNERConfig) -> torch.Tensor:
+    """(L, L) edge weights of the graph the fusion's GCN runs on, per ``cfg.adjacency``.
+
+    ``label-dist``: edges from the label distributions (the method). ``identity``: no edges, so
+    the GCN transforms each label node on its own. ``shuffled``: the same edge weights between
+    labels permuted at random (seeded by ``cfg.seed``; never the identity permutation), so the
+    graph keeps its density and weights but links the wrong labels. The last two keep every
+    parameter of the fusion module: they are the capacity-matched ablations of the graph.
+    """
+    adj = build_adjacency(dist_t, cfg.edge_rule, cfg.edge_threshold, cfg.edge_k)
+    if cfg.adjacency == "identity":
+        return torch.zeros_like(adj)
+    if cfg.adjacency == "shuffled":
+        gen = torch.Generator().manual_seed(cfg.seed)
+        n = adj.shape[0]
+        perm = torch.randperm(n, generator=gen)
+        while n > 1 and torch.equal(perm, torch.arange(n)):
+            perm = torch.randperm(n, generator=gen)
+        return adj[perm][:, perm]
+    return adj
+
+
 def build_lstner(source: NERPipeline, train: list[Sentence], labels: LabelSet, cfg: LSTNERConfig) -> LSTNERModel:
-    """LST-NER model initialised from the source tagger and the target sentences' label graph."""
+    """LST-NER model initialised from the source tagger and the target sentences' label graph.
+
+    The target label distributions ``p(Y_s | y_t)`` come from the source tagger's predictions
+    on ``train`` (softened by ``cfg.temperature``); the target graph's edges from them; the
+    source graph's cost from the source head's label embeddings propagated over the source
+    graph (built from ``source.extra["source_dist"]`` with the same edge rule).
+    """
     src_model, tok = source.model, source.tokenizer
     model = LSTNERModel(copy.deepcopy(src_model.encoder), len(labels), len(labels.types), len(source.labels), cfg)
     enc = _encode(train, tok, labels, cfg)
@@ -141,12 +172,26 @@ def build_lstner(source: NERPipeline, train: list[Sentence], labels: LabelSet, c
             model.head.label_emb.copy_(dist_t @ e_s)
             model.head.bias.copy_(dist_t @ b_s)
         model.label_dist.copy_(dist_t)
-        adj_t = build_adjacency(dist_t, cfg.edge_rule, cfg.edge_threshold, cfg.edge_k)
+        adj_t = target_adjacency(dist_t, cfg)
         model.adj.copy_(adj_t)
         model.adj_hat.copy_(normalize_adjacency(adj_t))
         adj_s = build_adjacency(dist_s, cfg.edge_rule, cfg.edge_threshold, cfg.edge_k)
-        model.source_cost.copy_(graph_cost(e_s, adj_s))
+        model.source_cost.copy_(cosine_cost(source_node_features(e_s, adj_s)))
     return model
+
+
+def lstner_loss(model: LSTNERModel, batch: dict, cfg: LSTNERConfig) -> tuple[torch.Tensor, dict]:
+    """LST-NER's loss on one batch, ``CE + l_aux * BCE + l_gw * GW``, and its parts (detached).
+
+    ``batch["types"]`` (B, K) is the multi-hot "which entity types occur" target; GW compares
+    the source graph with the target graph of this batch's fused label nodes.
+    """
+    logits, type_logits, nodes = model.forward_all(batch["input_ids"], batch["attention_mask"])
+    ce = token_ce(logits, batch["labels"])
+    bce = aux_bce(type_logits, batch["types"].to(type_logits.dtype))
+    gw = model.gw_loss(nodes) if cfg.l_gw > 0 else torch.zeros((), device=ce.device)
+    parts = {"ce": ce.detach(), "bce": bce.detach(), "gw": gw.detach()}
+    return total_loss(ce, bce, gw, cfg.l_aux, cfg.l_gw), parts
 
 
 def train_target(
@@ -223,14 +268,9 @@ def train_target(
     model = build_lstner(source, train, labels, cfg)
     n_types = len(labels.types)
 
-    def lst_step(batch: dict) -> tuple[torch.Tensor, dict]:
-        logits, type_logits = model.forward_all(batch["input_ids"], batch["attention_mask"])
-        ce = token_ce(logits, batch["labels"])
-        bce = aux_bce(type_logits, batch["types"])
-        gw = model.gw_loss() if cfg.l_gw > 0 else torch.zeros(())
-        return total_loss(ce, bce, gw, cfg.l_aux, cfg.l_gw), {"ce": ce.detach(), "bce": bce.detach(), "gw": gw.detach()}
-
     pipe = NERPipeline(model, tok, labels, cfg, "lstner", source.labels)
-    pipe.extra["history"] = fit(model, enc, n_types, tok.pad_token_id, cfg, lst_step, "train LST-NER")
+    pipe.extra["history"] = fit(
+        model, enc, n_types, tok.pad_token_id, cfg, lambda b: lstner_loss(model, b, cfg), "train LST-NER"
+    )
     console.log(f"LST-NER trained: final epoch {pipe.extra['history'][-1]}")
     return pipe
