@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from longlore.core.errors import LongloreError
 
@@ -44,7 +44,9 @@ class CETConfig:
     """
 
     # --- method and model -------------------------------------------------------------------
-    method: str = field(default="cet", metadata={"help": f"one of {', '.join(METHODS)}"})
+    method: Literal["cet", "vanilla", "ewc", "recadam", "r3f", "mixout", "childtune", "frozen"] = field(
+        default="cet", metadata={"help": "fine-tuning method"}
+    )
     encoder: str = field(default="minilm", metadata={"help": "encoder spec (minilm, tiny-bert, a local folder)"})
     seed: int = field(default=0, metadata={"help": "seed for the head init, shuffling and dropout"})
     max_len: int = field(default=64, metadata={"help": "max tokens of one question+option pair"})
@@ -62,10 +64,10 @@ class CETConfig:
     theta: float = field(
         default=0.5, metadata={"help": "min cosine similarity of a neighbour; 1.0 keeps exact copies only"}
     )
-    neighbour_space: str = field(
+    neighbour_space: Literal["feature", "answer"] = field(
         default="feature", metadata={"help": "feature (paper: KNN in h0 space) or answer (released code)"}
     )
-    variant: str = field(
+    variant: Literal["mixture", "joint"] = field(
         default="mixture", metadata={"help": "mixture (paper) or joint (weighted CE of anchor and neighbours)"}
     )
     # --- EWC -----------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], max_len: int, ba
             texts[start : start + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
         ).to(device)
         hidden = encoder(**batch).last_hidden_state  # (B, T, D)
-        out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu())
+        pooled = mean_pool(hidden, batch["attention_mask"]).float()  # numpy has no bfloat16
+        out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
     encoder.train(was_training)
     return torch.cat(out).numpy()
 

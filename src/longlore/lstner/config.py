@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
 
 from longlore.core.errors import LongloreError
 from longlore.lstner.graph import EDGE_RULES
@@ -42,7 +43,7 @@ class LSTNERConfig:
     temperature: float = field(
         default=2.0, metadata={"help": "tau: source predictions are softmax(logits / tau) when building p(Y_s | y_t)"}
     )
-    edge_rule: str = field(
+    edge_rule: Literal["cosine", "knn"] = field(
         default="cosine",
         metadata={"help": "label-graph edges: 'cosine' (cos(p_i, p_j) >= edge_threshold) or 'knn' (edge_k nearest)"},
     )
@@ -50,7 +51,7 @@ class LSTNERConfig:
         default=0.3, metadata={"help": "minimum cosine between two labels' distributions for an edge (rule 'cosine')"}
     )
     edge_k: int = field(default=2, metadata={"help": "neighbours per label (rule 'knn')"})
-    head_init: str = field(
+    head_init: Literal["random", "label-dist"] = field(
         default="random",
         metadata={
             "help": "target label embeddings at the start: 'random' (as the baselines) or 'label-dist' (E_t = P E_s, the source head mapped through the label distributions; our addition, not in the paper)"
@@ -62,7 +63,7 @@ class LSTNERConfig:
             "help": "fuse the label graph into token states (False = ablation 'w/o graph': no fusion module at all)"
         },
     )
-    adjacency: str = field(
+    adjacency: Literal["label-dist", "identity", "shuffled"] = field(
         default="label-dist",
         metadata={
             "help": "target graph the fusion's GCN runs on: 'label-dist' (edges from the label distributions, the method), 'identity' (no edges) or 'shuffled' (the same edges between randomly permuted labels); the last two are capacity-matched ablations"
@@ -74,7 +75,9 @@ class LSTNERConfig:
     )
     l_gw: float = field(
         default=1.0,
-        metadata={"help": "lambda_gw: weight of the Gromov-Wasserstein graph-matching loss (0 = ablation 'w/o GW')"},
+        metadata={
+            "help": "lambda_gw: weight of the Gromov-Wasserstein loss between the source graph and the graph of fused label nodes (0 = ablation 'w/o GW')"
+        },
     )
     gw_eps: float = field(default=0.05, metadata={"help": "entropic regularisation of GW"})
     gw_outer_iters: int = field(

@@ -29,6 +29,7 @@ import math
 import torch
 from torch import nn
 
+from longlore.core.devices import module_device_dtype
 from longlore.lstner.config import LSTNERConfig
 from longlore.lstner.graph import normalize_adjacency
 from longlore.lstner.gw import cosine_cost, entropic_gw
@@ -63,6 +64,12 @@ class Tagger(nn.Module):
         self.n_labels = n_labels
         self.dropout = nn.Dropout(dropout)
         self.head = LabelHead(n_labels, encoder.config.hidden_size)
+        self._follow_encoder()
+
+    def _follow_encoder(self) -> None:
+        """Put every module and buffer this tagger adds on the encoder's device and dtype."""
+        device, dtype = module_device_dtype(self.encoder)
+        self.to(device=device, dtype=dtype)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -78,6 +85,7 @@ class MultiTaskTagger(Tagger):
     def __init__(self, encoder: nn.Module, n_labels: int, n_source_labels: int, dropout: float = 0.1) -> None:
         super().__init__(encoder, n_labels, dropout)
         self.source_head = LabelHead(n_source_labels, encoder.config.hidden_size)
+        self._follow_encoder()
 
     def source_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.source_head(self.encode(input_ids, attention_mask))  # (B, T, S)
@@ -136,6 +144,7 @@ class LSTNERModel(Tagger):
         self.register_buffer("adj_hat", torch.eye(n_labels))
         self.register_buffer("source_cost", torch.zeros(n_source_labels, n_source_labels))
         self.register_buffer("label_dist", torch.full((n_labels, n_source_labels), 1.0 / n_source_labels))
+        self._follow_encoder()
 
     def fused(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Token states after the label-graph fusion (B, T, D) and the fused label nodes (B, L, D)
