@@ -1,7 +1,7 @@
 """Each method's mechanism, pinned against independent computations: these tests fail if the EWC
 penalty or the R3F KL term were dropped from ``batch_loss``, the trainer used the joint loss when
 the mixture is configured, RecAdam's annealing were removed, neighbours came from anything but
-the pretrained encoder, the retention probe took the argmin, Mixout did not mix towards the
+the pretrained encoder or from the wrong space (answer vs feature), the retention probe took the argmin, Mixout did not mix towards the
 pretrained weights, or ChildTune-D updated weights outside its child network."""
 
 from __future__ import annotations
@@ -152,15 +152,10 @@ def test_recadam_scales_the_task_step_by_the_annealing_coefficient():
 
 
 # --- neighbours and the retention probe ---------------------------------------------------------
-def test_neighbours_are_nearest_in_the_pretrained_encoders_space():
-    base = distinct_questions(6)
-    # each question has a twin with the same text and gold answer: their embeddings are identical
-    qs = base + [MCQuestion(f"t{i}", q.question, q.options, q.label) for i, q in enumerate(base)]
-    cfg = tiny("cet", k=3, seed=5)
-    trainer = Trainer(cfg, qs)
-    encoder, tok = load_encoder("tiny-bert", seed=5)  # the same pretrained weights, loaded afresh
+def pretrained_neighbour_sims(texts: list[str], cfg: CETConfig) -> np.ndarray:
+    """Cosine similarities of ``texts`` under a fresh copy of the pretrained encoder, in numpy."""
+    encoder, tok = load_encoder(cfg.encoder, seed=cfg.seed)  # the same pretrained weights, loaded afresh
     encoder.eval()
-    texts = neighbour_texts(qs, "feature")
     batch = tok(texts, padding=True, truncation=True, max_length=cfg.max_len, return_tensors="pt")
     with torch.no_grad():
         hidden = encoder(**batch).last_hidden_state.double().numpy()
@@ -169,9 +164,38 @@ def test_neighbours_are_nearest_in_the_pretrained_encoders_space():
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     sims = emb @ emb.T
     np.fill_diagonal(sims, -np.inf)
+    return sims
+
+
+def test_neighbours_are_nearest_in_the_pretrained_encoders_space():
+    base = distinct_questions(6)
+    # each question has a twin with the same text and gold answer: their embeddings are identical
+    qs = base + [MCQuestion(f"t{i}", q.question, q.options, q.label) for i, q in enumerate(base)]
+    cfg = tiny("cet", k=3, seed=5)
+    trainer = Trainer(cfg, qs)
+    sims = pretrained_neighbour_sims(neighbour_texts(qs, "feature"), cfg)
     for i in range(len(qs)):
         assert trainer.neighbours.index[i, 0] == (i + 6) % 12  # the twin comes first
         np.testing.assert_allclose(np.sort(trainer.neighbours.sim[i])[::-1], np.sort(sims[i])[::-1][:3], atol=1e-4)
+
+
+@pytest.mark.parametrize("space", ["feature", "answer"])
+def test_the_configured_neighbour_space_decides_what_is_embedded(space):
+    # question i + 6 asks a different question whose gold answer text is question i's: twins in
+    # answer space, strangers in feature space
+    base = distinct_questions(6)
+    others = distinct_questions(12)[6:]
+    twins = [MCQuestion(f"a{i}", o.question, (q.gold, "zz top", "yy"), 0) for i, (q, o) in enumerate(zip(base, others))]
+    qs = base + twins
+    cfg = tiny("cet", k=3, seed=5, neighbour_space=space)
+    table = Trainer(cfg, qs).neighbours
+    # texts built here, not by the code under test: question + gold (feature) or gold alone (answer)
+    texts = [f"{q.question} {q.gold}" for q in qs] if space == "feature" else [q.gold for q in qs]
+    sims = pretrained_neighbour_sims(texts, cfg)
+    for i in range(len(qs)):
+        np.testing.assert_allclose(table.sim[i], np.sort(sims[i])[::-1][:3], atol=1e-4)
+    first_is_twin = [table.index[i, 0] == (i + 6) % 12 for i in range(len(qs))]
+    assert all(first_is_twin) if space == "answer" else not all(first_is_twin)
 
 
 def test_zero_shot_probe_picks_the_most_similar_option():
