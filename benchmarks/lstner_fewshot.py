@@ -245,26 +245,47 @@ def aggregate(runs_dir: Path, args: argparse.Namespace, base: LSTNERConfig) -> d
 
 
 def plot(summary: dict, path: Path) -> None:
+    """Left: F1 per method and shot count (mean ± std). Right: each paired difference per shot
+    count, its per-seed values (dots) and its bootstrap 95% CI (bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.4))
-    for name, by_shots in summary["table"].items():
-        xs = sorted(int(s) for s in by_shots)
-        ys = [by_shots[str(x)]["mean"] for x in xs]
-        err = [by_shots[str(x)]["std"] for x in xs]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name, linewidth=2.5 if name == "lstner" else 1.2)
+    fig, (ax, ax_gain) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    shots_all = sorted({int(s) for by_shots in summary["table"].values() for s in by_shots})
+    width = 0.8 / max(1, len(summary["table"]))
+    for i, (name, by_shots) in enumerate(summary["table"].items()):
+        xs = [shots_all.index(int(s)) + (i - (len(summary["table"]) - 1) / 2) * width for s in by_shots]
+        ax.bar(
+            xs,
+            [v["mean"] for v in by_shots.values()],
+            width,
+            yerr=[v["std"] for v in by_shots.values()],
+            capsize=3,
+            label=name,
+        )
+    ax.set_xticks(range(len(shots_all)), [str(s) for s in shots_all])
     ax.set_xlabel("target training sentences")
-    ax.set_ylabel("strict span F1 (%)")
-    ax.set_xscale("log")
-    ax.set_xticks([50, 100, 200], ["50", "100", "200"])
-    ax.minorticks_off()
+    ax.set_ylabel("strict span F1 (%), mean ± std over seeds")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="y")
+    labels = []
+    for name, by_shots in summary["paired_gain"].items():
+        for shots, g in by_shots.items():
+            y = len(labels)
+            labels.append(f"{name} @{shots}")
+            ax_gain.plot(g["diffs"], [y] * len(g["diffs"]), "o", color="#999", ms=3)
+            colour = "#2a7" if g["ci_low"] > 0 else "#c44" if g["ci_high"] < 0 else "#48a"
+            ax_gain.plot([g["ci_low"], g["ci_high"]], [y, y], color=colour, lw=3)
+            ax_gain.plot([g["mean"]], [y], "|", color="k", ms=12)
+    ax_gain.axvline(0, color="k", lw=0.8)
+    ax_gain.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax_gain.set_xlabel("paired F1 difference (dots: seeds; bar: bootstrap 95% CI)")
+    ax_gain.grid(alpha=0.3, axis="x")
     n = len(summary["seeds"])
-    ax.set_title(f"Few-shot cross-domain NER (MiniLM, {summary.get('split', 'test')} split), mean ± std, {n} seeds")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    fig.suptitle(f"Few-shot cross-domain NER (MiniLM, {summary.get('split', 'test')} split), {n} seeds")
+    fig.tight_layout()
     save_figure(fig, path)
 
 
