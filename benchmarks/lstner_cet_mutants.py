@@ -8,6 +8,8 @@ mechanism and runs only the tests that pin them, so the whole list costs a few C
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/lstner_cet_mutants.py \
         --out benchmarks/results/lstner_cet_mutants.json
+    # after changing a mutant or a test: rerun those mutants only, keep the other results
+    ... benchmarks/lstner_cet_mutants.py --out ... --update --only "GW value" "label 0"
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from longlore.core.io import write_json
+from longlore.core.io import read_json, write_json
 
 L, C = "src/longlore/lstner/", "src/longlore/cet/"
 LM, LG, LT = (
@@ -167,10 +169,12 @@ MUTANTS: list[tuple[str, str, str, str, str, str]] = [
         LG,
     ),
     (
-        "lstner: GW square-loss constant with the wrong sign",
+        # (the same sign flip in the solver's ``const`` is an equivalent mutant: a cost of the form
+        # a_i + b_j never changes an entropic OT plan, and the value uses ``const_plan``)
+        "lstner: GW value's constant term with the wrong sign",
         L + "gw.py",
-        "const = (C1**2 @ p)[:, None] + (C2**2 @ q)[None, :]",
-        "const = (C1**2 @ p)[:, None] - (C2**2 @ q)[None, :]",
+        "const_plan = (C1**2 @ T.sum(1))[:, None] + (C2**2 @ T.sum(0))[None, :]",
+        "const_plan = (C1**2 @ T.sum(1))[:, None] - (C2**2 @ T.sum(0))[None, :]",
         "pot or zero",
         LG,
     ),
@@ -208,11 +212,11 @@ MUTANTS: list[tuple[str, str, str, str, str, str]] = [
         CL,
     ),
     (
-        "cet: neighbours scored against their own label",
+        "cet: neighbours scored against label 0, not the anchor's label",
         C + "loss.py",
         "return _gold_logp(neighbour_logits, labels.view(B, 1).expand(B, K))",
         "return _gold_logp(neighbour_logits, torch.zeros(B, K, dtype=labels.dtype))",
-        "mixture or joint",
+        "mixture or joint or anchors_label",
         CL,
     ),
     (
@@ -361,14 +365,17 @@ def main() -> None:
         "--repo", type=Path, default=Path(__file__).resolve().parents[1], help="checkout with src/ and tests/"
     )
     ap.add_argument("--out", type=Path, default=Path("runs/lstner_cet_mutants.json"))
-    ap.add_argument("--only", default="", help="run only mutants whose name contains this text")
+    ap.add_argument("--only", nargs="+", default=[""], help="run only mutants whose name contains one of these")
+    ap.add_argument(
+        "--update", action="store_true", help="rerun the selected mutants and keep the other results already in --out"
+    )
     args = ap.parse_args()
     results: list[dict] = []
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="lstner_cet_mutants_") as tmp:
         work = Path(tmp)
         for name, file, old, new, selection, tests in MUTANTS:
-            if args.only not in name:
+            if not any(text in name for text in args.only):
                 continue
             shutil.rmtree(work / "src", ignore_errors=True)
             shutil.rmtree(work / "tests", ignore_errors=True)
@@ -412,14 +419,27 @@ def main() -> None:
             )
             print(results[-1], flush=True)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    cpu = round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1)
+    commands, previous_cpu = [{"command": command, "cpu_seconds": cpu}], 0.0
+    if args.update and args.out.is_file():  # results of mutants not rerun now stay, in MUTANTS order
+        old = read_json(args.out)
+        rerun = {r["mutant"] for r in results}
+        by_name = {r["mutant"]: r for r in old["mutants"] if r["mutant"] not in rerun} | {
+            r["mutant"]: r for r in results
+        }
+        results = [by_name[m[0]] for m in MUTANTS if m[0] in by_name]
+        earlier = old.get("commands") or [{"command": old.get("command"), "cpu_seconds": old["cpu_seconds"]}]
+        commands, previous_cpu = earlier + commands, old["cpu_seconds"]
     applied = [r for r in results if "caught" in r]
     summary = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commands": commands,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "caught": sum(r["caught"] for r in applied),
         "applied": len(applied),
         "not_applied": len(results) - len(applied),
-        "cpu_seconds": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+        "missed": [r["mutant"] for r in applied if not r["caught"]],
+        "cpu_seconds": round(previous_cpu + cpu, 1),
         "mutants": results,
     }
     write_json(args.out, summary, overwrite=True)
