@@ -81,6 +81,10 @@ def train_cmd(
         dtype=dtype,
         out_dir=out / "train",
     )
+    from longlore.core.distributed import dist_info
+
+    if not dist_info().is_main:  # under torchrun every rank holds the same model; rank 0 saves it
+        return
     result.scorer.save_pretrained(out / "final")
     metrics = {
         "command": _command(),
