@@ -31,14 +31,32 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+def _field(name: str) -> tuple[object, str]:
+    """Default and help of a :class:`BenchConfig` field, so the CLI never types a default twice."""
+    from dataclasses import MISSING, fields
+
+    from longlore.bench.config import BenchConfig
+
+    for f in fields(BenchConfig):
+        if f.name == name:
+            return (None if f.default is MISSING else f.default), f.metadata.get("help", "")
+    raise KeyError(name)
+
+
+def _opt(name: str, *flags: str) -> object:
+    default, help_text = _field(name)
+    return typer.Option(default, *flags, help=help_text)
+
+
 @app.command("list")
-def list_tasks(data: Optional[str] = typer.Option(None, help="benchmark data folder")) -> None:
-    """Show every task and group with its size (items after the concept filter)."""
+def list_tasks(data: Optional[str] = _opt("data")) -> None:
+    """Show every task and group with its size (items after the concept filter) and where the data is."""
     from rich.table import Table
 
-    from longlore.bench.data import load_benchmark
+    from longlore.bench.data import data_source, load_benchmark
     from longlore.bench.tasks import GROUPS, TASKS
 
+    source = data_source(data)
     table = Table("task", "items", "type", "description")
     cache: dict[tuple[str, str], list] = {}
     for spec in TASKS.values():
@@ -47,12 +65,14 @@ def list_tasks(data: Optional[str] = typer.Option(None, help="benchmark data fol
             if key not in cache:
                 cache[key] = load_benchmark(*key, root=data)
             size = str(sum(1 for it in cache[key] if not spec.concepts or it.concept[0] in spec.concepts))
-        except LongloreError:
-            size = "(data not found)"
+        except LongloreError as err:
+            size = "(missing)"
+            console.print(f"[yellow]{spec.name}: {err}")
         table.add_row(spec.name, size, spec.output_type, spec.description)
     console.print(table)
     for group, subs in GROUPS.items():
         console.print(f"[bold]{group}[/bold] (group): {', '.join(subs)}")
+    console.print(f"data: {source}")
 
 
 @app.command("run")
@@ -60,16 +80,21 @@ def run(
     task: list[str] = typer.Option(..., "--task", "-t", help="task or group (repeatable)"),
     model: str = typer.Option(..., help="model spec (smollm2-135m, a checkpoint folder) or openai:MODEL@URL"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder (results, samples, report, cache)"),
-    shots: Optional[int] = typer.Option(None, help="few-shot examples (default: the task's)"),
-    limit: Optional[int] = typer.Option(None, help="items per task (default: all)"),
-    subset: str = typer.Option("seeded", help="seeded | first: how --limit picks items"),
-    seed: int = typer.Option(0, help="subset, bootstrap and sampling seed"),
-    judge: Optional[str] = typer.Option(None, help="ChineseEcomQA judge: model spec or openai:MODEL@URL"),
-    scoring: str = typer.Option("official", help="official | strict"),
-    judge_parser: str = typer.Option("robust", help="robust | official"),
-    batch_size: int = typer.Option(8, help="local model batch size"),
-    max_new_tokens: Optional[int] = typer.Option(None, help="cap on generation budgets (tasks keep smaller ones)"),
-    data: Optional[str] = typer.Option(None, help="benchmark data folder"),
+    shots: Optional[int] = _opt("shots"),
+    limit: Optional[int] = _opt("limit"),
+    subset: str = _opt("subset"),
+    shard: Optional[str] = _opt("shard"),
+    seed: int = _opt("seed"),
+    judge: Optional[str] = _opt("judge"),
+    judge_template: str = _opt("judge_template"),
+    judge_parser: str = _opt("judge_parser"),
+    judge_max_new_tokens: int = _opt("judge_max_new_tokens"),
+    fallback_grader: bool = _opt("fallback_grader"),
+    scoring: str = _opt("scoring"),
+    repetition_penalty: Optional[float] = _opt("repetition_penalty"),
+    batch_size: int = _opt("batch_size"),
+    max_new_tokens: Optional[int] = _opt("max_new_tokens"),
+    data: Optional[str] = _opt("data"),
     no_cache: bool = typer.Option(False, help="do not keep a request cache in the output folder"),
     overwrite: bool = typer.Option(False, help="replace an existing results.json"),
 ) -> None:
@@ -83,11 +108,16 @@ def run(
         model=model,
         shots=shots,
         limit=limit,
-        subset=subset,
-        seed=seed,  # type: ignore[arg-type]
+        subset=subset,  # type: ignore[arg-type]
+        shard=shard,
+        seed=seed,
         judge=judge,
-        scoring=scoring,
+        judge_template=judge_template,  # type: ignore[arg-type]
         judge_parser=judge_parser,  # type: ignore[arg-type]
+        judge_max_new_tokens=judge_max_new_tokens,
+        fallback_grader=fallback_grader,
+        scoring=scoring,  # type: ignore[arg-type]
+        repetition_penalty=repetition_penalty,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         data=data,
@@ -96,8 +126,8 @@ def run(
     _write_and_summarise(out, results, samples, overwrite)
 
 
-def _write_and_summarise(out: Path, results: dict, samples: list, overwrite: bool) -> None:
-    """Shared end of `run` and `score`: record the command, write the run folder, print the summary."""
+def _write_and_summarise(out: Path, results: dict, samples: dict, overwrite: bool) -> None:
+    """Shared end of `run`, `score` and `merge`: record the command, write the folder, print the summary."""
     from longlore.bench.report import write_run
 
     results["config"]["command"] = _command()
@@ -106,29 +136,60 @@ def _write_and_summarise(out: Path, results: dict, samples: list, overwrite: boo
     console.print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
 
 
+def default_score_out(task: str, responses: Path) -> Path:
+    """Where `bench score` writes without --out: one folder per task and responses file."""
+    from longlore.bench.report import task_file_stem
+
+    name = responses.name.removesuffix(".gz").removesuffix(".jsonl")
+    return Path("runs") / "bench_score" / f"{task_file_stem(task)}__{name}"
+
+
 @app.command("score")
 def score(
     task: str = typer.Option(..., "--task", "-t", help="one generation task, e.g. conceptmath/element_en"),
     responses: Path = typer.Option(..., help="JSONL: the benchmark's own fields plus `response`"),
-    out: Path = typer.Option(Path("runs/bench_score"), help="output folder"),
-    scoring: str = typer.Option("official", help="official | strict"),
-    judge: Optional[str] = typer.Option(None, help="ChineseEcomQA judge: model spec or openai:MODEL@URL"),
-    judge_parser: str = typer.Option("robust", help="robust | official"),
+    out: Optional[Path] = typer.Option(
+        None, help="output folder (default: runs/bench_score/<task>__<responses file name>)"
+    ),
+    scoring: str = _opt("scoring"),
+    judge: Optional[str] = _opt("judge"),
+    judge_template: str = _opt("judge_template"),
+    judge_parser: str = _opt("judge_parser"),
+    judge_max_new_tokens: int = _opt("judge_max_new_tokens"),
+    fallback_grader: bool = _opt("fallback_grader"),
     overwrite: bool = typer.Option(False, help="replace an existing results.json"),
 ) -> None:
     """Score responses produced elsewhere with the same graders."""
     from longlore.bench.config import BenchConfig
     from longlore.bench.runner import score_responses
 
+    out = out or default_score_out(task, responses)
     _check_out(out, overwrite)
     config = BenchConfig(
         tasks=[task],
         model="",
-        scoring=scoring,
-        judge=judge,  # type: ignore[arg-type]
-        judge_parser=judge_parser,
-    )  # type: ignore[arg-type]
+        scoring=scoring,  # type: ignore[arg-type]
+        judge=judge,
+        judge_template=judge_template,  # type: ignore[arg-type]
+        judge_parser=judge_parser,  # type: ignore[arg-type]
+        judge_max_new_tokens=judge_max_new_tokens,
+        fallback_grader=fallback_grader,
+    )
     results, samples = score_responses(task, responses, config)
+    _write_and_summarise(out, results, samples, overwrite)
+
+
+@app.command("merge")
+def merge(
+    shards: list[Path] = typer.Argument(..., help="the --out folders of `bench run --shard i/n` (all n of them)"),
+    out: Path = typer.Option(..., help="folder for the merged run"),
+    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+) -> None:
+    """Combine shard runs into one run, identical to running the tasks unsharded."""
+    from longlore.bench.merge import merge_runs
+
+    _check_out(out, overwrite)
+    results, samples = merge_runs(list(shards))
     _write_and_summarise(out, results, samples, overwrite)
 
 
