@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from longlore.bench.data import find_data_root
+from longlore.core.backends import HFTextModel
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +15,12 @@ def bench_data() -> Path:
     """The benchmark data the loader uses by default: the copy shipped inside the package (or
     $LONGLORE_BENCH_DATA when set). Never skipped: the data is part of the project."""
     return find_data_root()
+
+
+@pytest.fixture(scope="session")
+def tiny() -> HFTextModel:
+    """A tiny random Llama (loaded once per session; tests that change it restore it)."""
+    return HFTextModel.from_spec("tiny-llama", batch_size=8)
 
 
 @pytest.fixture(autouse=True)

@@ -22,11 +22,6 @@ from longlore.core.serve import serve_openai
 TASKS = ["conceptmath/element_zh", "eckgbench/main", "eckgbench/main_mc"]
 
 
-@pytest.fixture(scope="module")
-def tiny() -> HFTextModel:
-    return HFTextModel.from_spec("tiny-llama", batch_size=8)
-
-
 def _config(bench_data: Path, **kw) -> BenchConfig:
     base = dict(tasks=TASKS, model="tiny-llama", limit=6, max_new_tokens=12, data=str(bench_data))
     return BenchConfig(**{**base, **kw})

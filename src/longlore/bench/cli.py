@@ -93,6 +93,7 @@ def run(
     scoring: str = _opt("scoring"),
     repetition_penalty: Optional[float] = _opt("repetition_penalty"),
     batch_size: int = _opt("batch_size"),
+    share_prefix: int = _opt("share_prefix"),
     max_new_tokens: Optional[int] = _opt("max_new_tokens"),
     data: Optional[str] = _opt("data"),
     no_cache: bool = typer.Option(False, help="do not keep a request cache in the output folder"),
@@ -119,6 +120,7 @@ def run(
         scoring=scoring,  # type: ignore[arg-type]
         repetition_penalty=repetition_penalty,
         batch_size=batch_size,
+        share_prefix=share_prefix,
         max_new_tokens=max_new_tokens,
         data=data,
     )

@@ -63,6 +63,13 @@ class BenchConfig:
         metadata={"help": "generation repetition penalty (default: the task's; ECKGBench 1.1 as the official eval)"},
     )
     batch_size: int = field(default=8, metadata={"help": "local model batch size"})
+    share_prefix: int = field(
+        default=0,
+        metadata={
+            "help": "local models: compute a prompt prefix of at least N tokens shared by several requests once "
+            "(judge template, few-shot system prompts) and run those requests one by one on it; 0: off"
+        },
+    )
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "cap on every generation task's new-token budget (default: task budgets)"}
     )
@@ -79,6 +86,8 @@ class BenchConfig:
             raise LongloreError(f"`subset` must be seeded or first (got {self.subset!r})")
         if self.scoring not in ("official", "strict"):
             raise LongloreError(f"`scoring` must be official or strict (got {self.scoring!r})")
+        if self.share_prefix < 0:
+            raise LongloreError(f"`share_prefix` must be >= 0 tokens (got {self.share_prefix})")
         if self.batch_size < 1:
             raise LongloreError(f"`batch_size` must be >= 1 (got {self.batch_size})")
         if self.judge_template not in ("official", "paraphrase"):

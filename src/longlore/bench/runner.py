@@ -20,10 +20,17 @@ import longlore
 from longlore.bench import ecomqa, scoring
 from longlore.bench.config import BenchConfig, parse_shard
 from longlore.bench.data import data_source, load_benchmark, load_file
+from longlore.bench.prefix import SharedPrefixModel
 from longlore.bench.prompts import Messages, build_messages
 from longlore.bench.schema import SCHEMA_VERSION, Item
 from longlore.bench.tasks import TaskSpec, groups_of, resolve_tasks
-from longlore.core.backends import GenerationRequest, LoglikelihoodRequest, load_text_model
+from longlore.core.backends import (
+    CachedTextModel,
+    GenerationRequest,
+    HFTextModel,
+    LoglikelihoodRequest,
+    load_text_model,
+)
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console, track
 
@@ -261,13 +268,21 @@ def build_results(
     }
 
 
+def load_model(spec: str, config: BenchConfig, cache: str | Path | None) -> Any:
+    """A text model for ``spec`` with the run's batch size, shared-prefix reuse (local models, if
+    ``config.share_prefix``) and request cache."""
+    inner = load_text_model(spec, batch_size=config.batch_size)
+    if config.share_prefix and isinstance(inner, HFTextModel):
+        inner = SharedPrefixModel(inner, min_shared=config.share_prefix)
+    return CachedTextModel(inner, cache) if cache else inner
+
+
 def _load_judge(config: BenchConfig, model: Any, cache: str | Path | None) -> Any | None:
     if not config.judge:
         return None
     if config.judge == "self":
         return model
-    judge_cache = Path(cache).with_name("judge_cache.sqlite") if cache else None
-    return load_text_model(config.judge, batch_size=config.batch_size, cache=judge_cache)
+    return load_model(config.judge, config, Path(cache).with_name("judge_cache.sqlite") if cache else None)
 
 
 def evaluate(
@@ -284,7 +299,7 @@ def evaluate(
     if model is None:
         if not config.model:
             raise LongloreError("no model given; pass --model SPEC (e.g. smollm2-135m) or openai:MODEL@URL")
-        model = load_text_model(config.model, batch_size=config.batch_size, cache=cache)
+        model = load_model(config.model, config, cache)
     if judge is None:
         judge = _load_judge(config, model, cache)
     grader = Grader(config, judge)
@@ -339,7 +354,7 @@ def score_responses(
     if judge is None and config.judge:
         if config.judge == "self":
             raise LongloreError("`--judge self` needs a model; `bench score` grades files, so name the judge model")
-        judge = load_text_model(config.judge, batch_size=config.batch_size)
+        judge = load_model(config.judge, config, None)
     grader = Grader(config, judge)
     items = [it for it, _ in rows]
     responses = [str(p["response"]) for _, p in rows]

@@ -153,13 +153,10 @@ class HFTextModel:
             raise LongloreError("a request with chat messages needs chat=True")
         return (request.system + "\n\n" if request.system else "") + request.prompt
 
-    @torch.no_grad()
-    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[str]]:
+    def generation_kwargs(self, request: GenerationRequest, prompt_len: int) -> dict[str, Any]:
+        """``model.generate`` keyword arguments for one request (seeds torch when it samples)."""
         from transformers import StoppingCriteriaList
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
-        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        prompt_len = enc["input_ids"].shape[1]
         kwargs: dict[str, Any] = dict(
             max_new_tokens=request.max_new_tokens,
             num_return_sequences=request.n,
@@ -176,6 +173,14 @@ class HFTextModel:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
             )
+        return kwargs
+
+    @torch.no_grad()
+    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[str]]:
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
+        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        prompt_len = enc["input_ids"].shape[1]
+        kwargs = self.generation_kwargs(request, prompt_len)
         with self._lock:
             out = self.model.generate(**enc, **kwargs)
         decoded = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
