@@ -1,4 +1,4 @@
-"""Loaders on the real files: every record loads, counts match METHODS.md, nothing is lost."""
+"""Loaders on the real files: every record loads, counts match the papers, nothing is lost."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from longlore.bench.data import (
 from longlore.core.errors import LongloreError
 from longlore.core.io import read_text
 
-# METHODS.md §6-8.
+# The papers: ConceptMath (arXiv 2402.14660), ChineseEcomQA (2502.20196), ECKGBench (2503.15990).
 CONCEPTMATH_ROWS = {"element_en": 786, "element_zh": 1075, "middle_en": 1042, "middle_zh": 1108}
 ECOMQA_COUNTS = {
     "IC": 286,

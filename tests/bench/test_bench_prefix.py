@@ -64,3 +64,23 @@ def test_sampled_sets_and_loglikelihoods_equal_the_wrapped_model(wild: HFTextMod
     scored.append(LoglikelihoodRequest("other context", " x"))
     for (got, got_greedy), (want, want_greedy) in zip(wrapped.loglikelihood(scored), wild.loglikelihood(scored)):
         assert got == pytest.approx(want, abs=1e-4) and got_greedy == want_greedy
+
+
+def test_bench_bf16_evaluation_on_the_test_device(test_device: str) -> None:
+    """A bf16 model evaluates every request type (greedy, sampled sets, log-likelihood), with and
+    without shared-prefix reuse, on the test device (CUDA under scripts/gpu-check.sh)."""
+    from longlore.bench.config import BenchConfig
+    from longlore.bench.runner import evaluate
+
+    model = HFTextModel.from_spec("tiny-llama", batch_size=4, device=test_device, dtype="bfloat16")
+    assert {p.dtype for p in model.model.parameters()} == {torch.bfloat16}
+    assert model.model.device.type == torch.device(test_device).type
+    config = BenchConfig(tasks=["eckgbench/main", "eckgbench/main_mc", "eckgbench/main_boundary"], limit=3)
+    plain, plain_samples = evaluate(config, model=model)
+    shared, shared_samples = evaluate(config, model=SharedPrefixModel(model, min_shared=16))
+    for task in config.tasks:
+        assert len(shared_samples[task]) == 3
+    lps = [lp for s in shared_samples["eckgbench/main_mc"] for lp in s["logprobs"]]
+    assert all(lp < 0 and lp == lp for lp in lps)  # finite log-probabilities
+    assert lps == pytest.approx([lp for s in plain_samples["eckgbench/main_mc"] for lp in s["logprobs"]], rel=0.05)
+    assert plain["n-samples"] == shared["n-samples"]

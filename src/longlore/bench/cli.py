@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from longlore.bench.config import BenchConfig
+from longlore.core.config_cli import (
+    config_options,
+    device_option,
+    dtype_option,
+    help_text,
+    register_config_command,
+)
 from longlore.core.errors import LongloreError
 from longlore.core.io import read_json
 from longlore.core.progress import console
@@ -31,21 +40,12 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
-def _field(name: str) -> tuple[object, str]:
-    """Default and help of a :class:`BenchConfig` field, so the CLI never types a default twice."""
-    from dataclasses import MISSING, fields
-
-    from longlore.bench.config import BenchConfig
-
-    for f in fields(BenchConfig):
-        if f.name == name:
-            return (None if f.default is MISSING else f.default), f.metadata.get("help", "")
-    raise KeyError(name)
-
-
-def _opt(name: str, *flags: str) -> object:
-    default, help_text = _field(name)
-    return typer.Option(default, *flags, help=help_text)
+def _opt(name: str) -> Any:
+    """A typer option whose default and help are those of a :class:`BenchConfig` field."""
+    f = next(f for f in dataclasses.fields(BenchConfig) if f.name == name)
+    flag = "--" + name.replace("_", "-")
+    decls = f"{flag}/--no-{flag[2:]}" if isinstance(f.default, bool) else flag
+    return typer.Option(f.default, decls, help=help_text(f.metadata["help"]))
 
 
 @app.command("list")
@@ -76,55 +76,23 @@ def list_tasks(data: Optional[str] = _opt("data")) -> None:
 
 
 @app.command("run")
+@config_options(config=BenchConfig, exclude={"tasks", "model"})
 def run(
+    config: BenchConfig,
     task: list[str] = typer.Option(..., "--task", "-t", help="task or group (repeatable)"),
     model: str = typer.Option(..., help="model spec (smollm2-135m, a checkpoint folder) or openai:MODEL@URL"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder (results, samples, report, cache)"),
-    shots: Optional[int] = _opt("shots"),
-    limit: Optional[int] = _opt("limit"),
-    subset: str = _opt("subset"),
-    shard: Optional[str] = _opt("shard"),
-    seed: int = _opt("seed"),
-    judge: Optional[str] = _opt("judge"),
-    judge_template: str = _opt("judge_template"),
-    judge_parser: str = _opt("judge_parser"),
-    judge_max_new_tokens: int = _opt("judge_max_new_tokens"),
-    fallback_grader: bool = _opt("fallback_grader"),
-    scoring: str = _opt("scoring"),
-    repetition_penalty: Optional[float] = _opt("repetition_penalty"),
-    batch_size: int = _opt("batch_size"),
-    share_prefix: int = _opt("share_prefix"),
-    max_new_tokens: Optional[int] = _opt("max_new_tokens"),
-    data: Optional[str] = _opt("data"),
-    no_cache: bool = typer.Option(False, help="do not keep a request cache in the output folder"),
-    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+    no_cache: bool = typer.Option(False, "--no-cache/--cache", help="do not keep a request cache in the output folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Evaluate a model on tasks; writes results.json, samples_*.jsonl, report.md and plots."""
-    from longlore.bench.config import BenchConfig
     from longlore.bench.runner import evaluate
 
     _check_out(out, overwrite)
-    config = BenchConfig(
-        tasks=task,
-        model=model,
-        shots=shots,
-        limit=limit,
-        subset=subset,  # type: ignore[arg-type]
-        shard=shard,
-        seed=seed,
-        judge=judge,
-        judge_template=judge_template,  # type: ignore[arg-type]
-        judge_parser=judge_parser,  # type: ignore[arg-type]
-        judge_max_new_tokens=judge_max_new_tokens,
-        fallback_grader=fallback_grader,
-        scoring=scoring,  # type: ignore[arg-type]
-        repetition_penalty=repetition_penalty,
-        batch_size=batch_size,
-        share_prefix=share_prefix,
-        max_new_tokens=max_new_tokens,
-        data=data,
-    )
-    results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite")
+    config = dataclasses.replace(config, tasks=task, model=model)
+    results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite", device=device, dtype=dtype)
     _write_and_summarise(out, results, samples, overwrite)
 
 
@@ -146,6 +114,10 @@ def default_score_out(task: str, responses: Path) -> Path:
     return Path("runs") / "bench_score" / f"{task_file_stem(task)}__{name}"
 
 
+# `score` grades answers that exist: only the grading fields of BenchConfig apply to it.
+_SCORE_FIELDS = ("scoring", "judge", "judge_template", "judge_parser", "judge_max_new_tokens", "fallback_grader")
+
+
 @app.command("score")
 def score(
     task: str = typer.Option(..., "--task", "-t", help="one generation task, e.g. conceptmath/element_en"),
@@ -159,17 +131,17 @@ def score(
     judge_parser: str = _opt("judge_parser"),
     judge_max_new_tokens: int = _opt("judge_max_new_tokens"),
     fallback_grader: bool = _opt("fallback_grader"),
-    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Score responses produced elsewhere with the same graders."""
-    from longlore.bench.config import BenchConfig
     from longlore.bench.runner import score_responses
 
     out = out or default_score_out(task, responses)
     _check_out(out, overwrite)
     config = BenchConfig(
         tasks=[task],
-        model="",
         scoring=scoring,  # type: ignore[arg-type]
         judge=judge,
         judge_template=judge_template,  # type: ignore[arg-type]
@@ -177,15 +149,20 @@ def score(
         judge_max_new_tokens=judge_max_new_tokens,
         fallback_grader=fallback_grader,
     )
-    results, samples = score_responses(task, responses, config)
+    results, samples = score_responses(task, responses, config, device=device, dtype=dtype)
     _write_and_summarise(out, results, samples, overwrite)
+
+
+register_config_command(
+    BenchConfig, score, exclude={f.name for f in dataclasses.fields(BenchConfig)} - set(_SCORE_FIELDS)
+)
 
 
 @app.command("merge")
 def merge(
     shards: list[Path] = typer.Argument(..., help="the --out folders of `bench run --shard i/n` (all n of them)"),
     out: Path = typer.Option(..., help="folder for the merged run"),
-    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
 ) -> None:
     """Combine shard runs into one run, identical to running the tasks unsharded."""
     from longlore.bench.merge import merge_runs

@@ -17,7 +17,7 @@ class BenchConfig:
     sampled requests (knowledge boundary) carry ``seed``.
     """
 
-    tasks: list[str] = field(metadata={"help": "task or group names (see `longlore bench list`)"})
+    tasks: list[str] = field(default_factory=list, metadata={"help": "task or group names (see `longlore bench list`)"})
     model: str = field(default="", metadata={"help": "model spec or openai:MODEL@URL endpoint"})
     shots: int | None = field(
         default=None,
@@ -76,8 +76,6 @@ class BenchConfig:
     data: str | None = field(default=None, metadata={"help": "benchmark data folder (default: the shipped data)"})
 
     def __post_init__(self) -> None:
-        if not self.tasks:
-            raise LongloreError("`tasks` is empty; name at least one task (see `longlore bench list`)")
         if self.limit is not None and self.limit < 1:
             raise LongloreError(f"`limit` must be >= 1 (got {self.limit}); omit it to run every item")
         if self.shots is not None and self.shots < 0:

@@ -6,7 +6,7 @@ The benchmarks' published files ship with longlore (gzip-compressed package data
 plain or ``.gz``; it is an explicit argument (``--data DIR``), else ``$LONGLORE_BENCH_DATA``, else
 the shipped copy.
 
-Official formats (METHODS.md §6-8):
+Official formats (as published in the benchmarks' repositories; see benchmark_data/SOURCES.md):
 - ConceptMath ``{idx, cate0, cate1, cate2, question, answer, grade}`` (answer int, float or str);
 - ChineseEcomQA ``{system_prompt, prompt, gt, task}`` (few-shot examples live in system_prompt);
 - ECKGBench ``{id, question, gt, dim}``; the options are a Python list literal at the end of the

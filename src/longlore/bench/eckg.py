@@ -1,4 +1,4 @@
-"""ECKGBench scoring (arXiv 2503.15990; METHODS.md §6), as the official ``eval.ipynb`` does it.
+"""ECKGBench scoring (Liu et al. 2025, arXiv 2503.15990), as the official ``eval.ipynb`` does it.
 
 Generation mode: system prompt "直接输出答案。", the official 2-shot user turn, greedy, 8 new
 tokens, repetition penalty 1.1. The response is cut at its first blank line; it is correct iff it

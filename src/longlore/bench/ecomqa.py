@@ -1,4 +1,4 @@
-"""ChineseEcomQA grading (arXiv 2502.20196; METHODS.md §7).
+"""ChineseEcomQA grading (Chen et al. 2025, arXiv 2502.20196).
 
 Official grading is Chinese-SimpleQA's judge: the grader template (question, gold, model answer;
 verdict A correct / B incorrect / C not attempted), sent as one user message with the system

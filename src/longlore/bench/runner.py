@@ -268,28 +268,38 @@ def build_results(
     }
 
 
-def load_model(spec: str, config: BenchConfig, cache: str | Path | None) -> Any:
-    """A text model for ``spec`` with the run's batch size, shared-prefix reuse (local models, if
+def load_model(
+    spec: str, config: BenchConfig, cache: str | Path | None, device: str = "cpu", dtype: str = "float32"
+) -> Any:
+    """A text model for ``spec`` on ``device`` in ``dtype`` (local models; ``auto`` resolves to CUDA
+    + bf16 where present), with the run's batch size, shared-prefix reuse (if
     ``config.share_prefix``) and request cache."""
-    inner = load_text_model(spec, batch_size=config.batch_size)
+    inner = load_text_model(spec, batch_size=config.batch_size, device=device, dtype=dtype)
     if config.share_prefix and isinstance(inner, HFTextModel):
         inner = SharedPrefixModel(inner, min_shared=config.share_prefix)
     return CachedTextModel(inner, cache) if cache else inner
 
 
-def _load_judge(config: BenchConfig, model: Any, cache: str | Path | None) -> Any | None:
+def _load_judge(config: BenchConfig, model: Any, cache: str | Path | None, device: str, dtype: str) -> Any | None:
     if not config.judge:
         return None
     if config.judge == "self":
         return model
-    return load_model(config.judge, config, Path(cache).with_name("judge_cache.sqlite") if cache else None)
+    judge_cache = Path(cache).with_name("judge_cache.sqlite") if cache else None
+    return load_model(config.judge, config, judge_cache, device, dtype)
 
 
 def evaluate(
-    config: BenchConfig, model: Any | None = None, judge: Any | None = None, cache: str | Path | None = None
+    config: BenchConfig,
+    model: Any | None = None,
+    judge: Any | None = None,
+    cache: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Run every task of ``config`` on a model (``model`` overrides ``config.model``; ``judge``
-    overrides ``config.judge``). With ``config.shard`` set, only that shard of each task's items."""
+    overrides ``config.judge``; models named by spec load on ``device`` in ``dtype``). With
+    ``config.shard`` set, only that shard of each task's items."""
     specs = resolve_tasks(config.tasks)
     if judge is None:
         check_grading(config, specs)
@@ -299,9 +309,9 @@ def evaluate(
     if model is None:
         if not config.model:
             raise LongloreError("no model given; pass --model SPEC (e.g. smollm2-135m) or openai:MODEL@URL")
-        model = load_model(config.model, config, cache)
+        model = load_model(config.model, config, cache, device, dtype)
     if judge is None:
-        judge = _load_judge(config, model, cache)
+        judge = _load_judge(config, model, cache, device, dtype)
     grader = Grader(config, judge)
     samples, n_original, n_shots = {}, {}, {}
     loaded: dict[tuple[str, str], list[Item]] = {}
@@ -326,9 +336,15 @@ def evaluate(
 
 
 def score_responses(
-    task: str, responses_path: str | Path, config: BenchConfig, judge: Any | None = None
+    task: str,
+    responses_path: str | Path,
+    config: BenchConfig,
+    judge: Any | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Grade a file of official records that each carry a ``response`` field."""
+    """Grade a file of official records that each carry a ``response`` field (a judge named in
+    ``config`` loads on ``device`` in ``dtype``)."""
     specs = resolve_tasks([task])
     if len(specs) != 1 or specs[0].output_type not in ("generate", "confidence"):
         raise LongloreError(
@@ -354,7 +370,7 @@ def score_responses(
     if judge is None and config.judge:
         if config.judge == "self":
             raise LongloreError("`--judge self` needs a model; `bench score` grades files, so name the judge model")
-        judge = load_model(config.judge, config, None)
+        judge = load_model(config.judge, config, None, device, dtype)
     grader = Grader(config, judge)
     items = [it for it, _ in rows]
     responses = [str(p["response"]) for _, p in rows]

@@ -154,6 +154,8 @@ GROUPS: dict[str, list[str]] = {
 
 def resolve_tasks(names: list[str]) -> list[TaskSpec]:
     """Task specs for task or group names (groups expand in order; duplicates dropped)."""
+    if not names:
+        raise LongloreError("no task given; name at least one task or group (see `longlore bench list`)")
     out: list[TaskSpec] = []
     for name in names:
         expanded = GROUPS.get(name, [name])
