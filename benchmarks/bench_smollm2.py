@@ -49,7 +49,7 @@ PARTS: dict[str, tuple[list[str], int, dict]] = {
     "eckgbench_boundary": (["eckgbench/main_boundary"], 200, {}),
     "eckgbench_mc": (["eckgbench/main_mc"], 100, {}),
     "eckgbench_0shot": (["eckgbench/main"], 200, {"shots": 0}),
-    "conceptmath": (["conceptmath"], 50, {"max_new_tokens": 256}),
+    "conceptmath": (["conceptmath"], 50, {"max_new_tokens": 128}),
     "conceptmath_5shot": (["conceptmath"], 10, {"shots": 5, "max_new_tokens": 256}),
     "chineseecomqa": (["chineseecomqa"], 20, {"judge": "self"}),
     "chineseecomqa_calibration": (["chineseecomqa/calibration"], 40, {"judge": "self"}),
