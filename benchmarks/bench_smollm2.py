@@ -46,7 +46,7 @@ MODEL = "smollm2-135m"
 # generations dominate.
 PARTS: dict[str, tuple[list[str], int, dict]] = {
     "eckgbench_2shot": (["eckgbench/main"], 200, {}),
-    "eckgbench_boundary": (["eckgbench/main_boundary"], 200, {}),
+    "eckgbench_boundary": (["eckgbench/main_boundary"], 50, {}),
     "eckgbench_mc": (["eckgbench/main_mc"], 100, {}),
     "eckgbench_0shot": (["eckgbench/main"], 200, {"shots": 0}),
     "conceptmath": (["conceptmath"], 50, {"max_new_tokens": 128}),
