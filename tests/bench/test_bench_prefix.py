@@ -51,6 +51,10 @@ def test_greedy_outputs_equal_the_wrapped_model(wild: HFTextModel, chat: bool) -
     assert wrapped.generate(requests) == expected
     assert len({e[0] for e in expected}) > 3  # the outputs differ from prompt to prompt
     assert wrapped.prefix_tokens_saved > 5 * 30
+    # A memory budget below one repeated prefix per row: one suffix at a time, same outputs.
+    frugal = SharedPrefixModel(wild, min_shared=8, max_cache_mb=1e-6)
+    assert frugal._rows_per_batch(frugal._prefix_cache(list(range(5, 60)))) == 1
+    assert frugal.generate(requests) == expected
 
 
 def test_sampled_sets_and_loglikelihoods_equal_the_wrapped_model(wild: HFTextModel) -> None:

@@ -63,6 +63,19 @@ def prefix_clusters(sequences: Sequence[Sequence[int]], min_shared: int) -> list
     return [(idx, min(length, min(len(sequences[i]) for i in idx) - 1) if length else 0) for idx, length in clusters]
 
 
+def _cache_tensors(cache: Any) -> list[torch.Tensor]:
+    """The key/value tensors of a ``DynamicCache`` (its layer layout differs across versions)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [
+            t
+            for layer in layers
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+            if t is not None
+        ]
+    return [*getattr(cache, "key_cache", []), *getattr(cache, "value_cache", [])]
+
+
 def _cache_argument(model: Any) -> str:
     """The keyword that passes a KV cache: ``cache`` in recent ``transformers``, ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
@@ -71,8 +84,8 @@ def _cache_argument(model: Any) -> str:
 class SharedPrefixModel:
     """A :class:`~longlore.core.backends.TextModel` that reuses the KV cache of shared prefixes."""
 
-    def __init__(self, inner: HFTextModel, min_shared: int = 256) -> None:
-        self.inner, self.min_shared = inner, min_shared
+    def __init__(self, inner: HFTextModel, min_shared: int = 256, max_cache_mb: float = 512.0) -> None:
+        self.inner, self.min_shared, self.max_cache_mb = inner, min_shared, max_cache_mb
         self.model_id = inner.model_id
         self.prefix_tokens_saved = 0  # prompt tokens not recomputed thanks to the shared prefixes
         self._cache_arg = _cache_argument(inner.model)
@@ -120,10 +133,11 @@ class SharedPrefixModel:
                     rest.extend(indices[m] for m in members)
                     continue
                 cache = self._prefix_cache(ids[members[0]][:shared])
+                rows = self._rows_per_batch(cache)
                 # Similar suffix lengths share a batch, as in the wrapped model's batching.
                 members = sorted(members, key=lambda m: -len(ids[m]))
-                for start in range(0, len(members), self.batch_size):
-                    chunk = members[start : start + self.batch_size]
+                for start in range(0, len(members), rows):
+                    chunk = members[start : start + rows]
                     outs = self._generate_on_prefix(cache, shared, [ids[m] for m in chunk], requests[indices[chunk[0]]])
                     for m, text in zip(chunk, outs):
                         results[indices[m]] = [text]
@@ -132,6 +146,13 @@ class SharedPrefixModel:
             for i, completions in zip(rest, self.inner.generate([requests[i] for i in rest])):
                 results[i] = completions
         return results  # type: ignore[return-value]
+
+    def _rows_per_batch(self, cache: Any) -> int:
+        """The batch size for suffixes on one prefix: the model's, or fewer when the prefix cache
+        repeated once per row would pass ``max_cache_mb`` (a 5.6K-token prefix of SmolLM2 is
+        ~260 MB per row in float32, and every decoding step copies the whole cache)."""
+        per_row = sum(t.numel() * t.element_size() for t in _cache_tensors(cache)) / 2**20
+        return max(1, min(self.batch_size, int(self.max_cache_mb // max(per_row, 1e-9))))
 
     @torch.no_grad()
     def _generate_on_prefix(
