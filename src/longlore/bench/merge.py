@@ -24,6 +24,20 @@ from longlore.core.io import read_json, read_jsonl
 _JOB_KEYS = ("shard", "command")
 
 
+def served_model(model: str | None) -> str | None:
+    """The model a spec evaluates, without where it is served: ``openai:M@URL1,URL2`` -> ``openai:M``.
+
+    Shards of one command may each run against another endpoint of the same served model (job i
+    on server i); they merge. Any other spec (a local model, ``NAME:seed=N``) is compared whole."""
+    if model and model.startswith("openai:") and "@" in model:
+        return model.split("@", 1)[0]
+    return model
+
+
+def _endpoints(model: str | None) -> list[str]:
+    return model.split("@", 1)[1].split(",") if model and served_model(model) != model else []
+
+
 def _load_shard(folder: Path) -> dict[str, Any]:
     path = folder / "results.json"
     if not path.exists():
@@ -55,11 +69,18 @@ def merge_runs(folders: list[str | Path]) -> tuple[dict[str, Any], dict[str, lis
             f"bench merge: need each of shards 1..{total} once (missing {missing or 'none'}, repeated {dupes or 'none'})"
         )
     first_folder, first = shards[0]
-    reference = {k: v for k, v in first["config"].items() if k not in _JOB_KEYS}
+
+    def evaluation(res: dict[str, Any]) -> dict[str, Any]:
+        config = {k: v for k, v in res["config"].items() if k not in _JOB_KEYS}
+        config["model"] = served_model(config.get("model"))
+        return config
+
+    reference = evaluation(first)
     for folder, res in shards[1:]:
-        other = {k: v for k, v in res["config"].items() if k not in _JOB_KEYS}
+        other = evaluation(res)
         diff = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
-        if diff or list(res["results"]) != list(first["results"]) or res.get("model_id") != first.get("model_id"):
+        same_model = served_model(res.get("model_id")) == served_model(first.get("model_id"))
+        if diff or list(res["results"]) != list(first["results"]) or not same_model:
             raise LongloreError(
                 f"bench merge: {folder} was run with other settings than {first_folder} "
                 f"(differs in {diff or 'tasks or model'}); merge shards of one command only"
@@ -84,12 +105,19 @@ def merge_runs(folders: list[str | Path]) -> tuple[dict[str, Any], dict[str, lis
         samples[task] = rows
     known = {f.name for f in fields(BenchConfig)}
     config = BenchConfig(**{k: v for k, v in first["config"].items() if k in known and k != "shard"})
+    ordered = [res for _, res in sorted(shards, key=lambda s: parsed[s[0]][0])]
+    model_id = first.get("model_id")
+    # Shards served by several endpoints: the merged run is that of the multi-endpoint model over all of them.
+    urls = list(dict.fromkeys(u for res in ordered for u in _endpoints(res["config"].get("model"))))
+    if urls:
+        config.model = f"{served_model(config.model)}@{','.join(urls)}"
+        model_id = f"{served_model(model_id)}@{','.join(urls)}"
     specs = resolve_tasks(task_names)
     n_original = {t: first["n-samples"][t]["original"] for t in task_names}
     n_shots = {t: first["n-shot"][t] for t in task_names}
     sum_of = lambda key: round(sum(res.get(key) or 0.0 for _, res in shards), 1)
     extra: dict[str, Any] = {
-        "model_id": first.get("model_id"),
+        "model_id": model_id,
         "total_evaluation_time_seconds": sum_of("total_evaluation_time_seconds"),
         "cpu_seconds": sum_of("cpu_seconds"),
         "merged_from": [str(folder) for folder, _ in sorted(shards, key=lambda s: parsed[s[0]][0])],
