@@ -61,6 +61,8 @@ PARTS: dict[str, tuple[list[str], int, dict]] = {
 
 # Said beside a part's figures in the summary (how the part was produced, when not in one go).
 NOTES = {
+    "eckgbench_2shot": "run by the previous session's process (the code of commit 5b03581 with this script's sizes; "
+    "it recorded no command); this commit builds the same 200 prompts: re-reading them hit the request cache for all",
     "chineseecomqa_4of10": "the answers and judge replies were computed by the `chineseecomqa` part of the previous "
     "session's run (stopped after 4 of 10 sub-concepts, before it recorded its CPU time) and read back from the "
     "request cache here, so cpu_seconds is only the re-reading; the other six sub-concepts (estimated from timed "
@@ -122,9 +124,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start_cpu = cpu_seconds()
-    inner = HFTextModel.from_spec(MODEL, batch_size=args.batch_size)
-    wrapped = SharedPrefixModel(inner, min_shared=args.share_prefix) if args.share_prefix else inner
-    model = CachedTextModel(wrapped, args.cache)
+    wrapped = None
+    if args.parts:  # `--parts` alone only rebuilds the summary from the finished parts
+        inner = HFTextModel.from_spec(MODEL, batch_size=args.batch_size)
+        wrapped = SharedPrefixModel(inner, min_shared=args.share_prefix) if args.share_prefix else inner
+        model = CachedTextModel(wrapped, args.cache)
     command = " ".join([Path(sys.executable).name, *sys.argv])
     for name in args.parts:
         tasks, limit, extra = PARTS[name]
@@ -155,16 +159,16 @@ def main() -> None:
             "wall_seconds": round(time.time() - wall, 1),
             "cpu_seconds": round(cpu_seconds() - cpu, 1),
             "requests": {"cache_hits": model.hits - hits, "computed": model.misses - misses},
+            "command": command,
+            "commands": "each part records the command that ran it (parts.<name>.command)",
         }
-        if name in NOTES:
-            part["note"] = NOTES[name]
         write_json(args.out_dir / name / "part.json", part, overwrite=True)
         print(f"[{name}] done: {part['wall_seconds']} s wall, {part['cpu_seconds']} s CPU", flush=True)
     parts = {}
     for name in PARTS:
         path = args.out_dir / name / "part.json"
         if path.exists():
-            parts[name] = read_json(path)
+            parts[name] = read_json(path) | ({"note": NOTES[name]} if name in NOTES else {})
     summary = {
         "command": command,
         "model": MODEL,
@@ -184,7 +188,7 @@ def main() -> None:
         "cpu_seconds_total": round(sum(p["cpu_seconds"] for p in parts.values()), 1),
         "wall_seconds_total": round(sum(p["wall_seconds"] for p in parts.values()), 1),
         "cpu_seconds_this_process": round(cpu_seconds() - start_cpu, 1),
-        "prefix_tokens_saved_this_process": getattr(wrapped, "prefix_tokens_saved", 0),
+        "prefix_tokens_saved_this_process": getattr(wrapped, "prefix_tokens_saved", 0) if wrapped else 0,
         "parts": parts,
     }
     write_json(args.summary, summary, overwrite=True)
