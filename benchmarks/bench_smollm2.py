@@ -47,6 +47,9 @@ MODEL = "smollm2-135m"
 PARTS: dict[str, tuple[list[str], int, dict]] = {
     "eckgbench_2shot": (["eckgbench/main"], 200, {}),
     "eckgbench_boundary": (["eckgbench/main_boundary"], 50, {}),
+    # Diagnosis of the official 2-shot figure: the same prompts without the repetition penalty, which
+    # (as in transformers and vLLM) also penalises every token of the prompt, the options included.
+    "eckgbench_2shot_rp1": (["eckgbench/main"], 40, {"repetition_penalty": 1.0}),
     "eckgbench_mc": (["eckgbench/main_mc"], 100, {}),
     "eckgbench_0shot": (["eckgbench/main"], 200, {"shots": 0}),
     "conceptmath": (["conceptmath"], 50, {"max_new_tokens": 128}),
