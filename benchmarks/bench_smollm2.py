@@ -46,7 +46,7 @@ MODEL = "smollm2-135m"
 # generations dominate.
 PARTS: dict[str, tuple[list[str], int, dict]] = {
     "eckgbench_2shot": (["eckgbench/main"], 200, {}),
-    "eckgbench_boundary": (["eckgbench/main_boundary"], 50, {}),
+    "eckgbench_boundary": (["eckgbench/main_boundary"], 30, {}),
     # Diagnosis of the official 2-shot figure: the same prompts without the repetition penalty, which
     # (as in transformers and vLLM) also penalises every token of the prompt, the options included.
     "eckgbench_2shot_rp1": (["eckgbench/main"], 40, {"repetition_penalty": 1.0}),
