@@ -58,12 +58,21 @@ PARTS: dict[str, tuple[list[str], int, dict]] = {
     # The four sub-concepts the recorded `chineseecomqa` part finished before it was stopped (its
     # answers and judge replies are in the request cache); the other six did not fit the CPU budget.
     "chineseecomqa_4of10": ([f"chineseecomqa/{c}" for c in ("IC", "IDC", "CC", "BC")], 20, {"judge": "self"}),
+    # The same judge replies read by the robust parser (a standalone letter or the Chinese label)
+    # instead of the official one (the first A/B/C anywhere, e.g. the "A:" of an echoed template).
+    "chineseecomqa_4of10_robust": (
+        [f"chineseecomqa/{c}" for c in ("IC", "IDC", "CC", "BC")],
+        20,
+        {"judge": "self", "judge_parser": "robust"},
+    ),
     "chineseecomqa_calibration": (["chineseecomqa/calibration"], 40, {"judge": "self"}),
 }
 
 
 # Said beside a part's figures in the summary (how the part was produced, when not in one go).
 NOTES = {
+    "chineseecomqa_4of10_robust": "no model compute: the judge prompts are those of chineseecomqa_4of10 (cache hits); "
+    "only the parser differs",
     "eckgbench_2shot": "run by the previous session's process (the code of commit 5b03581 with this script's sizes; "
     "it recorded no command); this commit builds the same 200 prompts: re-reading them hit the request cache for all",
     "chineseecomqa_4of10": "the answers and judge replies were computed by the `chineseecomqa` part of the previous "
