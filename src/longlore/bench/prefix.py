@@ -172,6 +172,8 @@ class SharedPrefixModel:
         kwargs = self.inner.generation_kwargs(request, prompt_len)
         device = self.inner.model.device
         with self.inner._lock:
+            if request.temperature > 0:  # seeded under the lock, as HFTextModel.generate does
+                torch.manual_seed(request.seed)
             out = self.inner.model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
@@ -192,10 +194,12 @@ class SharedPrefixModel:
             return self.inner.generate([request])[0]
         cache = self._prefix_cache(full[:-1])
         cache.batch_repeat_interleave(request.n)
-        kwargs = self.inner.generation_kwargs(request, len(full))  # seeds torch as the batched path does
+        kwargs = self.inner.generation_kwargs(request, len(full))
         kwargs["num_return_sequences"] = 1
         input_ids = torch.tensor([full] * request.n, device=self.inner.model.device)
         with self.inner._lock:
+            if request.temperature > 0:  # the seed the batched path sets, under the lock as HFTextModel does
+                torch.manual_seed(request.seed)
             out = self.inner.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **{self._cache_arg: cache}, **kwargs
             )
