@@ -120,10 +120,13 @@ def train(
     selector_records = [r.as_example() for r in load_qa(selector_data)] if selector_data else None
     decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     ram = RAMModel(decoder, tokenizer, config)
+    from longlore.core.distributed import dist_info
+
     summary = run_train(ram, records, out, args, selector_examples=selector_records)
     if "joint" in summary and summary["joint"]["done"]:
-        ram.save_pretrained(out / "final")
-        console.print(f"trained in {summary['cpu_s']} CPU s; saved to {out / 'final'}")
+        if dist_info().is_main:  # under torchrun every rank holds the same model; one saves it
+            ram.save_pretrained(out / "final")
+            console.print(f"trained in {summary['cpu_s']} CPU s; saved to {out / 'final'}")
     else:
         console.print(f"stopped after {args.stop_after} steps; run the same command again to resume")
 

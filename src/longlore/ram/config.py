@@ -124,6 +124,10 @@ class TrainArgs:
     selector_batch: int = field(
         default=1, metadata={"help": "Documents per selector-stage step (with all their questions, encoded once)."}
     )
+    batch_size: int = field(
+        default=1,
+        metadata={"help": "Joint-stage examples per step (one keep ratio per step); under torchrun >= 1 per rank."},
+    )
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps of each stage."})
     seed: int = field(default=0, metadata={"help": "Example-order and keep-ratio sampling seed."})
     checkpoint_every: int = field(default=50, metadata={"help": "Save a resumable checkpoint every N steps."})

@@ -16,6 +16,7 @@ would.
 from __future__ import annotations
 
 import json
+import random
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from longlore.core.distributed import dist_info
 from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text, write_json
 from longlore.core.metrics import exact_match, substring_match, token_f1
@@ -112,14 +114,15 @@ def train(
             return summary
 
     def joint_loss(ram: Any, items: list[Any], ctx: StepContext) -> Any:
-        (example,) = items
         if full_context:
             with _autocast(model, args.bf16):
-                out = full_context_loss(model, example)
-            return out["loss"], {}
-        keep_ratio = sample_keep_ratio(ctx.rng, *cfg.keep_ratio_range) if cfg.sample_keep_ratio else cfg.keep_ratio
+                loss = torch.stack([full_context_loss(model, example)["loss"] for example in items]).mean()
+            return loss, {}
+        # one keep ratio per step, drawn alike on every rank (for batch_size 1 this is ctx.rng's draw)
+        step_rng = random.Random(f"{args.seed}:{ctx.step}:0")
+        keep_ratio = sample_keep_ratio(step_rng, *cfg.keep_ratio_range) if cfg.sample_keep_ratio else cfg.keep_ratio
         with _autocast(model, args.bf16):
-            out = model([example], keep_ratio=keep_ratio)
+            out = model(items, keep_ratio=keep_ratio)
         metrics = {k: float(out[k]) for k in ("nll", "infonce", "keep_ratio")}
         return out["loss"], {**metrics, "requested_keep_ratio": keep_ratio}
 
@@ -127,19 +130,23 @@ def train(
         result = train_loop(
             model.decoder if full_context else model,
             joint_loss,
-            StepBatches(lambda rng, step: [examples[rng.randrange(len(examples))]], seed=args.seed),
+            StepBatches(
+                lambda rng, step: [examples[rng.randrange(len(examples))] for _ in range(args.batch_size)],
+                seed=args.seed,
+            ),
             _loop_args(args, cfg, args.steps, cfg.lr, stop),
             out_dir / "checkpoint" / "joint",
             description="full-context fine-tuning" if full_context else "RAM joint stage",
         )
         summary["joint"] = _stage_summary(result, args.steps)
     summary["cpu_s"] = round(sum(summary[s]["cpu_s"] for s in ("selector", "joint") if s in summary), 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out_dir / "train_history.json",
-        json.dumps({s: summary[s]["history"] for s in ("selector", "joint") if s in summary}),
-        overwrite=True,
-    )
+    if dist_info().is_main:  # under torchrun every rank holds the same history; one writes it
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            out_dir / "train_history.json",
+            json.dumps({s: summary[s]["history"] for s in ("selector", "joint") if s in summary}),
+            overwrite=True,
+        )
     model.eval()
     return summary
 
