@@ -1,27 +1,26 @@
-"""Fixtures for the bench tests: the real benchmark data, found by path (never copied in)."""
+"""Fixtures for the bench tests: the real benchmark data, as shipped with longlore."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from longlore.bench.data import find_data_root
+from longlore.core.backends import HFTextModel
 
 
 @pytest.fixture(scope="session")
 def bench_data() -> Path:
-    """The shared benchmark folder: $LONGLORE_BENCH_DATA, else ../shared/data/benchmarks."""
-    candidates = [Path(os.environ["LONGLORE_BENCH_DATA"])] if os.environ.get("LONGLORE_BENCH_DATA") else []
-    candidates.append(REPO.parent / "shared" / "data" / "benchmarks")
-    for path in candidates:
-        if (path / "conceptmath").is_dir():
-            return path
-    pytest.skip(
-        f"benchmark data not found at {', '.join(map(str, candidates))}; "
-        "set LONGLORE_BENCH_DATA to the folder with conceptmath/, chineseecomqa/, eckgbench/"
-    )
+    """The benchmark data the loader uses by default: the copy shipped inside the package (or
+    $LONGLORE_BENCH_DATA when set). Never skipped: the data is part of the project."""
+    return find_data_root()
+
+
+@pytest.fixture(scope="session")
+def tiny() -> HFTextModel:
+    """A tiny random Llama (loaded once per session; tests that change it restore it)."""
+    return HFTextModel.from_spec("tiny-llama", batch_size=8)
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Loaders on the real files: every record loads, counts match METHODS.md, nothing is lost."""
+"""Loaders on the real files: every record loads, counts match the papers, nothing is lost."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from longlore.bench.data import (
     CONCEPTMATH_SPLITS,
-    ECKG_SPLITS,
     benchmark_file,
     eckg_options,
     load_benchmark,
@@ -20,8 +19,9 @@ from longlore.bench.data import (
     to_official,
 )
 from longlore.core.errors import LongloreError
+from longlore.core.io import read_text
 
-# METHODS.md §6-8.
+# The papers: ConceptMath (arXiv 2402.14660), ChineseEcomQA (2502.20196), ECKGBench (2503.15990).
 CONCEPTMATH_ROWS = {"element_en": 786, "element_zh": 1075, "middle_en": 1042, "middle_zh": 1108}
 ECOMQA_COUNTS = {
     "IC": 286,
@@ -45,7 +45,7 @@ def _same(items: list, raw: list[dict]) -> bool:
 
 
 def _raw(path: Path, python_literal: bool = False) -> list[dict]:
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [ln for ln in read_text(path).split("\n") if ln.strip()]
     return [ast.literal_eval(ln) if python_literal else json.loads(ln) for ln in lines]
 
 
@@ -95,13 +95,13 @@ def test_eckgbench_counts_options_and_round_trip(bench_data: Path, split: str, t
     assert Counter(it.concept[0] for it in items) == dims
     assert all(len(it.options or []) == 4 for it in items)
     assert all(it.options[it.gold_index] == it.answers[0] for it in items)  # type: ignore[index]
-    assert _same(items, _raw(bench_data / "eckgbench" / ECKG_SPLITS[split]))
+    assert _same(items, _raw(benchmark_file(bench_data, "eckgbench", split)))
 
 
 def test_eckgbench_original_and_resources(bench_data: Path) -> None:
     items = load_benchmark("eckgbench", "original", bench_data)
     assert len(items) == 1004
-    assert _same(items, _raw(bench_data / "eckgbench" / "question_original.jsonl", python_literal=True))
+    assert _same(items, _raw(benchmark_file(bench_data, "eckgbench", "original"), python_literal=True))
     res = load_eckg_resources(bench_data)
     assert len(res["candidate_pools"]) == len(res["pool_answers"]) == 1004
     labels = Counter(row["category"] for row in res["entities"])
@@ -117,15 +117,15 @@ def test_eckg_options_text_is_the_literal_in_the_question() -> None:
 
 def test_wrong_format_names_the_expected_format(bench_data: Path, tmp_path: Path) -> None:
     # An ECKGBench file handed to the ConceptMath loader.
-    with pytest.raises(LongloreError, match=r"ECKGBench.jsonl:1: missing field.*ConceptMath JSONL"):
-        load_file(bench_data / "eckgbench" / "ECKGBench.jsonl", "conceptmath", "element_en")
+    with pytest.raises(LongloreError, match=r"ECKGBench.jsonl(.gz)?:1: missing field.*ConceptMath JSONL"):
+        load_file(benchmark_file(bench_data, "eckgbench", "main"), "conceptmath", "element_en")
     csv_file = tmp_path / "data.csv"
     csv_file.write_text("a,b\n1,2\n", encoding="utf-8")
-    with pytest.raises(LongloreError, match=r"data.csv:1: cannot parse the line; expected ChineseEcomQA JSONL"):
+    with pytest.raises(LongloreError, match=r"data.csv:1: looks like CSV/TSV .*expected ChineseEcomQA JSONL"):
         load_file(csv_file, "chineseecomqa", "all")
     not_object = tmp_path / "list.jsonl"
     not_object.write_text("[1, 2]\n", encoding="utf-8")
-    with pytest.raises(LongloreError, match=r"found a list, expected ECKGBench JSONL"):
+    with pytest.raises(LongloreError, match=r"expected a JSON object, got list .*expected ECKGBench JSONL"):
         load_file(not_object, "eckgbench", "main")
     bad_gold = tmp_path / "gold.jsonl"
     bad_gold.write_text(
@@ -135,8 +135,12 @@ def test_wrong_format_names_the_expected_format(bench_data: Path, tmp_path: Path
         load_file(bad_gold, "eckgbench", "main")
 
 
-def test_missing_data_root_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_data_root_that_holds_no_benchmark_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LONGLORE_BENCH_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(LongloreError, match="LONGLORE_BENCH_DATA"):
+    with pytest.raises(LongloreError, match=r"nowhere \(from --data\).*omit it to use the data shipped"):
         load_benchmark("conceptmath", "element_en", tmp_path / "nowhere")
+    monkeypatch.setenv("LONGLORE_BENCH_DATA", str(tmp_path))
+    with pytest.raises(LongloreError, match=r"from \$LONGLORE_BENCH_DATA"):
+        load_benchmark("conceptmath", "element_en")

@@ -76,20 +76,23 @@ def test_knowledge_boundary_buckets() -> None:
         ("???", "C", False),
     ],
 )
-def test_judge_reply_parsing(reply: str, letter: str, parsed: bool) -> None:
-    assert ecomqa.parse_judge_reply(reply) == (letter, parsed)
+def test_robust_judge_reply_parsing(reply: str, letter: str, parsed: bool) -> None:
+    assert ecomqa.parse_judge_reply(reply, "robust") == (letter, parsed)
 
 
-def test_official_judge_parser_quirk() -> None:
+def test_official_judge_parser_is_the_default_with_its_quirk() -> None:
     # Upstream takes the first A|B|C anywhere: the "C" of "Correct" reads as not attempted ...
-    assert ecomqa.parse_judge_reply("Correct: A", official=True) == ("C", True)
+    assert ecomqa.parse_judge_reply("Correct: A") == ("C", True)
+    assert ecomqa.parse_judge_reply("【错误】") == ("C", False)  # no letter: the default C, unparsed
+    assert ecomqa.parse_judge_reply("xBy") == ("B", True)
     # ... where the robust parser finds the standalone letter.
-    assert ecomqa.parse_judge_reply("Correct: A") == ("A", True)
+    assert ecomqa.parse_judge_reply("Correct: A", "robust") == ("A", True)
 
 
-def test_judge_prompt_carries_question_gold_and_answer() -> None:
-    prompt = ecomqa.judge_prompt("苹果的主营类目？", "手机", "电脑")
+def test_paraphrase_judge_prompt_carries_question_gold_and_answer() -> None:
+    prompt = ecomqa.judge_prompt("苹果的主营类目？", "手机", "电脑", template="paraphrase")
     assert "问题：苹果的主营类目？" in prompt and "标准答案：手机" in prompt and "模型回答：电脑" in prompt
+    assert ecomqa.judge_system("paraphrase") is None
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,10 @@ from longlore.bench.report import render_report, write_run
 from longlore.bench.runner import evaluate, score_responses
 from longlore.core.backends import CachedTextModel, HFTextModel, load_text_model
 from longlore.core.errors import LongloreError
+from longlore.core.io import read_text
 from longlore.core.serve import serve_openai
 
 TASKS = ["conceptmath/element_zh", "eckgbench/main", "eckgbench/main_mc"]
-
-
-@pytest.fixture(scope="module")
-def tiny() -> HFTextModel:
-    return HFTextModel.from_spec("tiny-llama", batch_size=8)
 
 
 def _config(bench_data: Path, **kw) -> BenchConfig:
@@ -109,7 +105,7 @@ def test_openai_endpoint_as_model_and_as_judge(tiny: HFTextModel, bench_data: Pa
 
 
 def test_score_responses_file(bench_data: Path, tmp_path: Path) -> None:
-    lines = benchmark_file(bench_data, "conceptmath", "element_en").read_text(encoding="utf-8").splitlines()[:5]
+    lines = read_text(benchmark_file(bench_data, "conceptmath", "element_en")).splitlines()[:5]
     records = [json.loads(line) for line in lines]
     for i, rec in enumerate(records):
         rec["response"] = f"Therefore, the answer is {rec['answer']}." if i else "I am not sure."
@@ -156,12 +152,14 @@ def test_cli_run_score_report_list(bench_data: Path, tmp_path: Path, monkeypatch
 
 
 def test_report_renders_concept_tree_and_groups(bench_data: Path, tiny: HFTextModel, tmp_path: Path) -> None:
-    res, samples = evaluate(_config(bench_data, tasks=["chineseecomqa"], limit=1, max_new_tokens=4), model=tiny)
+    res, samples = evaluate(
+        _config(bench_data, tasks=["chineseecomqa"], limit=1, max_new_tokens=4, fallback_grader=True), model=tiny
+    )
     group = res["groups"]["chineseecomqa"]
     accs = [res["results"][t]["acc,none"] for t in res["group_subtasks"]["chineseecomqa"]]
     assert group["subtasks"] == 10 and group["acc,none"] == pytest.approx(sum(accs) / 10)
     text = render_report(res)
-    assert "| chineseecomqa | 10 | 10 |" in text and "fallback:normalised-match" in text
+    assert "| chineseecomqa | 10 | 10 |" in text and "fallback:normalised-match (judge-free; not the official" in text
     write_run(tmp_path, res, samples)
     assert (tmp_path / "summary.png").exists()
 
@@ -182,7 +180,7 @@ def test_judge_verdicts_and_unparsed_replies(bench_data: Path) -> None:
     from longlore.bench.tasks import TASKS
 
     items = [it for it in load_benchmark("chineseecomqa", "all", bench_data) if it.concept[0] == "BC"][:4]
-    graded = Grader(BenchConfig(tasks=["chineseecomqa/BC"]), _ScriptedJudge()).grade(
+    graded = Grader(BenchConfig(tasks=["chineseecomqa/BC"], judge_parser="robust"), _ScriptedJudge()).grade(
         TASKS["chineseecomqa/BC"], items, ["x"] * 4
     )
     assert [g["verdict"] for g in graded] == ["correct", "incorrect", "not_attempted", "not_attempted"]
@@ -213,7 +211,8 @@ def test_seeded_subsets_are_nested_and_first_takes_the_head(bench_data: Path) ->
 
 def test_calibration_task_runs_and_reports(bench_data: Path, tiny: HFTextModel, tmp_path: Path) -> None:
     res, samples = evaluate(
-        _config(bench_data, tasks=["chineseecomqa/calibration"], limit=3, max_new_tokens=6), model=tiny
+        _config(bench_data, tasks=["chineseecomqa/calibration"], limit=3, max_new_tokens=6, fallback_grader=True),
+        model=tiny,
     )
     metrics = res["results"]["chineseecomqa/calibration"]
     rows = samples["chineseecomqa/calibration"]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from longlore.bench.config import BenchConfig
+from longlore.core.config_cli import (
+    config_options,
+    device_option,
+    dtype_option,
+    help_text,
+    register_config_command,
+)
 from longlore.core.errors import LongloreError
 from longlore.core.io import read_json
 from longlore.core.progress import console
@@ -31,14 +40,23 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
+def _opt(name: str) -> Any:
+    """A typer option whose default and help are those of a :class:`BenchConfig` field."""
+    f = next(f for f in dataclasses.fields(BenchConfig) if f.name == name)
+    flag = "--" + name.replace("_", "-")
+    decls = f"{flag}/--no-{flag[2:]}" if isinstance(f.default, bool) else flag
+    return typer.Option(f.default, decls, help=help_text(f.metadata["help"]))
+
+
 @app.command("list")
-def list_tasks(data: Optional[str] = typer.Option(None, help="benchmark data folder")) -> None:
-    """Show every task and group with its size (items after the concept filter)."""
+def list_tasks(data: Optional[str] = _opt("data")) -> None:
+    """Show every task and group with its size (items after the concept filter) and where the data is."""
     from rich.table import Table
 
-    from longlore.bench.data import load_benchmark
+    from longlore.bench.data import data_source, load_benchmark
     from longlore.bench.tasks import GROUPS, TASKS
 
+    source = data_source(data)
     table = Table("task", "items", "type", "description")
     cache: dict[tuple[str, str], list] = {}
     for spec in TASKS.values():
@@ -47,57 +65,39 @@ def list_tasks(data: Optional[str] = typer.Option(None, help="benchmark data fol
             if key not in cache:
                 cache[key] = load_benchmark(*key, root=data)
             size = str(sum(1 for it in cache[key] if not spec.concepts or it.concept[0] in spec.concepts))
-        except LongloreError:
-            size = "(data not found)"
+        except LongloreError as err:
+            size = "(missing)"
+            console.print(f"[yellow]{spec.name}: {err}")
         table.add_row(spec.name, size, spec.output_type, spec.description)
     console.print(table)
     for group, subs in GROUPS.items():
         console.print(f"[bold]{group}[/bold] (group): {', '.join(subs)}")
+    console.print(f"data: {source}")
 
 
 @app.command("run")
+@config_options(config=BenchConfig, exclude={"tasks", "model"})
 def run(
+    config: BenchConfig,
     task: list[str] = typer.Option(..., "--task", "-t", help="task or group (repeatable)"),
     model: str = typer.Option(..., help="model spec (smollm2-135m, a checkpoint folder) or openai:MODEL@URL"),
     out: Path = typer.Option(Path("runs/bench"), help="output folder (results, samples, report, cache)"),
-    shots: Optional[int] = typer.Option(None, help="few-shot examples (default: the task's)"),
-    limit: Optional[int] = typer.Option(None, help="items per task (default: all)"),
-    subset: str = typer.Option("seeded", help="seeded | first: how --limit picks items"),
-    seed: int = typer.Option(0, help="subset, bootstrap and sampling seed"),
-    judge: Optional[str] = typer.Option(None, help="ChineseEcomQA judge: model spec or openai:MODEL@URL"),
-    scoring: str = typer.Option("official", help="official | strict"),
-    judge_parser: str = typer.Option("robust", help="robust | official"),
-    batch_size: int = typer.Option(8, help="local model batch size"),
-    max_new_tokens: Optional[int] = typer.Option(None, help="cap on generation budgets (tasks keep smaller ones)"),
-    data: Optional[str] = typer.Option(None, help="benchmark data folder"),
-    no_cache: bool = typer.Option(False, help="do not keep a request cache in the output folder"),
-    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+    no_cache: bool = typer.Option(False, "--no-cache/--cache", help="do not keep a request cache in the output folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Evaluate a model on tasks; writes results.json, samples_*.jsonl, report.md and plots."""
-    from longlore.bench.config import BenchConfig
     from longlore.bench.runner import evaluate
 
     _check_out(out, overwrite)
-    config = BenchConfig(
-        tasks=task,
-        model=model,
-        shots=shots,
-        limit=limit,
-        subset=subset,
-        seed=seed,  # type: ignore[arg-type]
-        judge=judge,
-        scoring=scoring,
-        judge_parser=judge_parser,  # type: ignore[arg-type]
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        data=data,
-    )
-    results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite")
+    config = dataclasses.replace(config, tasks=task, model=model)
+    results, samples = evaluate(config, cache=None if no_cache else out / "cache.sqlite", device=device, dtype=dtype)
     _write_and_summarise(out, results, samples, overwrite)
 
 
-def _write_and_summarise(out: Path, results: dict, samples: list, overwrite: bool) -> None:
-    """Shared end of `run` and `score`: record the command, write the run folder, print the summary."""
+def _write_and_summarise(out: Path, results: dict, samples: dict, overwrite: bool) -> None:
+    """Shared end of `run`, `score` and `merge`: record the command, write the folder, print the summary."""
     from longlore.bench.report import write_run
 
     results["config"]["command"] = _command()
@@ -106,29 +106,69 @@ def _write_and_summarise(out: Path, results: dict, samples: list, overwrite: boo
     console.print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
 
 
+def default_score_out(task: str, responses: Path) -> Path:
+    """Where `bench score` writes without --out: one folder per task and responses file."""
+    from longlore.bench.report import task_file_stem
+
+    name = responses.name.removesuffix(".gz").removesuffix(".jsonl")
+    return Path("runs") / "bench_score" / f"{task_file_stem(task)}__{name}"
+
+
+# `score` grades answers that exist: only the grading fields of BenchConfig apply to it.
+_SCORE_FIELDS = ("scoring", "judge", "judge_template", "judge_parser", "judge_max_new_tokens", "fallback_grader")
+
+
 @app.command("score")
 def score(
     task: str = typer.Option(..., "--task", "-t", help="one generation task, e.g. conceptmath/element_en"),
     responses: Path = typer.Option(..., help="JSONL: the benchmark's own fields plus `response`"),
-    out: Path = typer.Option(Path("runs/bench_score"), help="output folder"),
-    scoring: str = typer.Option("official", help="official | strict"),
-    judge: Optional[str] = typer.Option(None, help="ChineseEcomQA judge: model spec or openai:MODEL@URL"),
-    judge_parser: str = typer.Option("robust", help="robust | official"),
-    overwrite: bool = typer.Option(False, help="replace an existing results.json"),
+    out: Optional[Path] = typer.Option(
+        None, help="output folder (default: runs/bench_score/<task>__<responses file name>)"
+    ),
+    scoring: str = _opt("scoring"),
+    judge: Optional[str] = _opt("judge"),
+    judge_template: str = _opt("judge_template"),
+    judge_parser: str = _opt("judge_parser"),
+    judge_max_new_tokens: int = _opt("judge_max_new_tokens"),
+    fallback_grader: bool = _opt("fallback_grader"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Score responses produced elsewhere with the same graders."""
-    from longlore.bench.config import BenchConfig
     from longlore.bench.runner import score_responses
 
+    out = out or default_score_out(task, responses)
     _check_out(out, overwrite)
     config = BenchConfig(
         tasks=[task],
-        model="",
-        scoring=scoring,
-        judge=judge,  # type: ignore[arg-type]
-        judge_parser=judge_parser,
-    )  # type: ignore[arg-type]
-    results, samples = score_responses(task, responses, config)
+        scoring=scoring,  # type: ignore[arg-type]
+        judge=judge,
+        judge_template=judge_template,  # type: ignore[arg-type]
+        judge_parser=judge_parser,  # type: ignore[arg-type]
+        judge_max_new_tokens=judge_max_new_tokens,
+        fallback_grader=fallback_grader,
+    )
+    results, samples = score_responses(task, responses, config, device=device, dtype=dtype)
+    _write_and_summarise(out, results, samples, overwrite)
+
+
+register_config_command(
+    BenchConfig, score, exclude={f.name for f in dataclasses.fields(BenchConfig)} - set(_SCORE_FIELDS)
+)
+
+
+@app.command("merge")
+def merge(
+    shards: list[Path] = typer.Argument(..., help="the --out folders of `bench run --shard i/n` (all n of them)"),
+    out: Path = typer.Option(..., help="folder for the merged run"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing results.json"),
+) -> None:
+    """Combine shard runs into one run, identical to running the tasks unsharded."""
+    from longlore.bench.merge import merge_runs
+
+    _check_out(out, overwrite)
+    results, samples = merge_runs(list(shards))
     _write_and_summarise(out, results, samples, overwrite)
 
 

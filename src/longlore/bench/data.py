@@ -1,11 +1,12 @@
 """Loaders: each official benchmark file -> a list of :class:`~longlore.bench.schema.Item`.
 
-The data is read from a path (never copied into the project). The root folder holds
-``conceptmath/``, ``chineseecomqa/`` and ``eckgbench/`` as their authors published them; it is
-found from an explicit argument, else ``$LONGLORE_BENCH_DATA``, else ``../shared/data/benchmarks``
-next to the working directory.
+The benchmarks' published files ship with longlore (gzip-compressed package data in
+``bench/benchmark_data/``, origins and sha256 in its ``SOURCES.md``). A data root holds
+``conceptmath/``, ``chineseecomqa/`` and ``eckgbench/`` as their authors published them, each file
+plain or ``.gz``; it is an explicit argument (``--data DIR``), else ``$LONGLORE_BENCH_DATA``, else
+the shipped copy.
 
-Official formats (METHODS.md §6-8):
+Official formats (as published in the benchmarks' repositories; see benchmark_data/SOURCES.md):
 - ConceptMath ``{idx, cate0, cate1, cate2, question, answer, grade}`` (answer int, float or str);
 - ChineseEcomQA ``{system_prompt, prompt, gt, task}`` (few-shot examples live in system_prompt);
 - ECKGBench ``{id, question, gt, dim}``; the options are a Python list literal at the end of the
@@ -18,15 +19,16 @@ Unknown extra fields (e.g. ``response`` or ``explanation`` in files scored elsew
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from longlore.bench.pack import SHIPPED_ROOT
 from longlore.bench.schema import Item, Provenance
 from longlore.core.errors import LongloreError
+from longlore.core.io import iter_jsonl_numbered, read_text
 
 ENV_VAR = "LONGLORE_BENCH_DATA"
 
@@ -58,43 +60,60 @@ FORMATS: dict[str, tuple[frozenset[str], str]] = {
 _OPTIONS_RE = re.compile(r"\*选项\*：(\[.*\])\s*$", re.S)
 
 
+def _is_data_root(path: Path) -> bool:
+    return (path / "conceptmath").is_dir() or (path / "eckgbench").is_dir() or (path / "chineseecomqa").is_dir()
+
+
 def find_data_root(explicit: str | Path | None = None) -> Path:
-    """The benchmark data folder: ``explicit``, else ``$LONGLORE_BENCH_DATA``, else
-    ``../shared/data/benchmarks`` beside the working directory."""
-    candidates = [Path(explicit)] if explicit else []
-    if os.environ.get(ENV_VAR):
-        candidates.append(Path(os.environ[ENV_VAR]))
-    candidates.append(Path.cwd().parent / "shared" / "data" / "benchmarks")
-    for path in candidates:
-        if (path / "conceptmath").is_dir() or (path / "eckgbench").is_dir():
-            return path
-    tried = ", ".join(str(p) for p in candidates)
-    raise LongloreError(
-        f"benchmark data not found (tried {tried}); pass --data DIR or set "
-        f"{ENV_VAR} to the folder holding conceptmath/, chineseecomqa/, eckgbench/"
-    )
+    """The benchmark data folder: ``explicit``, else ``$LONGLORE_BENCH_DATA``, else the copy that
+    ships with longlore. A folder given explicitly that holds no benchmark is an error (it never
+    falls back silently)."""
+    return _data_root(explicit)[0]
+
+
+def data_source(explicit: str | Path | None = None) -> str:
+    """Where the data is read from, in words (``bench list`` prints it; results record it)."""
+    return _data_root(explicit)[1]
+
+
+def _data_root(explicit: str | Path | None) -> tuple[Path, str]:
+    for path, how in ((explicit, "--data"), (os.environ.get(ENV_VAR) or None, f"${ENV_VAR}")):
+        if path is None:
+            continue
+        path = Path(path)
+        if not _is_data_root(path):
+            raise LongloreError(
+                f"benchmark data not found in {path} (from {how}): expected a folder holding "
+                "conceptmath/, chineseecomqa/ and/or eckgbench/; omit it to use the data shipped with longlore"
+            )
+        return path, f"{path} (from {how})"
+    if not _is_data_root(SHIPPED_ROOT):
+        raise LongloreError(
+            f"the benchmark data shipped with longlore is missing ({SHIPPED_ROOT}); reinstall longlore, "
+            f"or pass --data DIR / set {ENV_VAR}"
+        )
+    return SHIPPED_ROOT, f"shipped with longlore ({SHIPPED_ROOT}; origins and sha256 in SOURCES.md)"
+
+
+def resolve_file(path: Path) -> Path:
+    """``path`` if it exists, else its ``.gz`` sibling (the shipped copies are compressed)."""
+    if path.exists() or path.suffix == ".gz":
+        return path
+    packed = path.with_name(path.name + ".gz")
+    return packed if packed.exists() else path
 
 
 def _iter_records(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_no, record)``; any line in the wrong format raises one clear error."""
-    if not path.is_file():
-        raise LongloreError(f"{path}: no such file; expected {FORMATS[fmt][1]}")
     required, description = FORMATS[fmt]
-    python_literal = fmt == "eckgbench_original"
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = ast.literal_eval(line) if python_literal else json.loads(line)
-            except (ValueError, SyntaxError):
-                raise LongloreError(f"{path}:{line_no}: cannot parse the line; expected {description}") from None
-            if not isinstance(record, dict):
-                raise LongloreError(f"{path}:{line_no}: found a {type(record).__name__}, expected {description}")
-            missing = sorted(required - record.keys())
-            if missing:
-                raise LongloreError(f"{path}:{line_no}: missing field(s) {missing}; expected {description}")
-            yield line_no, record
+    if not Path(path).exists():
+        raise LongloreError(f"{path}: no such file; expected {description}")
+    parse = ast.literal_eval if fmt == "eckgbench_original" else None
+    for line_no, record in iter_jsonl_numbered(path, expected=description, parse=parse):
+        missing = sorted(required - record.keys())
+        if missing:
+            raise LongloreError(f"{path}:{line_no}: missing field(s) {missing}; expected {description}")
+        yield line_no, record
 
 
 def _extras(record: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -188,17 +207,17 @@ def record_format(benchmark: str, split: str) -> str:
 
 
 def benchmark_file(root: Path, benchmark: str, split: str) -> Path:
-    """Path of the official file holding one split."""
+    """Path of the official file holding one split (plain, else its ``.gz``)."""
     if benchmark == "conceptmath":
         if split not in CONCEPTMATH_SPLITS:
             raise LongloreError(f"unknown ConceptMath split {split!r}; choose one of {', '.join(CONCEPTMATH_SPLITS)}")
-        return root / "conceptmath" / f"{split}.jsonl"
+        return resolve_file(root / "conceptmath" / f"{split}.jsonl")
     if benchmark == "chineseecomqa":
-        return root / "chineseecomqa" / "ChineseEcomQA.jsonl"
+        return resolve_file(root / "chineseecomqa" / "ChineseEcomQA.jsonl")
     if benchmark == "eckgbench":
         if split not in ECKG_SPLITS:
             raise LongloreError(f"unknown ECKGBench split {split!r}; choose one of {', '.join(ECKG_SPLITS)}")
-        return root / "eckgbench" / ECKG_SPLITS[split]
+        return resolve_file(root / "eckgbench" / ECKG_SPLITS[split])
     raise LongloreError(f"unknown benchmark {benchmark!r}")
 
 
@@ -208,12 +227,13 @@ def load_file(
     """Load any file in a benchmark's official format: ``(item, popped)`` per record, where
     ``popped`` holds the fields named in ``keep`` (e.g. ``response``) removed before parsing."""
     path = Path(path)
+    name = path.name.removesuffix(".gz")  # provenance names the published file, compressed or not
     out = []
     for line_no, record in _iter_records(path, record_format(benchmark, split)):
         popped = {k: record.pop(k) for k in keep if k in record}
         src = record.get("idx", record.get("id"))
         out.append(
-            (record_to_item(benchmark, split, record, Provenance(file=path.name, line=line_no, source_id=src)), popped)
+            (record_to_item(benchmark, split, record, Provenance(file=name, line=line_no, source_id=src)), popped)
         )
     return out
 
@@ -268,14 +288,26 @@ def load_eckg_resources(root: str | Path | None = None) -> dict[str, Any]:
     """ECKGBench's auxiliary files: the candidate pools and answers in ``choice_set.jsonl``
     (two Python list literals aligned with ``question_original``) and ``entity_text.csv``."""
     import csv
+    import io
 
     folder = find_data_root(root) / "eckgbench"
-    lines = [ln for ln in (folder / "choice_set.jsonl").read_text(encoding="utf-8").split("\n") if ln.strip()]
+    choice_path = resolve_file(folder / "choice_set.jsonl")
+    lines = [ln for ln in read_text(choice_path).split("\n") if ln.strip()]
     if len(lines) != 2:
-        raise LongloreError(
-            f"{folder / 'choice_set.jsonl'}: expected 2 lines (candidate pools, answers), found {len(lines)}"
-        )
-    pools, answers = (ast.literal_eval(ln) for ln in lines)
-    with (folder / "entity_text.csv").open(encoding="utf-8", newline="") as handle:
-        entities = list(csv.DictReader(handle))
+        raise LongloreError(f"{choice_path}: expected 2 lines (candidate pools, answers), found {len(lines)}")
+    try:
+        pools, answers = (ast.literal_eval(ln) for ln in lines)
+    except (ValueError, SyntaxError):
+        raise LongloreError(f"{choice_path}: each of the 2 lines must be a Python list literal") from None
+    entity_path = resolve_file(folder / "entity_text.csv")
+    entities = list(csv.DictReader(io.StringIO(read_text(entity_path), newline="")))
     return {"candidate_pools": pools, "pool_answers": answers, "entities": entities}
+
+
+def eckg_file(name: str, root: str | Path | None = None) -> Path:
+    """Path of any published ECKGBench file by its upstream name (e.g. ``LLM_filtering_prompt.csv``),
+    plain or ``.gz``; read it with :func:`longlore.core.io.read_text`."""
+    path = resolve_file(find_data_root(root) / "eckgbench" / name)
+    if not path.exists():
+        raise LongloreError(f"{path}: no such ECKGBench file in the data folder")
+    return path

@@ -1,17 +1,20 @@
-"""ECKGBench scoring (arXiv 2503.15990; METHODS.md §6).
+"""ECKGBench scoring (Liu et al. 2025, arXiv 2503.15990), as the official ``eval.ipynb`` does it.
 
-Generation mode: system prompt "直接输出答案。", greedy, 8 new tokens. The response is cut at
-its first blank line; it is correct iff it contains the gold option text AND does not contain
-the full options list literal (a model that echoes the options would otherwise always "contain"
-the answer). ``strict=True`` additionally rejects a response that names any other option that is
-not part of the gold text (documented beside the official rule, off by default).
+Generation mode: system prompt "直接输出答案。", the official 2-shot user turn, greedy, 8 new
+tokens, repetition penalty 1.1. The response is cut at its first blank line; it is correct iff it
+contains the gold option text AND does not contain the options list literal (the text after
+"*选项*：" in the question: a model that echoes the options would otherwise always "contain" the
+answer). ``strict=True`` additionally rejects a response that names any other option that is not
+part of the gold text (documented beside the official rule, off by default).
 
-Log-likelihood mode: the option with the highest summed log-probability after the
-chat-formatted question wins (``acc``); ``acc_norm`` divides by the option's length in characters
-(lm-eval's convention).
+Log-likelihood mode (this project's addition): the option with the highest summed log-probability
+after the chat-formatted prompt wins (``acc``); ``acc_norm`` divides by the option's length in
+characters (lm-eval's convention).
 
-Knowledge boundary: k samples at temperature 0.2 per question; hit-rate = correct/k;
-any-correct, all-correct; buckets highly-known (all k right), maybe-known (some), unknown (none).
+Knowledge boundary: the raw question (no chat template, no system prompt), k = 5 samples at
+temperature 0.2, each whole response judged by the same rule (no blank-line cut); hit-rate =
+correct/k; any-correct, all-correct; buckets highly-known (all k right), maybe-known (some),
+unknown (none).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from typing import Any
 
 from longlore.bench.data import eckg_options
 
-SYSTEM_PROMPT = "直接输出答案。"
 BUCKETS = ("highly_known", "maybe_known", "unknown")
 
 
@@ -30,10 +32,11 @@ def cut_at_blank_line(response: str) -> str:
     return response.split("\n\n", 1)[0]
 
 
-def score_generation(question: str, gold: str, response: str, strict: bool = False) -> dict[str, Any]:
-    """``{"correct", "echo"}`` for one response under the substring-and-no-echo rule."""
+def score_generation(question: str, gold: str, response: str, strict: bool = False, cut: bool = True) -> dict[str, Any]:
+    """``{"correct", "echo", "answer_span"}`` for one response under the substring-and-no-echo rule
+    (``cut``: look only before the first blank line, as the official generation evaluation does)."""
     options_text, options = eckg_options(question)
-    text = cut_at_blank_line(response)
+    text = cut_at_blank_line(response) if cut else response
     echo = options_text in text
     correct = gold in text and not echo
     if strict and correct:

@@ -1,16 +1,17 @@
-"""ChineseEcomQA grading (arXiv 2502.20196; METHODS.md §7).
+"""ChineseEcomQA grading (Chen et al. 2025, arXiv 2502.20196).
 
-Official grading is a Chinese-SimpleQA style judge: given the question, the gold answer and the
-model's answer, an LLM says A (correct), B (incorrect) or C (not attempted). The upstream parser
-takes the first ``A|B|C`` anywhere in the judge's reply and falls back to C. That parser reads the
-"C" of an English word such as "Correct" as a verdict, so :func:`parse_judge_reply` (the default)
-looks for a standalone letter or the Chinese label first; ``official=True`` gives the upstream
-behaviour. A reply with no verdict counts as not attempted and is listed as unparsed.
+Official grading is Chinese-SimpleQA's judge: the grader template (question, gold, model answer;
+verdict A correct / B incorrect / C not attempted), sent as one user message with the system
+message "你是一个智能助手。", and its answer parser: the first ``A|B|C`` anywhere in the reply,
+else C. Both texts are read verbatim from ``bench/official_prompts/`` (MIT, OpenStellarTeam).
+Options, each a stated deviation: ``template="paraphrase"`` (this project's shorter wording of the
+same rules, no system message) and ``parser="robust"`` (a standalone letter or the Chinese label
+first, since the official parser reads the "C" of "Correct" as a verdict). A reply with no verdict
+counts as not attempted and is listed as unparsed.
 
-Without a judge the harness falls back to a normalised match on the answer's first line (equal
-to the gold, or containing a gold that the question does not already contain; empty or refusing
-answers are not attempted) and says so in the results. Calibration (CC and BC): the model states a
-0-100 confidence in a JSON reply; the expected calibration error uses 10 equal-width bins.
+Without a judge, :func:`fallback_grade` (a normalised match on the answer's first line) can grade
+instead. It is never the default and results graded by it say so. Calibration (CC and BC): the
+model answers Chinese-SimpleQA's confidence template; ECE uses 10 equal-width bins.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from longlore.bench.official import official
+from longlore.core.errors import LongloreError
 from longlore.core.metrics import normalize_answer
 
 VERDICTS = {"A": "correct", "B": "incorrect", "C": "not_attempted"}
 
 # Written for this project in the Chinese-SimpleQA grader's structure: three graded categories
 # with the same criteria, numeric-answer and partial-information rules, one letter as output.
-JUDGE_TEMPLATE = """请判断模型对下面问题的回答是否正确。可选评定：【正确】、【错误】、【未尝试】。
+# Used only with template="paraphrase"; the default is the official text.
+PARAPHRASE_JUDGE_TEMPLATE = """请判断模型对下面问题的回答是否正确。可选评定：【正确】、【错误】、【未尝试】。
 
 评定规则：
 - 【正确】：回答包含标准答案的关键信息，且没有与标准答案矛盾的内容；语言、大小写、标点、顺序不影响判断；带有不确定语气但答案正确也算正确。
@@ -44,9 +48,9 @@ JUDGE_TEMPLATE = """请判断模型对下面问题的回答是否正确。可选
 
 请只输出一个字母：A 表示【正确】，B 表示【错误】，C 表示【未尝试】。不要输出其他内容。"""
 
-CONFIDENCE_TEMPLATE = """{question}
-请给出你的答案，并用0到100之间的整数表示你对答案的信心。请只用如下JSON格式回复：
-{{"answer": "你的答案", "confidence_score": 你的信心}}"""
+JUDGE_TEMPLATES = ("official", "paraphrase")
+JUDGE_PARSERS = ("official", "robust")
+FALLBACK_GRADER = "fallback:normalised-match (judge-free; not the official protocol)"
 
 _LETTER_RE = re.compile(r"(?<![A-Za-z])([ABC])(?![A-Za-z])")
 _LABEL_RE = re.compile(r"【?(正确|错误|未尝试)】?")
@@ -54,19 +58,38 @@ _LABELS = {"正确": "A", "错误": "B", "未尝试": "C"}
 _REFUSALS = ("不知道", "无法回答", "无法确定", "不清楚", "I don't know", "not sure")
 
 
-def judge_prompt(question: str, target: str, predicted: str, template: str = JUDGE_TEMPLATE) -> str:
+def judge_template(template: str = "official") -> str:
+    """The judge template text: Chinese-SimpleQA's (verbatim) or this project's paraphrase."""
+    if template == "official":
+        return official("chinese_simpleqa_grader_template.txt")
+    if template == "paraphrase":
+        return PARAPHRASE_JUDGE_TEMPLATE
+    raise LongloreError(f"unknown judge template {template!r}; choose one of {', '.join(JUDGE_TEMPLATES)}")
+
+
+def judge_system(template: str = "official") -> str | None:
+    """The judge's system message: the official grading sampler's, none for the paraphrase."""
+    return official("chinese_simpleqa_grader.json")["judge_system_message"] if template == "official" else None
+
+
+def judge_prompt(question: str, target: str, predicted: str, template: str = "official") -> str:
     """The judge's user message for one graded answer."""
-    return template.format(question=question, target=target, predicted_answer=predicted)
+    return judge_template(template).format(question=question, target=target, predicted_answer=predicted)
 
 
-def parse_judge_reply(reply: str, official: bool = False) -> tuple[str, bool]:
+def parse_judge_reply(reply: str, parser: str = "official") -> tuple[str, bool]:
     """``(letter, parsed)``: the verdict letter and whether the reply actually contained one.
 
-    Unparseable replies give ``("C", False)``: counted as not attempted and reported.
+    ``official``: the first ``A|B|C`` anywhere (Chinese-SimpleQA's regex, read from its data file),
+    else C. ``robust``: a standalone letter, else the Chinese label. Unparseable replies give
+    ``("C", False)``: counted as not attempted and reported.
     """
-    if official:
-        match = re.search(r"(A|B|C)", reply)
-        return (match.group(0), True) if match else ("C", False)
+    if parser == "official":
+        rule = official("chinese_simpleqa_grader.json")["answer_parser"]
+        match = re.search(rule["pattern"], reply)
+        return (match.group(0), True) if match else (rule["default"], False)
+    if parser != "robust":
+        raise LongloreError(f"unknown judge parser {parser!r}; choose one of {', '.join(JUDGE_PARSERS)}")
     match = _LETTER_RE.search(reply.strip())
     if match:
         return match.group(1), True

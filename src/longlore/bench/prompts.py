@@ -1,67 +1,79 @@
-"""Prompts: one item (+ shots) -> chat messages and a system prompt.
+"""Prompts: one item (+ shots) -> chat messages and a system prompt, as the official code builds them.
 
-- ConceptMath: the question alone as the user turn (as the official inference files show);
-  ``cot`` appends "Let's think step by step." / "让我们一步一步地思考。". k-shot uses k other
-  items of the same split, drawn once with a fixed seed, each answered "Therefore, the answer is
-  X." / "因此，答案是X。". (The paper's five exemplars are hand-written worked solutions; these
-  direct-answer exemplars are this harness's stand-in, documented as such.)
-- ECKGBench: system "直接输出答案。", the question as the user turn; 2-shot prepends two fixed
-  examples from the *other* split (large for main, main for large), so no test item is a shot.
-- ChineseEcomQA: the item's own system prompt (it carries the few-shot examples) and its prompt.
+The official texts live in ``bench/official_prompts/`` (verbatim, sources and licences in its
+``SOURCES.md``); this module only assembles them.
+
+- ECKGBench (``eval.ipynb``): system "直接输出答案。" and one user turn. 2-shot (the notebook's
+  default) is the instruction suffix, the two fixed examples and the item's sentence and options
+  in ONE user turn, ending in "*答案*："; 0-shot is the question as published. The knowledge
+  boundary sends the raw question: no chat template, no system prompt.
+- ConceptMath (``prompt_utils.get_few_shot_prompt``): k <= 5 official exemplars (hand-written worked
+  solutions) as user/assistant turns, then the question; ``cot`` appends "Let's think step by
+  step." / "让我们一步一步地思考。".
+- ChineseEcomQA: the item's own system prompt (it carries the few-shot examples) and its prompt;
+  the calibration task wraps the prompt in Chinese-SimpleQA's confidence template.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-
-from longlore.bench.eckg import SYSTEM_PROMPT as ECKG_SYSTEM
-from longlore.bench.ecomqa import CONFIDENCE_TEMPLATE
+from longlore.bench.official import official
 from longlore.bench.schema import Item
 from longlore.bench.tasks import TaskSpec
+from longlore.core.errors import LongloreError
 
 Messages = list[dict[str, str]]
 
 COT_SUFFIX = {"en": "\nLet's think step by step.", "zh": "\n让我们一步一步地思考。"}
-ANSWER_LINE = {"en": "Therefore, the answer is {}.", "zh": "因此，答案是{}。"}
-SHOT_SEED = 1234
+ECKG_SENTENCE = "\n*句子*："
 
 
-def conceptmath_shots(item: Item, pool: Sequence[Item], k: int) -> list[Item]:
-    """k exemplars for ``item``: a fixed seeded order of the split, skipping the item itself."""
-    order = list(pool)
-    random.Random(SHOT_SEED).shuffle(order)
-    return [ex for ex in order if ex.id != item.id][:k]
+def eckg_two_shot(question: str) -> str:
+    """The official 2-shot ECKGBench user turn for one published question."""
+    spec = official("eckgbench_eval.json")
+    parts = question.split(ECKG_SENTENCE)
+    if len(parts) != 2:
+        raise LongloreError(
+            f"ECKGBench question has {len(parts) - 1} '*句子*：' markers, expected 1: {question[:80]!r}"
+        )
+    example = parts[1]
+    return (
+        spec["suffix"]
+        + spec["fs_prompt"]
+        + "\n#示例1#\n"
+        + spec["fs_1"]
+        + "\n#示例2#\n"
+        + spec["fs_2"]
+        + "\n#示例3#\n*句子*："
+        + example
+        + "\n*答案*："
+    )
 
 
-def eckg_shots(other_split: Sequence[Item], k: int) -> list[Item]:
-    """The fixed ECKGBench exemplars: the first item of each dimension, then file order."""
-    firsts = {}
-    for ex in other_split:
-        firsts.setdefault(ex.concept[0], ex)
-    chosen = list(firsts.values())
-    chosen += [ex for ex in other_split if ex not in chosen]
-    return chosen[:k]
+def conceptmath_exemplars(split: str, k: int) -> Messages:
+    """The first ``k`` (<= 5) official exemplar pairs of a ConceptMath split, as chat turns."""
+    dialog = official("conceptmath_fewshot.json")["dialogs"][split]
+    if k > len(dialog) // 2:
+        raise LongloreError(f"ConceptMath {split} has {len(dialog) // 2} official exemplars (asked for {k})")
+    return [dict(m) for m in dialog[: 2 * k]]
 
 
-def build_messages(spec: TaskSpec, item: Item, shots: Sequence[Item] = ()) -> tuple[Messages, str | None]:
-    """``(messages, system)`` for one item under a task."""
-    messages: Messages = []
+def confidence_prompt(question: str) -> str:
+    """Chinese-SimpleQA's answer-with-confidence prompt around one question."""
+    return official("chinese_simpleqa_confidence_template.txt").format(question=question)
+
+
+def build_messages(spec: TaskSpec, item: Item, shots: int = 0) -> tuple[Messages, str | None]:
+    """``(messages, system)`` for one item under a task with ``shots`` examples.
+
+    For raw-prompt tasks (``spec.chat`` false) the single user message is the text sent as is.
+    """
     if spec.benchmark == "conceptmath":
-        for ex in shots:
-            messages += [
-                {"role": "user", "content": ex.question},
-                {"role": "assistant", "content": ANSWER_LINE[ex.language].format(ex.answers[0])},
-            ]
         suffix = COT_SUFFIX[item.language] if spec.prompt == "cot" else ""
-        messages.append({"role": "user", "content": item.question + suffix})
-        return messages, None
+        return conceptmath_exemplars(item.split, shots) + [{"role": "user", "content": item.question + suffix}], None
     if spec.benchmark == "eckgbench":
-        for ex in shots:
-            messages += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.answers[0]}]
-        messages.append({"role": "user", "content": item.question})
-        return messages, ECKG_SYSTEM
-    question = item.question
-    if spec.output_type == "confidence":
-        question = CONFIDENCE_TEMPLATE.format(question=question)
+        if not spec.chat:  # knowledge boundary: the published question, no template, no system prompt
+            return [{"role": "user", "content": item.question}], None
+        question = eckg_two_shot(item.question) if shots == 2 else item.question
+        return [{"role": "user", "content": question}], official("eckgbench_eval.json")["system_prompt"]
+    question = confidence_prompt(item.question) if spec.output_type == "confidence" else item.question
     return [{"role": "user", "content": question}], item.system_prompt

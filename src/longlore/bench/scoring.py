@@ -30,9 +30,9 @@ def grade_conceptmath(item: Item, response: str, mode: conceptmath.Mode = "offic
     }
 
 
-def grade_eckg(item: Item, response: str, strict: bool = False) -> dict[str, Any]:
+def grade_eckg(item: Item, response: str, strict: bool = False, cut: bool = True) -> dict[str, Any]:
     """Verdict fields for one ECKGBench generation."""
-    out = eckg.score_generation(item.question, item.answers[0], response, strict=strict)
+    out = eckg.score_generation(item.question, item.answers[0], response, strict=strict, cut=cut)
     return {
         "correct": float(out["correct"]),
         "extracted": out["answer_span"],
@@ -107,6 +107,9 @@ def summarize(spec: TaskSpec, samples: Sequence[dict[str, Any]], seed: int = 0) 
                 "unparsed_judge_replies": [s["item_id"] for s in samples if not s.get("judge_parsed", True)],
             }
         )
+        if samples and all("fallback_verdict" in s for s in samples):
+            # The judge-free grade of the same answers, beside the judge's (never the primary metric).
+            metrics["acc_fallback,none"] = sum(s["fallback_verdict"] == "correct" for s in samples) / n
     if spec.grader == "eckg" and spec.output_type == "generate":
         metrics["echo_rate,none"] = sum(s.get("echo", False) for s in samples) / max(len(samples), 1)
     if spec.output_type == "confidence":

@@ -34,8 +34,12 @@ class TaskSpec:
         default=(), metadata={"help": "keep only items whose top-level concept is listed (empty: all)"}
     )
     prompt: Literal["plain", "cot"] = "plain"
+    chat: bool = field(
+        default=True, metadata={"help": "apply the model's chat template (False: the raw prompt, no system prompt)"}
+    )
     max_new_tokens: int = 256
     temperature: float = 0.0
+    repetition_penalty: float = field(default=1.0, metadata={"help": "generation repetition penalty (1.0: off)"})
     n_samples: int = field(default=1, metadata={"help": "completions per item (boundary: k)"})
     default_shots: int = 0
     max_shots: int = field(default=0, metadata={"help": "largest --shots the task supports"})
@@ -56,8 +60,8 @@ TASK_ROWS: list[dict[str, Any]] = [
             split=s,
             output_type="generate",
             grader="conceptmath",
-            max_shots=8,
-            description=f"ConceptMath {s}: zero-shot (k-shot with --shots), official answer matching",
+            max_shots=5,
+            description=f"ConceptMath {s}: zero-shot (--shots 5: the official exemplars), official answer matching",
         )
         for s in CONCEPTMATH_SPLITS
     ],
@@ -106,8 +110,10 @@ TASK_ROWS: list[dict[str, Any]] = [
             output_type="generate",
             grader="eckg",
             max_new_tokens=8,
+            repetition_penalty=1.1,
+            default_shots=2,
             max_shots=2,
-            description=f"ECKGBench {s}: generation, substring-and-no-echo rule (--shots 2)",
+            description=f"ECKGBench {s}: official 2-shot prompt, substring-and-no-echo rule (--shots 0: the bare question)",
         )
         for s in ("main", "large")
     ],
@@ -118,8 +124,9 @@ TASK_ROWS: list[dict[str, Any]] = [
         output_type="loglikelihood",
         grader="eckg",
         max_new_tokens=0,
+        default_shots=2,
         max_shots=2,
-        description="ECKGBench main: log-likelihood multiple choice (acc, acc_norm)",
+        description="ECKGBench main: log-likelihood multiple choice after the official prompt (acc, acc_norm)",
     ),
     dict(
         name="eckgbench/main_boundary",
@@ -127,11 +134,12 @@ TASK_ROWS: list[dict[str, Any]] = [
         split="main",
         output_type="boundary",
         grader="eckg",
+        chat=False,
         max_new_tokens=8,
         temperature=0.2,
         n_samples=5,
         primary_metric="hit_rate",
-        description="ECKGBench main: knowledge boundary, 5 samples at T=0.2",
+        description="ECKGBench main: knowledge boundary, raw prompt, 5 samples at T=0.2",
     ),
 ]
 
@@ -146,6 +154,8 @@ GROUPS: dict[str, list[str]] = {
 
 def resolve_tasks(names: list[str]) -> list[TaskSpec]:
     """Task specs for task or group names (groups expand in order; duplicates dropped)."""
+    if not names:
+        raise LongloreError("no task given; name at least one task or group (see `longlore bench list`)")
     out: list[TaskSpec] = []
     for name in names:
         expanded = GROUPS.get(name, [name])

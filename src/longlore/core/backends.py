@@ -34,7 +34,8 @@ class GenerationRequest:
     ``prompt`` is plain text, or chat messages ``[{"role": ..., "content": ...}]``. With
     ``chat=True`` the model's chat template wraps it (``system`` becomes the first message).
     ``temperature == 0`` is greedy; ``n`` completions are returned; ``stop`` strings end a
-    completion and are removed from it.
+    completion and are removed from it. ``repetition_penalty`` is the CTRL-style penalty of
+    ``transformers`` (1.0 = off); endpoints receive it as vLLM's ``repetition_penalty`` field.
     """
 
     prompt: str | tuple[dict[str, str], ...] | list[dict[str, str]]
@@ -45,6 +46,7 @@ class GenerationRequest:
     temperature: float = 0.0
     n: int = 1
     seed: int = 0
+    repetition_penalty: float = 1.0
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages this request stands for."""
@@ -56,7 +58,15 @@ class GenerationRequest:
         return ([{"role": "system", "content": self.system}] if self.system else []) + msgs
 
     def params(self) -> tuple:
-        return (self.chat, self.max_new_tokens, tuple(self.stop), self.temperature, self.n, self.seed)
+        return (
+            self.chat,
+            self.max_new_tokens,
+            tuple(self.stop),
+            self.temperature,
+            self.n,
+            self.seed,
+            self.repetition_penalty,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,18 +174,17 @@ class HFTextModel:
         ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
         return {i for i in ids if i is not None}
 
-    @torch.no_grad()
-    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[Completion]]:
+    def generation_kwargs(self, request: GenerationRequest, prompt_len: int) -> dict[str, Any]:
+        """``model.generate`` keyword arguments for one request (seeds torch when it samples)."""
         from transformers import StoppingCriteriaList
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
-        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        prompt_len = enc["input_ids"].shape[1]
         kwargs: dict[str, Any] = dict(
             max_new_tokens=request.max_new_tokens,
             num_return_sequences=request.n,
             pad_token_id=self.tokenizer.pad_token_id,
         )
+        if request.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = request.repetition_penalty
         if request.temperature > 0:
             kwargs.update(do_sample=True, temperature=request.temperature, top_p=1.0, top_k=0)
         else:
@@ -184,6 +193,14 @@ class HFTextModel:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
             )
+        return kwargs
+
+    @torch.no_grad()
+    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[Completion]]:
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
+        enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        prompt_len = enc["input_ids"].shape[1]
+        kwargs = self.generation_kwargs(request, prompt_len)
         with self._lock:
             if request.temperature > 0:
                 # seeded under the lock: `longlore serve` runs requests in threads, and another
@@ -364,6 +381,8 @@ class OpenAITextModel:
         }
         if request.stop:
             common["stop"] = list(request.stop)
+        if request.repetition_penalty != 1.0:  # vLLM's extra sampling field; left out when off
+            common["repetition_penalty"] = request.repetition_penalty
         if request.chat:
             data = self._post("/chat/completions", {**common, "messages": request.messages()})
             texts = [c["message"]["content"] or "" for c in data["choices"]]
@@ -443,8 +462,11 @@ class CachedTextModel:
         return self.inner.format_chat(prompt, system)
 
     def _key(self, kind: str, request: Any) -> str:
+        fields = asdict(request)
+        if fields.get("repetition_penalty") == 1.0:  # keys of caches made before the field existed stay valid
+            del fields["repetition_penalty"]
         payload = json.dumps(
-            {"model": self.inner.model_id, "kind": kind, "request": asdict(request)},
+            {"model": self.inner.model_id, "kind": kind, "request": fields},
             sort_keys=True,
             ensure_ascii=False,
             default=list,

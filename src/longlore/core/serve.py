@@ -80,6 +80,7 @@ def _handler(text_model: Any, api_key: str | None) -> type[BaseHTTPRequestHandle
                 temperature=float(body.get("temperature") or 0.0),
                 n=int(body.get("n") or 1),
                 seed=int(body.get("seed") or 0),
+                repetition_penalty=float(body.get("repetition_penalty") or 1.0),
             )
 
         @staticmethod
