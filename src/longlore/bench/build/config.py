@@ -1,0 +1,56 @@
+"""Config dataclasses of the construction pipelines (one per command; each field is a CLI option).
+
+Kept free of heavy imports so that ``longlore --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from longlore.core.errors import LongloreError
+
+
+@dataclass
+class KGBuildConfig:
+    """Settings of one ``build-kg`` run (every field is a CLI option)."""
+
+    triples: str = field(metadata={"help": "triples TSV/JSONL, or movielens-freebase | umls | eckgbench-official"})
+    templates: str | None = field(
+        default=None, metadata={"help": "relation templates YAML (default: the named source's shipped templates)"}
+    )
+    out: str = field(default="runs/build-kg", metadata={"help": "output folder (benchmark, queue, stages, cache)"})
+    n_questions: int = field(default=300, metadata={"help": "questions to build"})
+    is_a_share: float = field(default=0.46, metadata={"help": "share of questions from is-a relations (dim_2)"})
+    min_candidates: int = field(default=10, metadata={"help": "recall candidates a question needs (stage 1)"})
+    recall: Literal["labelled+relation", "labelled"] = field(
+        default="labelled+relation",
+        metadata={"help": "stage-1 pool: false-labelled tails plus the relation's tails, or false-labelled only"},
+    )
+    embedder: str = field(default="auto", metadata={"help": "auto (minilm en / e5-small zh), or an embedder spec"})
+    synonym_threshold: float = field(default=0.80, metadata={"help": "stage 2: drop candidates this close or closer"})
+    keep_similar: int = field(default=15, metadata={"help": "stage 2: candidates kept (most similar first)"})
+    min_after_filter: int = field(
+        default=5, metadata={"help": "stage 2: with fewer survivors the filter is skipped (authors' rule)"}
+    )
+    picker: str | None = field(
+        default=None, metadata={"help": "stage 3 LLM (model spec or openai:MODEL@URL); none: MMR heuristic"}
+    )
+    mmr_lambda: float = field(default=0.7, metadata={"help": "stage-3 heuristic: weight of similarity to the answer"})
+    judge: str | None = field(default=None, metadata={"help": "verification LLM (model spec or openai:MODEL@URL)"})
+    seed: int = field(default=0, metadata={"help": "sampling and shuffling seed"})
+    data: str | None = field(default=None, metadata={"help": "benchmark data folder (for eckgbench-official)"})
+    batch_size: int = field(default=8, metadata={"help": "local model batch size"})
+    max_new_tokens: int = field(default=64, metadata={"help": "generation budget of picker and judge"})
+
+    def __post_init__(self) -> None:
+        if self.n_questions < 1:
+            raise LongloreError(f"n_questions must be >= 1 (got {self.n_questions})")
+        if not 0 <= self.is_a_share <= 1:
+            raise LongloreError(f"is_a_share must be in [0, 1] (got {self.is_a_share})")
+        if not 0 < self.synonym_threshold <= 1:
+            raise LongloreError(f"synonym_threshold must be in (0, 1] (got {self.synonym_threshold})")
+        if self.keep_similar < 3:
+            raise LongloreError(f"keep_similar must be >= 3 to leave 3 negatives (got {self.keep_similar})")
+        if self.recall not in ("labelled+relation", "labelled"):
+            raise LongloreError(f"recall must be labelled+relation or labelled (got {self.recall!r})")
