@@ -54,3 +54,46 @@ class KGBuildConfig:
             raise LongloreError(f"keep_similar must be >= 3 to leave 3 negatives (got {self.keep_similar})")
         if self.recall not in ("labelled+relation", "labelled"):
             raise LongloreError(f"recall must be labelled+relation or labelled (got {self.recall!r})")
+
+
+@dataclass
+class WeakConceptConfig:
+    """Settings of one ``weak-concepts`` run (every field is a CLI option)."""
+
+    results: str = field(metadata={"help": "a `bench run` folder (or its results.json) with a ConceptMath task"})
+    model: str = field(default="smollm2-135m", metadata={"help": "model to fine-tune (spec or checkpoint folder)"})
+    out: str = field(default="runs/weak-concepts", metadata={"help": "output folder (pool, train set, adapter)"})
+    split: str = field(default="element_en", metadata={"help": "ConceptMath split whose concepts are used"})
+    k: int = field(default=10, metadata={"help": "number of weakest leaf concepts to train on"})
+    generators: str = field(
+        default="gsm_symbolic:600,basic_arithmetic:80,chain_sum:80,decimal_arithmetic:80,fraction_simplification:80,"
+        "gcd:80,lcm:80,products:80,simple_equations:80,simple_geometry:80,leg_counting:80,number_sequence:80,"
+        "coin_flip:80",
+        metadata={"help": "reasoning-gym pool: NAME:COUNT,... (elementary-sized settings)"},
+    )
+    n_train: int = field(default=240, metadata={"help": "problems to fine-tune on"})
+    control: bool = field(
+        default=False, metadata={"help": "control arm: as many problems drawn at random from the pool"}
+    )
+    embedder: str = field(default="minilm", metadata={"help": "sentence embedder of the concept classifier"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    target_modules: str = field(
+        default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        metadata={"help": "comma-separated module names that get adapters"},
+    )
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate (warm-up 10%, cosine decay)"})
+    epochs: int = field(default=2, metadata={"help": "passes over the selected problems"})
+    batch_size: int = field(default=8, metadata={"help": "examples per step"})
+    max_length: int = field(default=320, metadata={"help": "tokens per example (prompt cut from the left)"})
+    save_every: int = field(default=10, metadata={"help": "checkpoint every N steps (resume from it)"})
+    dtype: Literal["bfloat16", "float32"] = field(default="bfloat16", metadata={"help": "model dtype"})
+    seed: int = field(default=0, metadata={"help": "pool, selection, classifier and shuffling seed"})
+    data: str | None = field(default=None, metadata={"help": "benchmark data folder"})
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.n_train < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise LongloreError("k, n_train, epochs and batch_size must all be >= 1")
+        if self.dtype not in ("bfloat16", "float32"):
+            raise LongloreError(f"dtype must be bfloat16 or float32 (got {self.dtype!r})")
