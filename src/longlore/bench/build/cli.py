@@ -96,7 +96,7 @@ def _run_weak_concepts(config: Any) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the construction commands to the ``bench`` app."""
-    from longlore.bench.build.config import KGBuildConfig
+    from longlore.bench.build.config import KGBuildConfig, QABuildConfig, WeakConceptConfig
 
     config_command(
         app,
@@ -104,6 +104,22 @@ def register(app: typer.Typer) -> None:
         KGBuildConfig,
         _run_build_kg,
         "Build an ECKGBench-style benchmark from a knowledge graph (questions, 3-stage negatives, judge, review queue).",
+    )
+
+    config_command(
+        app,
+        "build-qa",
+        QABuildConfig,
+        _run_build_qa,
+        "Build ChineseEcomQA-style items from a corpus (LLM generation, rule + LLM validation, retrieval fact "
+        "check, difficulty filter, review queue).",
+    )
+    config_command(
+        app,
+        "weak-concepts",
+        WeakConceptConfig,
+        _run_weak_concepts,
+        "Fine-tune (LoRA) a model on pool problems matched to its bottom-k ConceptMath concepts.",
     )
 
     @app.command("review")

@@ -97,3 +97,41 @@ class WeakConceptConfig:
             raise LongloreError("k, n_train, epochs and batch_size must all be >= 1")
         if self.dtype not in ("bfloat16", "float32"):
             raise LongloreError(f"dtype must be bfloat16 or float32 (got {self.dtype!r})")
+
+
+@dataclass
+class QABuildConfig:
+    """Settings of one ``build-qa`` run (every field is a CLI option)."""
+
+    corpus: str = field(
+        metadata={
+            "help": "text file(s) or folder (one passage per blank-line paragraph), JSONL with `text`, "
+            "or ecom-world | ecom-world:en | ecom-world:zh"
+        }
+    )
+    out: str = field(default="runs/build-qa", metadata={"help": "output folder (benchmark, queue, stages, cache)"})
+    generator: str = field(default="smollm2-135m", metadata={"help": "question writer: model spec or openai:MODEL@URL"})
+    validator: str | None = field(
+        default="generator", metadata={"help": "LLM rule check: `generator`, a model spec, or none to skip"}
+    )
+    panel: str = field(
+        default="generator",
+        metadata={"help": "difficulty panel, comma-separated specs (`generator` = the generator); none to skip"},
+    )
+    concepts: str = field(default="BC,AC,CC", metadata={"help": "ChineseEcomQA concepts to generate: BC, AC, CC, IDC"})
+    max_passages: int = field(default=40, metadata={"help": "passages sampled per language (0: all)"})
+    top_k: int = field(default=3, metadata={"help": "passages the fact check retrieves"})
+    embedder: str = field(default="auto", metadata={"help": "auto (minilm en / e5-small zh), or an embedder spec"})
+    max_answer_chars: int = field(default=20, metadata={"help": "longest Chinese answer (characters)"})
+    max_answer_words: int = field(default=6, metadata={"help": "longest English answer (words)"})
+    n_examples: int = field(default=2, metadata={"help": "few-shot examples in each item's system prompt"})
+    max_new_tokens: int = field(default=48, metadata={"help": "generation budget of the generator"})
+    batch_size: int = field(default=8, metadata={"help": "local model batch size"})
+    dtype: Literal["bfloat16", "float32"] = field(default="bfloat16", metadata={"help": "local model dtype"})
+    seed: int = field(default=0, metadata={"help": "passage sampling and example seed"})
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise LongloreError(f"top_k must be >= 1 (got {self.top_k})")
+        if self.dtype not in ("bfloat16", "float32"):
+            raise LongloreError(f"dtype must be bfloat16 or float32 (got {self.dtype!r})")
