@@ -71,7 +71,7 @@ def main() -> None:
 
     # 1. the pretrained base (cached)
     if not (base_dir / "config.json").exists():
-        model, tok = load_model("small-llama@0")
+        model, tok = load_model("small-llama:seed=0")
         pre = PretrainRLConfig(
             fact_objective="none",
             steps=args.pretrain_steps,
