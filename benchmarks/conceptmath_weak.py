@@ -152,7 +152,7 @@ def main() -> None:
         if (folder / "summary.json").exists():
             arms[arm] = read_json(folder / "summary.json")
         else:
-            arms[arm] = stage(arm, lambda c=config: run_weak_concepts(c))
+            arms[arm] = stage(arm, lambda c=config: run_weak_concepts(c, dtype="bfloat16"))
     bottom = set(arms["weak"]["bottom_concepts"])
     in_bottom = sorted(i for i, (c, _) in before.items() if c in bottom)
     rest_all = sorted(i for i, (c, _) in before.items() if c not in bottom)
@@ -161,7 +161,7 @@ def main() -> None:
         stage(
             f"after_{arm}",
             lambda a=arm: evaluate_subset(
-                str(work / a / "merged"),
+                str(work / a / "final"),
                 set(in_bottom + rest),
                 work / f"after_{a}",
                 work / f"cache_{a}.sqlite",
@@ -216,7 +216,7 @@ def main() -> None:
                     "train_concepts",
                     "train_generators",
                     "pool_size",
-                    "train_cpu_seconds",
+                    "train_cost",
                     "loss_first",
                     "loss_last",
                 )

@@ -1,66 +1,27 @@
 """``longlore bench build-kg | build-qa | review | review-export | weak-concepts``.
 
 :func:`register` adds these commands to the ``bench`` typer app. The options of each command are
-generated from its config dataclass (type, default, ``metadata["help"]``), so no default is typed
-twice.
+generated from its config dataclass (``longlore.core.config_cli.config_options``: type, default,
+``metadata["help"]``), so no default is typed twice; every verb that loads a model also takes
+``--device`` / ``--dtype``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from longlore.bench.build.config import KGBuildConfig, QABuildConfig, WeakConceptConfig
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.progress import console
 
 
-def _option_type(tp: Any) -> Any:
-    """The type typer sees for a config field: Literal -> str, ``X | None`` -> Optional[X]."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Literal:
-        return str
-    if args and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return Optional[_option_type(inner[0])]  # typer reads Optional
-    return tp
-
-
-def config_command(app: typer.Typer, name: str, config_cls: type, run: Callable[[Any], None], help: str) -> None:
-    """Register ``name`` on ``app`` with one option per field of ``config_cls``; ``run`` receives
-    the built config."""
-    hints = typing.get_type_hints(config_cls)
-    params = []
-    for f in dataclasses.fields(config_cls):
-        flag = "--" + f.name.replace("_", "-")
-        literal = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else ()
-        text = f.metadata.get("help", "") + (f" [{' | '.join(literal)}]" if literal else "")
-        text = text.replace("[", "\\[")  # rich markup would swallow square brackets
-        default = ... if f.default is dataclasses.MISSING else f.default
-        option = typer.Option(default, flag, help=text, show_default=default is not ...)
-        params.append(
-            inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_option_type(hints[f.name])
-            )
-        )
-
-    def command(**kwargs: Any) -> None:
-        run(config_cls(**kwargs))
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = help
-    command.__name__ = name.replace("-", "_")
-    app.command(name, help=help)(command)
-
-
-def _run_build_kg(config: Any) -> None:
+def _run_build_kg(config: Any, device: str, dtype: str) -> None:
     from longlore.bench.build.kg import build_kg_benchmark
 
-    report = build_kg_benchmark(config)
+    report = build_kg_benchmark(config, device=device, dtype=dtype)
     c = report["counts"]
     console.print(
         f"{c['questions']} questions ({c['is_a_questions']} is-a) from {c['true_triples']} true triples; "
@@ -74,10 +35,10 @@ def _run_build_kg(config: Any) -> None:
     )
 
 
-def _run_build_qa(config: Any) -> None:
+def _run_build_qa(config: Any, device: str, dtype: str) -> None:
     from longlore.bench.build.qa import build_qa_benchmark
 
-    report = build_qa_benchmark(config)
+    report = build_qa_benchmark(config, device=device, dtype=dtype)
     console.print("kept per stage: " + ", ".join(f"{k} {v}" for k, v in report["stage_counts"].items()))
     console.print(
         f"wrote {Path(config.out) / 'chineseecomqa' / 'ChineseEcomQA.jsonl'} and "
@@ -86,41 +47,38 @@ def _run_build_qa(config: Any) -> None:
     )
 
 
-def _run_weak_concepts(config: Any) -> None:
+def _run_weak_concepts(config: Any, device: str, dtype: str) -> None:
     from longlore.bench.build.weak import run_weak_concepts
 
-    summary = run_weak_concepts(config)
+    summary = run_weak_concepts(config, device=device, dtype=dtype)
+    if "stopped_at" in summary:
+        return
     console.print(f"bottom-{config.k} concepts: {', '.join(summary['bottom_concepts'])}")
     console.print(f"fine-tuned on {summary['n_train']} problems; adapter in {summary['adapter']}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the construction commands to the ``bench`` app."""
-    from longlore.bench.build.config import KGBuildConfig, QABuildConfig, WeakConceptConfig
 
-    config_command(
-        app,
-        "build-kg",
-        KGBuildConfig,
-        _run_build_kg,
-        "Build an ECKGBench-style benchmark from a knowledge graph (questions, 3-stage negatives, judge, review queue).",
-    )
+    @app.command("build-kg")
+    @config_options(config=KGBuildConfig)
+    def build_kg(config: KGBuildConfig, device: str = device_option(), dtype: str = dtype_option()) -> None:
+        """Build an ECKGBench-style benchmark from a knowledge graph (questions, 3-stage negatives,
+        LLM judge, review queue)."""
+        _run_build_kg(config, device, dtype)
 
-    config_command(
-        app,
-        "build-qa",
-        QABuildConfig,
-        _run_build_qa,
-        "Build ChineseEcomQA-style items from a corpus (LLM generation, rule + LLM validation, retrieval fact "
-        "check, difficulty filter, review queue).",
-    )
-    config_command(
-        app,
-        "weak-concepts",
-        WeakConceptConfig,
-        _run_weak_concepts,
-        "Fine-tune (LoRA) a model on pool problems matched to its bottom-k ConceptMath concepts.",
-    )
+    @app.command("build-qa")
+    @config_options(config=QABuildConfig)
+    def build_qa(config: QABuildConfig, device: str = device_option(), dtype: str = dtype_option()) -> None:
+        """Build ChineseEcomQA-style items from a corpus (LLM generation, rule + LLM validation,
+        retrieval fact check, difficulty filter, review queue)."""
+        _run_build_qa(config, device, dtype)
+
+    @app.command("weak-concepts")
+    @config_options(config=WeakConceptConfig)
+    def weak_concepts(config: WeakConceptConfig, device: str = device_option(), dtype: str = dtype_option()) -> None:
+        """Fine-tune (LoRA) a model on pool problems matched to its bottom-k ConceptMath concepts."""
+        _run_weak_concepts(config, device, dtype)
 
     @app.command("review")
     def review(

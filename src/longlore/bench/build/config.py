@@ -87,16 +87,16 @@ class WeakConceptConfig:
     epochs: int = field(default=2, metadata={"help": "passes over the selected problems"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
     max_length: int = field(default=320, metadata={"help": "tokens per example (prompt cut from the left)"})
-    save_every: int = field(default=10, metadata={"help": "checkpoint every N steps (resume from it)"})
-    dtype: Literal["bfloat16", "float32"] = field(default="bfloat16", metadata={"help": "model dtype"})
+    save_every: int = field(default=10, metadata={"help": "checkpoint every N steps (a rerun resumes from it)"})
+    stop_after: int | None = field(
+        default=None, metadata={"help": "stop after this step (after a checkpoint); rerun to resume"}
+    )
     seed: int = field(default=0, metadata={"help": "pool, selection, classifier and shuffling seed"})
     data: str | None = field(default=None, metadata={"help": "benchmark data folder"})
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.n_train < 1 or self.epochs < 1 or self.batch_size < 1:
             raise LongloreError("k, n_train, epochs and batch_size must all be >= 1")
-        if self.dtype not in ("bfloat16", "float32"):
-            raise LongloreError(f"dtype must be bfloat16 or float32 (got {self.dtype!r})")
 
 
 @dataclass
@@ -127,11 +127,8 @@ class QABuildConfig:
     n_examples: int = field(default=2, metadata={"help": "few-shot examples in each item's system prompt"})
     max_new_tokens: int = field(default=48, metadata={"help": "generation budget of the generator"})
     batch_size: int = field(default=8, metadata={"help": "local model batch size"})
-    dtype: Literal["bfloat16", "float32"] = field(default="bfloat16", metadata={"help": "local model dtype"})
     seed: int = field(default=0, metadata={"help": "passage sampling and example seed"})
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise LongloreError(f"top_k must be >= 1 (got {self.top_k})")
-        if self.dtype not in ("bfloat16", "float32"):
-            raise LongloreError(f"dtype must be bfloat16 or float32 (got {self.dtype!r})")

@@ -255,10 +255,15 @@ def parse_judge(reply: str, options: list[str], answer: str) -> dict[str, Any]:
     }
 
 
-def _load_llm(spec: str, config: KGBuildConfig, out: Path, name: str) -> Any:
+def _load_llm(spec: str, config: KGBuildConfig, out: Path, name: str, device: str, dtype: str) -> Any:
     from longlore.core.backends import load_text_model
+    from longlore.core.devices import dtype_name, resolve
 
-    return load_text_model(spec, batch_size=config.batch_size, cache=out / f"{name}_cache.sqlite")
+    if spec.startswith("openai:"):
+        return load_text_model(spec, cache=out / f"{name}_cache.sqlite")
+    where, kind = resolve(device, dtype)
+    cache = out / f"{name}_{dtype_name(kind)}_cache.sqlite"  # one cache per dtype: bf16 and fp32 replies differ
+    return load_text_model(spec, batch_size=config.batch_size, cache=cache, device=where, dtype=kind)
 
 
 def question_text(templates: Templates, q: Question) -> str:
@@ -266,10 +271,15 @@ def question_text(templates: Templates, q: Question) -> str:
 
 
 def build_kg_benchmark(
-    config: KGBuildConfig, picker: Any | None = None, judge: Any | None = None, embedder: Any | None = None
+    config: KGBuildConfig,
+    picker: Any | None = None,
+    judge: Any | None = None,
+    embedder: Any | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Run the whole pipeline (module docstring); ready ``TextModel``/``Embedder`` objects may be
-    passed instead of specs (tests). Returns the build report."""
+    """Run the whole pipeline (module docstring), local LLMs on ``device`` in ``dtype``; ready
+    ``TextModel``/``Embedder`` objects may be passed instead of specs (tests). Returns the report."""
     start_cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.time()
     out = Path(config.out)
     triples, templates = load_source(config.triples, config.templates, config.data)
@@ -302,7 +312,7 @@ def build_kg_benchmark(
         ]
         for q in questions
     }
-    picker = picker or (_load_llm(config.picker, config, out, "picker") if config.picker else None)
+    picker = picker or (_load_llm(config.picker, config, out, "picker", device, dtype) if config.picker else None)
     replies: dict[int, str] = {}
     if picker is not None:
         prompt = PICK_PROMPT[templates.language]
@@ -324,7 +334,7 @@ def build_kg_benchmark(
         random.Random(f"{config.seed}:{q.qid}").shuffle(q.options)
 
     # Verification.
-    judge = judge or (_load_llm(config.judge, config, out, "judge") if config.judge else None)
+    judge = judge or (_load_llm(config.judge, config, out, "judge", device, dtype) if config.judge else None)
     if judge is not None:
         prompt = JUDGE_PROMPT[templates.language]
         reqs = [

@@ -205,16 +205,17 @@ def read_corpus(spec: str, seed: int = 0) -> list[dict[str, str]]:
     return passages
 
 
-def _model(spec: str, config: QABuildConfig, out: Path, name: str) -> Any:
-    import torch
-
+def _model(spec: str, config: QABuildConfig, out: Path, name: str, device: str, dtype: str) -> Any:
+    """A cached text model; the cache key names the dtype, so bf16 and fp32 runs never mix."""
     from longlore.core.backends import CachedTextModel, HFTextModel, load_text_model
+    from longlore.core.devices import dtype_name, resolve
     from longlore.core.models import load_causal_lm
 
     if spec.startswith("openai:"):
         return load_text_model(spec, cache=out / f"{name}_cache.sqlite")
-    model, tokenizer = load_causal_lm(spec, dtype=getattr(torch, config.dtype))
-    inner = HFTextModel(model, tokenizer, batch_size=config.batch_size, model_id=f"{spec}:{config.dtype}")
+    where, kind = resolve(device, dtype)
+    model, tokenizer = load_causal_lm(spec, device=where, dtype=kind)
+    inner = HFTextModel(model, tokenizer, batch_size=config.batch_size, model_id=f"{spec}:{dtype_name(kind)}")
     return CachedTextModel(inner, out / f"{name}_cache.sqlite")
 
 
@@ -237,8 +238,11 @@ def build_qa_benchmark(
     validator: Any | None = None,
     panel: list | None = None,
     embedder: Any | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Run the pipeline (module docstring); ready models may be passed (tests). Returns the report."""
+    """Run the pipeline (module docstring) with local models on ``device`` in ``dtype``; ready
+    models may be passed instead (tests). Returns the report."""
     start_cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.time()
     out = Path(config.out)
     concepts = [c.strip() for c in config.concepts.split(",") if c.strip()]
@@ -255,7 +259,7 @@ def build_qa_benchmark(
     console.print(f"build-qa: {len(corpus)} passages, {len(sampled)} sampled, concepts {concepts}")
 
     # 1. generation
-    generator = generator or _model(config.generator, config, out, "generator")
+    generator = generator or _model(config.generator, config, out, "generator", device, dtype)
     items: list[dict[str, Any]] = []
     requests = []
     for p in sampled:
@@ -290,7 +294,9 @@ def build_qa_benchmark(
     if config.validator and config.validator != "none" and alive:
         if validator is None:
             validator = (
-                generator if config.validator == "generator" else _model(config.validator, config, out, "validator")
+                generator
+                if config.validator == "generator"
+                else _model(config.validator, config, out, "validator", device, dtype)
             )
         reqs = [
             GenerationRequest(
@@ -349,7 +355,10 @@ def build_qa_benchmark(
 
     specs = [] if config.panel in ("", "none") else [s.strip() for s in config.panel.split(",") if s.strip()]
     if panel is None:
-        panel = [generator if s == "generator" else _model(s, config, out, f"panel{i}") for i, s in enumerate(specs)]
+        panel = [
+            generator if s == "generator" else _model(s, config, out, f"panel{i}", device, dtype)
+            for i, s in enumerate(specs)
+        ]
     if panel and checked:
         reqs = [GenerationRequest(prompt=it["prompt"], system=it["system_prompt"], max_new_tokens=32) for it in checked]
         verdicts = {it["id"]: [] for it in checked}

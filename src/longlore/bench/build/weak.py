@@ -12,16 +12,15 @@ problems about them from a pool, fine-tune on those.
    round-robin over the k concepts, most confident first; ``control=True`` draws the same number
    uniformly from the whole pool instead (the control arm).
 5. :func:`train_lora`: LoRA (``peft``) supervised fine-tuning on "problem -> Therefore, the answer
-   is X." (the 5-shot answer format), loss on the answer tokens only, checkpointed and resumable.
+   is X." (the 5-shot answer format), loss on the answer tokens only, on the shared training loop
+   (``longlore.core.training``: checkpointed, resumable, torchrun-ready).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from longlore.bench.build.config import WeakConceptConfig
 from longlore.bench.build.embeddings import CachedEmbedder
 from longlore.core.errors import LongloreError
-from longlore.core.io import atomic_write_bytes, read_json, write_json, write_jsonl
+from longlore.core.io import read_json, write_json, write_jsonl
 from longlore.core.progress import console
 
 ANSWER_LINE = "Therefore, the answer is {}."  # the 5-shot exemplar format of longlore.bench.prompts
@@ -230,71 +229,33 @@ def add_lora(model: Any, config: WeakConceptConfig) -> Any:
 def train_lora(
     model: Any, tokenizer: Any, examples: list[dict[str, Any]], config: WeakConceptConfig, folder: Path
 ) -> dict[str, Any]:
-    """Fine-tune ``model`` (already wrapped by :func:`add_lora`) on ``examples``; resumes from
-    ``folder/checkpoint.pt`` when it holds a checkpoint of the same run. Returns the loss log."""
+    """Fine-tune ``model`` (already wrapped by :func:`add_lora`) on ``examples`` with the shared
+    training loop (AdamW, 10% warm-up, cosine decay, clipping at 1.0); ``folder/checkpoint.pt`` is
+    written every ``save_every`` steps and a rerun resumes from it. Returns steps, loss log, cost."""
+    from longlore.core.training import EpochBatches, TrainingArgs, train_loop
+
     rows = [encode_example(tokenizer, e["question"], e["answer"], config.max_length) for e in examples]
-    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    steps = math.ceil(len(rows) / config.batch_size) * config.epochs
+    args = TrainingArgs(
+        steps=steps,
+        lr=config.lr,
+        warmup_steps=max(1, steps // 10),
+        schedule="cosine",
+        grad_clip=1.0,
+        checkpoint_every=config.save_every,
+        seed=config.seed,
+        stop_after=config.stop_after,
     )
-    ckpt = folder / "checkpoint.pt"
-    step, log = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        if state["n_examples"] == len(rows) and state["total"] == total:
-            model.load_state_dict(state["adapter"], strict=False)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            step, log = state["step"], state["log"]
-            torch.set_rng_state(state["rng"])
-            console.print(f"resuming LoRA training at step {step}/{total}")
+
+    def loss_fn(model: Any, items: list[tuple[list[int], list[int]]], ctx: Any) -> torch.Tensor:
+        return compute_loss(model, collate(items, tokenizer.pad_token_id))
+
     model.train()
-    cpu0 = time.process_time()
-    while step < total:
-        epoch, index = divmod(step, steps_per_epoch)
-        order = list(range(len(rows)))
-        random.Random(f"{config.seed}:{epoch}").shuffle(order)
-        batch_rows = [rows[i] for i in order[index * config.batch_size : (index + 1) * config.batch_size]]
-        batch = collate(batch_rows, tokenizer.pad_token_id)
-        loss = compute_loss(model, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        step += 1
-        log.append({"step": step, "loss": round(loss.item(), 4)})
-        if step % 10 == 0 or step == total:
-            console.print(f"step {step}/{total} loss {loss.item():.4f} ({time.process_time() - cpu0:.0f} CPU s)")
-        if step % config.save_every == 0 or step == total:
-            _save_checkpoint(ckpt, model, optimizer, scheduler, step, log, len(rows), total)
-    model.eval()
-    return {"steps": total, "log": log}
-
-
-def _save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, step: int, log: list, n: int, total: int):
-    import io
-
-    adapter = {k: v for k, v in model.state_dict().items() if "lora_" in k}
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "adapter": adapter,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "log": log,
-            "n_examples": n,
-            "total": total,
-            "rng": torch.get_rng_state(),
-        },
-        buffer,
+    result = train_loop(
+        model, loss_fn, EpochBatches(rows, config.batch_size, config.seed), args, folder, description="LoRA fine-tune"
     )
-    atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
+    model.eval()
+    return {"steps": result.step, "finished": result.finished, "log": result.history, "cost": result.cost}
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -308,9 +269,12 @@ def conceptmath_texts(split: str, root: str | None) -> tuple[list[str], list[str
     return [it.question for it in items], [it.concept_path for it in items]
 
 
-def run_weak_concepts(config: WeakConceptConfig, embedder: Any | None = None) -> dict[str, Any]:
-    """``bench weak-concepts``: classifier, pool, bottom-k, selection, LoRA fine-tune, saved adapter
-    (and a merged model folder for evaluation)."""
+def run_weak_concepts(
+    config: WeakConceptConfig, embedder: Any | None = None, device: str = "cpu", dtype: str = "float32"
+) -> dict[str, Any]:
+    """``bench weak-concepts``: classifier, pool, bottom-k, selection, LoRA fine-tune; writes the
+    adapter (``out/adapter``, PEFT format) and the merged model (``out/final``, a model folder any
+    ``--model`` option takes)."""
     from longlore.core.models import load_causal_lm
 
     out = Path(config.out)
@@ -330,15 +294,16 @@ def run_weak_concepts(config: WeakConceptConfig, embedder: Any | None = None) ->
         raise LongloreError(f"no pool problem was labelled with the bottom-{config.k} concepts; grow the pool")
     write_jsonl(out / "pool.jsonl", pool, overwrite=True)
     write_jsonl(out / "train.jsonl", chosen, overwrite=True)
-    dtype = getattr(torch, config.dtype)
-    model, tokenizer = load_causal_lm(config.model, dtype=dtype)
+    model, tokenizer = load_causal_lm(config.model, device=device, dtype=dtype)
     model = add_lora(model, config)
-    cpu0 = time.process_time()
     train = train_lora(model, tokenizer, chosen, config, out)
+    if not train["finished"]:
+        console.print(f"stopped at step {train['steps']} (--stop-after); rerun the same command to resume")
+        return {"stopped_at": train["steps"]}
     model.save_pretrained(out / "adapter")
     merged = model.merge_and_unload()
-    merged.save_pretrained(out / "merged")
-    tokenizer.save_pretrained(out / "merged")
+    merged.save_pretrained(out / "final")
+    tokenizer.save_pretrained(out / "final")
     summary = {
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "task": task,
@@ -348,14 +313,14 @@ def run_weak_concepts(config: WeakConceptConfig, embedder: Any | None = None) ->
         "train_concepts": dict(sorted(_count(p["concept"] for p in chosen).items())),
         "train_generators": dict(sorted(_count(p["generator"] for p in chosen).items())),
         "pool_size": len(pool),
-        "train_cpu_seconds": round(time.process_time() - cpu0, 1),
+        "train_cost": train["cost"],
         "loss_first": train["log"][0]["loss"] if train["log"] else None,
         "loss_last": train["log"][-1]["loss"] if train["log"] else None,
         "adapter": str(out / "adapter"),
-        "merged": str(out / "merged"),
+        "final": str(out / "final"),
     }
     write_json(out / "summary.json", summary, overwrite=True)
-    (out / "loss.json").write_text(json.dumps(train["log"]))
+    write_json(out / "loss.json", train["log"], overwrite=True)
     return summary
 
 
