@@ -291,6 +291,19 @@ def test_official_stage1_data_rebuilds_the_official_sentences(bench_data):
     for t, q in zip(true, original):
         assert templates.instruction + templates.sentence(t) == q["question"].split("\n*选项*：")[0]
         assert t.tail == q["ground_truth"]
+    # The shipped zh templates (the notebook's predicate rules) produce every official sentence shape.
+    shipped = read_templates("eckgbench-zh")
+    shapes = {tuple(r.template.split("）", 1)[1].split("___（{tail_type}）")) for r in shipped.relations.values()}
+    official = {tuple(t.relation.split("|")[1:]) for t in true}
+    for predicate, suffix in official:  # "的连衣裙适用于": the notebook's "subject 的 item-category" form
+        assert any(
+            suffix == s and (predicate == p or (predicate.startswith("的") and predicate.endswith(p)))
+            for p, s in shapes
+        ), (predicate, suffix)
+    assert (
+        shipped.sentence(Triple("婴儿", "人群对应动作", "学习", head_type="人群", tail_type="动作"))
+        == (original[0]["question"].split("*句子*：")[1].split("\n")[0])
+    )
     # The official stage-1 pools come back as recall with recall="labelled".
     index = index_kg(triples)
     pool = recall_candidates(true[0].head, true[0].relation, index, "labelled")

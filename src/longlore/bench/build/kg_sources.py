@@ -49,7 +49,7 @@ COLUMNS = ("head", "relation", "tail", "label", "head_type", "tail_type")
 PLACEHOLDERS = {"head", "head_type", "tail_type", "relation"}
 TRUE_WORDS, FALSE_WORDS = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
 SOURCES = ("movielens-freebase", "umls", "eckgbench-official")
-SHIPPED_TEMPLATES = ("movielens-freebase", "umls")
+SHIPPED_TEMPLATES = ("movielens-freebase", "umls", "eckgbench-zh")
 INSTRUCTIONS = {
     # The official ECKGBench instruction (question_original / ECKGBench.jsonl), verbatim.
     "zh": "选择*选项*中相对来说最合适的一个填入空格处来补全以下*句子*，使其符合电子商务和生活消费领域中的逻辑和知识，"
@@ -209,7 +209,8 @@ def parse_templates(data: Any, where: str) -> Templates:
 
 
 def read_templates(path: str | Path) -> Templates:
-    """Relation templates from a YAML file or a shipped name (``movielens-freebase``, ``umls``)."""
+    """Relation templates from a YAML file or a shipped name: ``movielens-freebase``, ``umls``, or
+    ``eckgbench-zh`` (the authors' Chinese templates, keyed by the fine relation names of their KG)."""
     if str(path) in SHIPPED_TEMPLATES:
         text = resources.files("longlore.bench.build").joinpath(f"data/templates_{path}.yaml").read_text("utf-8")
         return parse_templates(yaml.safe_load(text), f"templates_{path}.yaml")
