@@ -56,14 +56,13 @@ SHOTS, MAX_NEW = 5, 16
 
 def release_memory() -> None:
     """Hand freed memory back to the OS between stages (glibc keeps it otherwise; the machine is shared)."""
+    import contextlib
     import ctypes
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
 
 
 def cpu_seconds() -> float:
