@@ -190,3 +190,19 @@ def test_weak_concepts_end_to_end(tmp_path, bench_data):
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
     model, _ = load_causal_lm(str(tmp_path / "out" / "final"))
     assert not any("lora_" in k for k in model.state_dict())
+
+
+def test_compute_loss_on_answer_positions_equals_the_full_logits_loss():
+    model, tok = load_causal_lm("tiny-llama", seed=5)
+    rows = [
+        encode_example(tok, q, a, 64) for q, a in (("What is 2 + 2?", "4"), ("A much longer question, 7 * 6?", "42"))
+    ]
+    batch = collate(rows, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        logp = torch.log_softmax(logits[:, :-1].double(), -1)
+        labels = batch["labels"][:, 1:]
+        mask = labels != -100
+        expected = -logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0][mask].mean()
+        assert mask.sum() < mask.numel() // 2  # the prompts are most positions: the slicing matters
+        assert torch.allclose(compute_loss(model, batch).double(), expected, atol=1e-5)

@@ -201,11 +201,18 @@ def collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, t
 
 
 def compute_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the answer tokens of a batch."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+    """Mean next-token cross-entropy over the answer tokens of a batch.
+
+    Logits are computed only at the positions that predict an answer token in some row
+    (``logits_to_keep``): the (B, T, V) logits of the 49k-token vocabulary are most of a
+    fine-tune's memory on CPU, and the prompt positions carry no loss. Same value as the full
+    computation."""
+    targets = batch["labels"][:, 1:]  # (B, T-1): the token each position predicts
+    keep = (targets != -100).any(0).nonzero().squeeze(1)  # (K,) positions with a loss in some row
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    logits = out.logits.float()  # (B, K, V)
     return torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+        logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1), ignore_index=-100
     )
 
 
