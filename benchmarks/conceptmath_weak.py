@@ -159,7 +159,12 @@ def main() -> None:
     for arm, control in (("weak", False), ("control", True)):
         folder = work / arm
         config = WeakConceptConfig(
-            results=str(work / "before"), out=str(folder), control=control, n_train=args.n_train, data=args.data
+            results=str(work / "before"),
+            out=str(folder),
+            control=control,
+            n_train=args.n_train,
+            data=args.data,
+            gradient_checkpointing=True,  # same updates; keeps the fine-tune under ~1 GB on a shared machine
         )
         if (folder / "summary.json").exists():
             arms[arm] = read_json(folder / "summary.json")

@@ -140,6 +140,22 @@ def test_lora_resume_equals_unbroken(tmp_path):
     assert all(torch.equal(resumed[k], unbroken[k]) for k in unbroken)
 
 
+def test_gradient_checkpointing_trains_the_same_adapters(tmp_path):
+    """Recomputed activations (and replayed dropout masks) give the same updates."""
+    config = WeakConceptConfig(results="x", lora_r=4, lora_alpha=8, lr=3e-3, epochs=1, batch_size=4, save_every=100)
+    weights = []
+    for checkpointing in (False, True):
+        model, tok = _lora_model(config)
+        c = WeakConceptConfig(**{**config.__dict__, "gradient_checkpointing": checkpointing})
+        train_lora(model, tok, _examples(), c, tmp_path / str(checkpointing))
+        assert not model.is_gradient_checkpointing
+        weights.append({k: v.clone() for k, v in model.state_dict().items() if "lora_" in k})
+    plain, recomputed = weights
+    assert any(not torch.equal(v, dict(_lora_model(config)[0].state_dict())[k]) for k, v in plain.items())
+    assert plain.keys() == recomputed.keys()
+    assert all(torch.allclose(plain[k], recomputed[k], atol=1e-6) for k in plain)
+
+
 def test_lora_bf16_forward_and_training_step(test_device, tmp_path):
     """A bf16 backbone keeps bf16 weights and activations; the adapters are PEFT's fp32 master
     weights (``autocast_adapter_dtype``), the usual mixed-precision recipe; one step moves them."""

@@ -297,19 +297,28 @@ def umls_triples() -> list[Triple]:
 _SENTENCE_RE = re.compile(r"\*句子\*：(?P<subject>.*?)（(?P<head_type>[^（）]*)）(?P<rest>.*)$", re.S)
 
 
+def _eckg_reader(root: str | Path | None) -> tuple[Path, Any]:
+    """The ECKGBench data folder and a reader of its files by upstream name. Uses the benchmark
+    data layer's ``eckg_file`` (plain or ``.gz`` package data) where it exists, else plain files."""
+    from longlore.bench import data
+
+    folder = data.find_data_root(root) / "eckgbench"
+    if hasattr(data, "eckg_file"):
+        from longlore.core.io import read_text
+
+        return folder, lambda name: read_text(data.eckg_file(name, root))
+    return folder, lambda name: (folder / name).read_text(encoding="utf-8")
+
+
 def eckg_official_triples(root: str | Path | None = None) -> list[Triple]:
     """The official ECKGBench stage-1 data as a labelled KG (see the module docstring).
 
     The relation of a triple is the parent relation and the predicate text of its sentence (e.g.
     ``需要|的时候需要|``), so that the shipped ``eckgbench-official`` templates rebuild the
     official sentence exactly."""
-    from longlore.bench.data import find_data_root
-
-    folder = find_data_root(root) / "eckgbench"
-    questions = [
-        ast.literal_eval(line) for line in (folder / "question_original.jsonl").open(encoding="utf-8") if line.strip()
-    ]
-    lines = [ln for ln in (folder / "choice_set.jsonl").read_text(encoding="utf-8").split("\n") if ln.strip()]
+    folder, read = _eckg_reader(root)
+    questions = [ast.literal_eval(line) for line in read("question_original.jsonl").split("\n") if line.strip()]
+    lines = [ln for ln in read("choice_set.jsonl").split("\n") if ln.strip()]
     pools, answers = (ast.literal_eval(ln) for ln in lines)
     if len(pools) != len(questions):
         raise LongloreError(f"{folder}: choice_set has {len(pools)} pools for {len(questions)} questions")

@@ -257,11 +257,17 @@ def train_lora(
     def loss_fn(model: Any, items: list[tuple[list[int], list[int]]], ctx: Any) -> torch.Tensor:
         return compute_loss(model, collate(items, tokenizer.pad_token_id))
 
+    if config.gradient_checkpointing:
+        # Non-reentrant checkpointing replays each layer with the saved RNG state, so LoRA dropout
+        # draws the same masks: the same updates as without, for a fraction of the activations.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     result = train_loop(
         model, loss_fn, EpochBatches(rows, config.batch_size, config.seed), args, folder, description="LoRA fine-tune"
     )
     model.eval()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
     return {"steps": result.step, "finished": result.finished, "log": result.history, "cost": result.cost}
 
 
