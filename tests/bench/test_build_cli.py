@@ -20,7 +20,7 @@ def test_every_config_field_is_an_option_with_its_default():
         ("build-qa", QABuildConfig),
         ("weak-concepts", WeakConceptConfig),
     ):
-        text = runner.invoke(app, ["bench", verb, "--help"], terminal_width=200).output
+        text = runner.invoke(app, ["bench", verb, "--help"], env={"COLUMNS": "240"}).output
         for f in dataclasses.fields(config):
             assert f"--{f.name.replace('_', '-')}" in text, (verb, f.name)
         assert "--device" in text and "--dtype" in text
