@@ -147,8 +147,13 @@ def test_gradient_checkpointing_trains_the_same_adapters(tmp_path):
     for checkpointing in (False, True):
         model, tok = _lora_model(config)
         c = WeakConceptConfig(**{**config.__dict__, "gradient_checkpointing": checkpointing})
-        train_lora(model, tok, _examples(), c, tmp_path / str(checkpointing))
-        assert not model.is_gradient_checkpointing
+        calls = []  # a checkpointed layer runs twice per step: forward, then the recompute in backward
+        mlp = next(m for n, m in model.named_modules() if n.endswith("layers.0.mlp"))
+        forward = mlp.forward  # (counted on forward: the recompute does not fire module hooks)
+        mlp.forward = lambda *a, calls=calls, forward=forward, **k: (calls.append(1), forward(*a, **k))[1]
+        done = train_lora(model, tok, _examples(), c, tmp_path / str(checkpointing))
+        assert len(calls) == done["steps"] * (2 if checkpointing else 1)
+        assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
         weights.append({k: v.clone() for k, v in model.state_dict().items() if "lora_" in k})
     plain, recomputed = weights
     assert any(not torch.equal(v, dict(_lora_model(config)[0].state_dict())[k]) for k, v in plain.items())

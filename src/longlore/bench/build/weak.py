@@ -260,14 +260,18 @@ def train_lora(
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing replays each layer with the saved RNG state, so LoRA dropout
         # draws the same masks: the same updates as without, for a fraction of the activations.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # (transformers >= 5 names it activation checkpointing; the old name warns there.)
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     result = train_loop(
         model, loss_fn, EpochBatches(rows, config.batch_size, config.seed), args, folder, description="LoRA fine-tune"
     )
     model.eval()
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
     return {"steps": result.step, "finished": result.finished, "log": result.history, "cost": result.cost}
 
 
