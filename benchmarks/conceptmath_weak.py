@@ -238,6 +238,7 @@ def main() -> None:
                     "loss_last",
                 )
             }
+            | {"gradient_checkpointing": s["config"].get("gradient_checkpointing", False)}
             for arm, s in arms.items()
         },
         "setup": {
@@ -252,6 +253,9 @@ def main() -> None:
         },
         "cpu_seconds": stage_cpu,
         "cpu_seconds_total": round(sum(stage_cpu.values()), 1),
+        "cpu_seconds_note": "per stage, the CPU of the process that finished it: a stage resumed after an "
+        "interruption counts only the resuming process (train.*.train_cost holds each fine-tune's whole CPU, "
+        "carried in its checkpoint), and `before` counts only what its --before-cache did not already hold",
         "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
         "machine": {
             "platform": platform.platform(),
