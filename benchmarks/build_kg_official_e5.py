@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import io
 import json
 import platform
 import resource
@@ -31,8 +32,7 @@ import numpy as np
 
 from longlore.bench.build.embeddings import CachedEmbedder
 from longlore.bench.build.kg import embedding_filter, index_kg, recall_candidates
-from longlore.bench.build.kg_sources import eckg_official_triples
-from longlore.bench.data import find_data_root
+from longlore.bench.build.kg_sources import eckg_official_reader, eckg_official_triples
 from longlore.core.io import write_json
 
 THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 1.01)  # 1.01: no synonym filter, top-15 only
@@ -46,15 +46,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N questions only (a quick check)")
     args = parser.parse_args()
     start = resource.getrusage(resource.RUSAGE_SELF)
-    folder = find_data_root(args.data) / "eckgbench"
+    read = eckg_official_reader(args.data)[1]  # plain files or the shipped .gz
     triples = eckg_official_triples(args.data)
     true = [t for t in triples if t.label][: args.limit]
     index = index_kg(triples)
-    with (folder / "LLM_filtering_prompt.csv").open(encoding="utf-8", newline="") as handle:
-        official_kept = [ast.literal_eval(r["question"].split("#候选#\n")[1].strip()) for r in csv.DictReader(handle)]
-    refined = [
-        json.loads(line) for line in (folder / "question_refined.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    rows = csv.DictReader(io.StringIO(read("LLM_filtering_prompt.csv"), newline=""))
+    official_kept = [ast.literal_eval(r["question"].split("#候选#\n")[1].strip()) for r in rows]
+    refined = [json.loads(line) for line in read("question_refined.jsonl").splitlines() if line.strip()]
     official_final = [
         [o for o in ast.literal_eval(r["question"].split("*选项*：")[1]) if o != r["gt"]] for r in refined
     ]

@@ -20,7 +20,7 @@ from longlore.bench.build.kg import (
 )
 from longlore.bench.build.kg_sources import (
     Triple,
-    _eckg_reader,
+    eckg_official_reader,
     eckg_official_templates,
     eckg_official_triples,
     parse_templates,
@@ -283,7 +283,7 @@ def test_official_stage1_data_rebuilds_the_official_sentences(bench_data):
     triples = eckg_official_triples(bench_data)
     templates = eckg_official_templates(triples)
     # Plain files, or gzip-compressed package data once the data layer ships them (eckg_file).
-    read = _eckg_reader(bench_data)[1]
+    read = eckg_official_reader(bench_data)[1]
     original = [ast.literal_eval(line) for line in read("question_original.jsonl").split("\n") if line.strip()]
     true = [t for t in triples if t.label]
     assert len(true) == len(original) == 1004

@@ -297,7 +297,7 @@ def umls_triples() -> list[Triple]:
 _SENTENCE_RE = re.compile(r"\*句子\*：(?P<subject>.*?)（(?P<head_type>[^（）]*)）(?P<rest>.*)$", re.S)
 
 
-def _eckg_reader(root: str | Path | None) -> tuple[Path, Any]:
+def eckg_official_reader(root: str | Path | None) -> tuple[Path, Any]:
     """The ECKGBench data folder and a reader of its files by upstream name. Uses the benchmark
     data layer's ``eckg_file`` (plain or ``.gz`` package data) where it exists, else plain files."""
     from longlore.bench import data
@@ -316,7 +316,7 @@ def eckg_official_triples(root: str | Path | None = None) -> list[Triple]:
     The relation of a triple is the parent relation and the predicate text of its sentence (e.g.
     ``需要|的时候需要|``), so that the shipped ``eckgbench-official`` templates rebuild the
     official sentence exactly."""
-    folder, read = _eckg_reader(root)
+    folder, read = eckg_official_reader(root)
     questions = [ast.literal_eval(line) for line in read("question_original.jsonl").split("\n") if line.strip()]
     lines = [ln for ln in read("choice_set.jsonl").split("\n") if ln.strip()]
     pools, answers = (ast.literal_eval(ln) for ln in lines)
