@@ -61,7 +61,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None, help="results JSON (default: WORK/results.json)")
     parser.add_argument("--n-questions", type=int, default=300)
     parser.add_argument("--mc-limit", type=int, default=100, help="questions per source for the log-likelihood task")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot of an existing --results file")
     args = parser.parse_args()
+    if args.replot:
+        target = args.results or args.work / "results.json"
+        plot(read_json(target), target.with_suffix(".png"))
+        return
     torch.set_num_threads(1)
     work, cpu = args.work, {}
     model = None
@@ -160,7 +165,38 @@ def main() -> None:
     )
     target = args.results or work / "results.json"
     write_json(target, result, overwrite=True)
+    plot(result, target.with_suffix(".png"))
     print(f"wrote {target}")
+
+
+def plot(result: dict, path: Path, min_n: int = 10) -> None:
+    """Generation and log-likelihood accuracy per relation (relations with >= ``min_n`` generation
+    questions), 95% bootstrap intervals, chance (1 in 4) marked for the option task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from longlore.core.io import save_figure
+
+    sources = list(result["sources"])
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 3.8), squeeze=False)
+    for ax, source in zip(axes[0], sources):
+        summary = result["sources"][source]
+        rels = [r for r, v in summary["generation"]["per_relation"].items() if v["n"] >= min_n]
+        for j, (name, color) in enumerate((("generation", "#1f77b4"), ("loglikelihood", "#ff7f0e"))):
+            rows = [summary[name]["per_relation"].get(r, {"acc": 0.0, "ci95": [0.0, 0.0], "n": 0}) for r in rels]
+            xs = [i + (j - 0.5) * 0.38 for i in range(len(rels))]
+            errs = [[v["acc"] - v["ci95"][0] for v in rows], [v["ci95"][1] - v["acc"] for v in rows]]
+            label = {"generation": "generation (0-shot)", "loglikelihood": "options (log-likelihood)"}[name]
+            ax.bar(xs, [v["acc"] for v in rows], 0.38, yerr=errs, capsize=2, color=color, label=label)
+        ax.axhline(0.25, color="#777", linestyle=":", linewidth=1, label="chance, 4 options")
+        ax.set_xticks(range(len(rels)), [r.replace("_", " ") for r in rels], rotation=35, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{source}: {summary['build']['questions']} built questions", fontsize=10)
+    axes[0][0].set_ylabel("SmolLM2-135M accuracy (95% CI)")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    save_figure(fig, path)
 
 
 def _count(values) -> dict:
