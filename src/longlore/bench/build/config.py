@@ -90,7 +90,7 @@ class WeakConceptConfig:
     gradient_checkpointing: bool = field(
         default=False,
         metadata={
-            "help": "recompute each layer's activations in the backward pass (same result, ~1/10 the memory, ~1.3x time)"
+            "help": "recompute each layer in the backward pass: the same updates, less activation memory, more compute"
         },
     )
     save_every: int = field(default=10, metadata={"help": "checkpoint every N steps (a rerun resumes from it)"})
