@@ -202,3 +202,9 @@ def _print_summary(results: dict) -> None:
         console.print(f"{task}: {name} = {value:.4f}{ci_text} (n={results['n-samples'][task]['effective']})")
     for group, g in results.get("groups", {}).items():
         console.print(f"{group} (group): acc = {g['acc,none']:.4f} (unweighted mean of {g['subtasks']})")
+
+
+# Benchmark construction (build-kg, build-qa, review, review-export, weak-concepts): longlore.bench.build.
+from longlore.bench.build.cli import register as _register_build  # noqa: E402
+
+_register_build(app)
