@@ -35,6 +35,13 @@ class GenerationRequest:
     ``chat=True`` the model's chat template wraps it (``system`` becomes the first message).
     ``temperature == 0`` is greedy; ``n`` completions are returned; ``stop`` strings end a
     completion and are removed from it.
+
+    Structured generation (both optional): ``json_schema`` (a JSON Schema, as a dict or JSON text)
+    constrains the reply to a JSON document of that schema: a local model decodes through
+    lm-format-enforcer's token filter, an endpoint gets it as ``response_format`` (chat) or
+    ``guided_json`` (vLLM completions). ``response_prefix`` is text the reply already starts with
+    (an assistant-turn pre-fill, local models only): it follows the rendered prompt, the completion
+    continues it and does not repeat it, and a schema then applies to prefix + completion.
     """
 
     prompt: str | tuple[dict[str, str], ...] | list[dict[str, str]]
@@ -45,6 +52,18 @@ class GenerationRequest:
     temperature: float = 0.0
     n: int = 1
     seed: int = 0
+    json_schema: str | dict | None = None
+    response_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.json_schema is not None:  # canonical text: hashable, and one cache key per schema
+            schema = self.json_schema
+            if isinstance(schema, str):
+                try:
+                    schema = json.loads(schema)
+                except json.JSONDecodeError as err:
+                    raise LongloreError(f"json_schema is not valid JSON ({err}); pass a dict or JSON text") from err
+            object.__setattr__(self, "json_schema", json.dumps(schema, sort_keys=True))
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages this request stands for."""
@@ -122,6 +141,7 @@ class HFTextModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._lock = threading.Lock()  # one forward at a time when served over HTTP
+        self._enforcer_data: Any = None  # lm-format-enforcer's view of the vocabulary, built on first use
 
     @classmethod
     def from_spec(cls, spec: str, batch_size: int = 8, device: str = "cpu") -> HFTextModel:
@@ -138,14 +158,25 @@ class HFTextModel:
 
     def _render(self, request: GenerationRequest) -> str:
         if request.chat:
-            return self.format_chat(request.messages())
+            return self.format_chat(request.messages()) + request.response_prefix
         if not isinstance(request.prompt, str):
             raise LongloreError("a request with chat messages needs chat=True")
-        return (request.system + "\n\n" if request.system else "") + request.prompt
+        return (request.system + "\n\n" if request.system else "") + request.prompt + request.response_prefix
+
+    def _schema_processor(self, requests: Sequence[GenerationRequest], n: int, prompt_len: int) -> Any:
+        """A logits processor holding each row to its request's JSON schema (None if no request has one)."""
+        if not any(r.json_schema for r in requests):
+            return None
+        if self._enforcer_data is None:
+            self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
+        rows = [_schema_enforcer(self._enforcer_data, r) for r in requests for _ in range(n)]
+        return _JsonSchemaLogitsProcessor(rows, self.tokenizer.eos_token_id, prompt_len)
 
     @torch.no_grad()
-    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[str]]:
-        from transformers import StoppingCriteriaList
+    def _generate_batch(
+        self, texts: list[str], request: GenerationRequest, rows: Sequence[GenerationRequest] = ()
+    ) -> list[list[str]]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
         enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
@@ -164,6 +195,9 @@ class HFTextModel:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
             )
+        schema = self._schema_processor(rows or [request] * len(texts), request.n, prompt_len)
+        if schema is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([schema])
         with self._lock:
             out = self.model.generate(**enc, **kwargs)
         decoded = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
@@ -180,7 +214,10 @@ class HFTextModel:
             order = sorted(indices, key=lambda i: -len(texts[i]))  # similar lengths share a batch
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, completions in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
+                batch = self._generate_batch(
+                    [texts[i] for i in chunk], requests[chunk[0]], [requests[i] for i in chunk]
+                )
+                for i, completions in zip(chunk, batch):
                     results[i] = completions
         return results  # type: ignore[return-value]
 
@@ -246,6 +283,89 @@ class HFTextModel:
             "top_logprobs": top_logprobs,
             "text_offset": offsets,
         }
+
+
+# --- structured (JSON-schema) generation for local models ----------------------------------------
+
+
+def _enforcer_tokenizer_data(tokenizer: Any) -> Any:
+    """lm-format-enforcer's per-tokenizer data (its transformers adapter does this too; it does not
+    import under transformers 5, so the few lines are here): each regular token's text as it reads
+    after another token, i.e. with its leading space."""
+    try:
+        from lmformatenforcer import TokenEnforcerTokenizerData
+    except ImportError as err:  # pragma: no cover - a declared dependency
+        raise LongloreError("structured generation needs lm-format-enforcer: pip install lm-format-enforcer") from err
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    special = set(tokenizer.all_special_ids)
+    regular = []
+    for token in range(len(tokenizer)):
+        if token in special:
+            continue
+        after_zero = tokenizer.decode([zero, token])[1:]
+        if "\ufffd" in after_zero or any(c < " " and c not in "\t\n\r" for c in after_zero):
+            continue  # a byte piece of a multi-byte character, or a control character: never valid JSON text alone
+        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+    return TokenEnforcerTokenizerData(
+        regular, lambda ids: tokenizer.decode(ids).rstrip("\ufffd"), tokenizer.eos_token_id, False, len(tokenizer)
+    )
+
+
+def _schema_enforcer(data: Any, request: GenerationRequest) -> Any:
+    """A token enforcer for one row, its parser already past the request's ``response_prefix``
+    (None: the row is free)."""
+    if not request.json_schema:
+        return None
+    from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
+
+    # Compact JSON (one whitespace at a time) in the key order of `required`, and no raw control
+    # characters inside strings (JSON forbids them): a small model can neither spend its token
+    # budget on blank lines nor skip a key nor write an unparseable string.
+    # The alphabet is every character of every usable token (lm-format-enforcer's default, the
+    # one-character tokens, lets a multi-character token such as a CJK word into a string and then
+    # refuses its characters one by one, which ends the reply mid-string).
+    if not hasattr(data, "string_alphabet"):
+        data.string_alphabet = "".join(sorted({c for _, text, _ in data.regular_tokens for c in text if c >= " "}))
+    config = CharacterLevelParserConfig(
+        alphabet=data.string_alphabet,
+        max_consecutive_whitespaces=1,
+        force_json_field_order=True,
+    )
+    parser = JsonSchemaParser(json.loads(request.json_schema), config=config)
+    for position, char in enumerate(request.response_prefix):
+        if char not in parser.get_allowed_characters():
+            raise LongloreError(
+                f"response_prefix breaks the JSON schema at character {position} ({char!r}): "
+                f"{request.response_prefix[:80]!r}"
+            )
+        parser = parser.add_character(char)
+    enforcer = TokenEnforcer(data, parser)
+    parser.config = config  # TokenEnforcer installs a default config; keep ours
+    return enforcer
+
+
+class _JsonSchemaLogitsProcessor:
+    """transformers logits processor: each row may only pick the tokens its enforcer allows.
+
+    Once a row's JSON document is complete (end-of-sequence becomes allowed) it must end at once,
+    so a small model cannot pad the reply with whitespace up to ``max_new_tokens``. Rows that have
+    ended are left alone (generate pads them)."""
+
+    def __init__(self, enforcers: list[Any], eos_token_id: int, prompt_len: int) -> None:
+        self.enforcers, self.eos, self.prompt_len = enforcers, eos_token_id, prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(scores, dtype=torch.bool)  # True = forbidden
+        for row, ids in enumerate(input_ids.tolist()):
+            enforcer = self.enforcers[row]
+            if enforcer is None or self.eos in ids[self.prompt_len :]:
+                continue
+            allowed = enforcer.get_allowed_tokens(ids).allowed_tokens
+            if self.eos in allowed:
+                allowed = [self.eos]
+            mask[row] = True
+            mask[row, [t for t in allowed if t < scores.shape[1]]] = False
+        return scores.masked_fill(mask, float("-inf"))
 
 
 # --- OpenAI-compatible endpoint --------------------------------------------------------------
@@ -316,13 +436,26 @@ class OpenAITextModel:
         }
         if request.stop:
             common["stop"] = list(request.stop)
+        if request.response_prefix:
+            raise LongloreError(
+                f"endpoint {self.base_url}: a pre-filled reply (response_prefix) needs a local model; "
+                "send the request without it (e.g. RecGPT prefill=False)"
+            )
+        schema = json.loads(request.json_schema) if isinstance(request.json_schema, str) else None
         if request.chat:
+            if schema is not None:
+                common["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "reply", "schema": schema, "strict": True},
+                }
             data = self._post("/chat/completions", {**common, "messages": request.messages()})
             texts = [c["message"]["content"] or "" for c in data["choices"]]
         else:
             if not isinstance(request.prompt, str):
                 raise LongloreError("a request with chat messages needs chat=True")
             prompt = (request.system + "\n\n" if request.system else "") + request.prompt
+            if schema is not None:
+                common["guided_json"] = schema  # vLLM / SGLang guided decoding on /completions
             data = self._post("/completions", {**common, "prompt": prompt})
             texts = [c["text"] for c in data["choices"]]
         return [truncate_at_stop(t, request.stop) for t in texts]
@@ -363,6 +496,10 @@ class OpenAITextModel:
 
 # --- persistent request cache ----------------------------------------------------------------
 
+# Request fields added after caches were first written: left out of the key while at their default,
+# so that every earlier cache entry keeps its key.
+_KEY_OMIT_DEFAULTS: dict[str, Any] = {"json_schema": None, "response_prefix": ""}
+
 
 @dataclass
 class CachedTextModel:
@@ -395,8 +532,9 @@ class CachedTextModel:
         return self.inner.format_chat(prompt, system)
 
     def _key(self, kind: str, request: Any) -> str:
+        fields = {k: v for k, v in asdict(request).items() if k not in _KEY_OMIT_DEFAULTS or v != _KEY_OMIT_DEFAULTS[k]}
         payload = json.dumps(
-            {"model": self.inner.model_id, "kind": kind, "request": asdict(request)},
+            {"model": self.inner.model_id, "kind": kind, "request": fields},
             sort_keys=True,
             ensure_ascii=False,
             default=list,
