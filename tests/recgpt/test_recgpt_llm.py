@@ -206,10 +206,8 @@ def test_per_key_prefix_prefills_the_assistant_turn():
         description="t",
         prefix=prefixes,
     )
-    assert [r.prompt.endswith(prefixes[k]) and r.chat is False for k, r in zip(["u1", "u2"], model.requests)] == [
-        True,
-        True,
-    ]
+    assert [r.response_prefix for r in model.requests] == [prefixes["u1"], prefixes["u2"]]
+    assert all(r.prompt in ("p", "q") and r.system for r in model.requests)  # the pre-fill is not in the prompt
     assert out["u1"].records == [{"tag": "quirky space comedy", "interest": "sci-fi", "reason": "x"}]
     assert out["u2"].records[0]["interest"] == "comedy"
 

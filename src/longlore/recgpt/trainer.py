@@ -250,7 +250,7 @@ def train_retriever(
         item_tags.append(
             [
                 (tag_vocab.setdefault(t, len(tag_vocab)), gi.get(c, -1) if c else -1)
-                for t, c in descriptor_tags(data.items[iid])
+                for t, c in descriptor_tags(data.items[iid], data.domain_plural)
             ]
         )
     tag_text = embed_texts(embedder, list(tag_vocab))  # (T, E), frozen
