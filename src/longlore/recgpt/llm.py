@@ -583,12 +583,25 @@ def run_stage(
     return outcomes
 
 
+def _strict_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def stage_stats(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
-    """Parse rate, first-try rate, repairs, retries and failures of one stage."""
+    """Rates of one stage: ``parse_rate`` = users with valid records (after the content validators),
+    ``json_parse_rate`` = replies (every attempt) that are strict JSON as written, first-try rate,
+    repairs, retries and failures."""
     n = max(len(outcomes), 1)
     values = list(outcomes.values())
+    raws = [r for o in values for r in o.raw]
     return {
         "n": len(values),
+        "json_parse_rate": sum(map(_strict_json, raws)) / max(len(raws), 1),
+        "replies": len(raws),
         "parse_rate": sum(o.ok for o in values) / n,
         "first_try_rate": sum(o.ok and o.attempts == 1 for o in values) / n,
         "repaired": sum(o.ok and o.repaired for o in values),

@@ -229,6 +229,41 @@ def _new_model(f: Features, text_dim: int, dim: int) -> ThreeTower:
     )
 
 
+def batch_losses(
+    model: ThreeTower,
+    feats: Features,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    histories: torch.Tensor,
+    tag_texts: torch.Tensor,
+    categories: torch.Tensor,
+    has_tag: torch.Tensor,
+    negatives: torch.Tensor,
+    tau: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L_col, L_tag and L_cate of one batch of (user, next item, item tag) pairs.
+
+    users, items (B,); histories (B, L); tag_texts (B, E) frozen text embeddings of each pair's
+    descriptor tag; categories (B,) the tag's category index (-1: none); has_tag (B,) bool;
+    negatives (K,) sampled item indices. Candidates are the B positives then the K negatives; a
+    candidate equal to a row's own positive elsewhere in the list (an accidental hit) is masked
+    out of that row's softmax. L_cate counts every candidate of the tag's category as positive.
+    """
+    cand_ids = torch.cat([items, negatives])  # (C,) = B + K
+    cand = model.item(cand_ids)  # (C, D)
+    positive = torch.arange(len(items))
+    hit = cand_ids[None, :] == items[:, None]  # (B, C) accidental hits
+    hit[positive, positive] = False
+    h_u = model.user(users, feats.user_feats[users], histories)
+    l_col = sampled_softmax(h_u, cand, positive, tau, hit)
+    h_t = model.tag(tag_texts[has_tag])
+    l_tag = sampled_softmax(h_t, cand, positive[has_tag], tau, hit[has_tag])
+    cat_ok = categories[has_tag] >= 0
+    same_cat = feats.item_genres[cand_ids][:, categories[has_tag].clamp(min=0)].T > 0  # (B', C)
+    l_cate = multi_positive_softmax(h_t[cat_ok], cand, same_cat[cat_ok], tau)
+    return l_col, l_tag, l_cate
+
+
 def train_retriever(
     data: Dataset, split: Split, config: RecGPTConfig, embedder: Any = None, log_every: int = 0
 ) -> tuple[Retriever, dict]:
@@ -280,18 +315,9 @@ def train_retriever(
             tags = torch.tensor([max(t, 0) for t, _ in choices])
             cats = torch.tensor([c for _, c in choices])
             negatives = torch.randint(0, len(feats.item_ids), (config.n_negatives,))
-            cand_ids = torch.cat([v, negatives])  # (C,) = B + K
-            cand = model.item(cand_ids)  # (C, D)
-            positive = torch.arange(len(b))
-            hit = cand_ids[None, :] == v[:, None]  # (B, C) accidental hits
-            hit[positive, positive] = False
-            h_u = model.user(users_t[b], feats.user_feats[users_t[b]], hists_t[b])
-            l_col = sampled_softmax(h_u, cand, positive, config.temperature, hit)
-            h_t = model.tag(tag_text[tags[has_tag]])
-            l_tag = sampled_softmax(h_t, cand, positive[has_tag], config.temperature, hit[has_tag])
-            cat_ok = cats[has_tag] >= 0
-            same_cat = feats.item_genres[cand_ids][:, cats[has_tag].clamp(min=0)].T > 0  # (B', C)
-            l_cate = multi_positive_softmax(h_t[cat_ok], cand, same_cat[cat_ok], config.temperature)
+            l_col, l_tag, l_cate = batch_losses(
+                model, feats, users_t[b], v, hists_t[b], tag_text[tags], cats, has_tag, negatives, config.temperature
+            )
             loss = recgpt_loss(l_col, l_tag, l_cate, config.alpha, config.semantic_weight)
             opt.zero_grad()
             loss.backward()
