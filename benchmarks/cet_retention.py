@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--n-probe", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
-    # lr 1e-3: the regime where vanilla fine-tuning forgets (pilots in docs/notes/issue-9.md)
+    # lr 1e-3: the regime where vanilla fine-tuning forgets (pilots in CHANGELOG.md, issue #9)
     parser.add_argument("--lr", type=float, default=1e-3, help="encoder learning rate")
     parser.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the new head")
     parser.add_argument("--max-len", type=int, default=64)

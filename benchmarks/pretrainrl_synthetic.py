@@ -88,7 +88,7 @@ def prepare_seed(seed: int, args, world_cfg: WorldConfig) -> dict:
     world = SyntheticWorld.generate(replace(world_cfg, seed=seed))
     base_dir = args.work / f"seed{seed}" / "base"
     if not (base_dir / "config.json").exists():
-        model, tok = load_model(f"small-llama@{seed}")
+        model, tok = load_model(f"small-llama:seed={seed}")
         pre = PretrainRLConfig(
             fact_objective="none", steps=args.pretrain_steps, lr=3e-3, warmup=30, batch_size=15, fact_batch_size=1
         )

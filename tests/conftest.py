@@ -40,3 +40,10 @@ def smollm2():
     from longlore.core.backends import HFTextModel
 
     return HFTextModel.from_spec("smollm2-135m", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def test_device() -> str:
+    """Where the device/dtype tests (named ``*bf16*``) run: ``$LONGLORE_TEST_DEVICE`` (``cuda`` under
+    scripts/gpu-check.sh), else the CPU."""
+    return os.environ.get("LONGLORE_TEST_DEVICE", "cpu")

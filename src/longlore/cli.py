@@ -1,21 +1,22 @@
 """The ``longlore`` command line: a thin layer over the Python API.
 
 Core commands live here (``assets``, ``generate``, ``serve``, ``quickstart``); every system adds
-its own group from ``longlore.<system>.cli:app``. User errors (:class:`LongloreError`) print one
+its own group from ``longlore.<system>.cli:app``, imported only when one of its commands runs (so
+``longlore --help`` answers without loading torch). User errors (:class:`LongloreError`) print one
 red line and exit 2 — never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
-from rich.table import Table
+from typer.core import TyperGroup
 
+from longlore.core.config_cli import device_option, dtype_option, help_text
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
 
@@ -31,7 +32,45 @@ SYSTEMS = {
     "cet": "CET: causal effect tuning for multiple-choice QA",
 }
 
+
+def available_systems() -> list[str]:
+    """Systems whose package (with a ``cli`` module) is present in this install; found on disk,
+    without importing them."""
+    root = Path(__file__).resolve().parent
+    return [name for name in SYSTEMS if (root / name / "cli.py").is_file()]
+
+
+class _SystemStub(TyperGroup):
+    """What ``longlore --help`` lists for a system: its name and one line, nothing imported."""
+
+
+class LazySystemsGroup(TyperGroup):
+    """The root group: each system's ``longlore.<system>.cli:app`` is imported only when that
+    system's command runs (or its own ``--help`` is asked for), so ``longlore --help`` stays fast."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name in available_systems():
+            self.commands.setdefault(name, _SystemStub(name=name, help=SYSTEMS[name]))
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[Any, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _SystemStub):
+            command = self.load_system(name)
+        return name, command, rest
+
+    def load_system(self, name: str) -> Any:
+        """Import ``longlore.<name>.cli`` and put its group in place of the stub."""
+        group = typer.main.get_command(importlib.import_module(f"longlore.{name}.cli").app)
+        group.name, group.help = name, SYSTEMS[name]
+        # built as a stand-alone app it has shell-completion options; mounted here it must not
+        group.params = [p for p in group.params if p.name not in ("install_completion", "show_completion")]
+        self.commands[name] = group
+        return group
+
+
 app = typer.Typer(
+    cls=LazySystemsGroup,
     help="longlore: ten recent LLM research systems on PyTorch + transformers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -43,23 +82,11 @@ assets_app = typer.Typer(
 app.add_typer(assets_app, name="assets")
 
 
-def available_systems() -> list[str]:
-    """Systems whose package (with a ``cli`` module) is present in this install."""
-    return [
-        name
-        for name in SYSTEMS
-        if importlib.util.find_spec(f"longlore.{name}") is not None
-        and importlib.util.find_spec(f"longlore.{name}.cli") is not None
-    ]
-
-
-for _name in available_systems():
-    app.add_typer(importlib.import_module(f"longlore.{_name}.cli").app, name=_name, help=SYSTEMS[_name])
-
-
 @assets_app.command("list")
 def assets_list() -> None:
     """Each real asset: where it comes from, its size and whether it is ready."""
+    from rich.table import Table
+
     from longlore.core import assets
 
     table = Table(title="longlore assets")
@@ -93,6 +120,8 @@ def assets_prepare(force: bool = typer.Option(False, help="Convert again even if
 @assets_app.command("verify")
 def assets_verify() -> None:
     """Load every asset offline and check it works (exit 1 if any fails)."""
+    from rich.table import Table
+
     from longlore.core.verify import verify_all
 
     results = verify_all()
@@ -108,16 +137,32 @@ def assets_verify() -> None:
 
 @app.command()
 def generate(
-    model: str = typer.Option(..., help="Model spec (smollm2-135m, tiny-llama, a folder) or openai:MODEL@URL."),
+    model: str = typer.Option(
+        ...,
+        help="Model spec (smollm2-135m, tiny-llama, a folder) or an endpoint openai:MODEL@URL[,URL2] "
+        "(several URLs: requests spread over them, a dead one's requests retried on the others).",
+    ),
     prompt: Optional[str] = typer.Option(None, help="One prompt (else --input)."),
-    input: Optional[Path] = typer.Option(None, help="JSONL of {prompt, [system], [id]} records."),
-    output: Optional[Path] = typer.Option(None, help="Write {id, prompt, completion} JSONL here."),
-    max_new_tokens: int = typer.Option(64),
-    temperature: float = typer.Option(0.0),
+    input: Optional[Path] = typer.Option(
+        None,
+        help=help_text(
+            "JSONL of {prompt, [id], [system], [max_new_tokens], [temperature], [stop], [n], [seed], [chat]} "
+            "records; a generation field on a record overrides the option for that record, "
+            "any other field is an error."
+        ),
+    ),
+    output: Optional[Path] = typer.Option(
+        None, help=help_text("Write {id, prompt, completion, [completions]} JSONL here (else print).")
+    ),
+    max_new_tokens: int = typer.Option(64, help="Token limit per completion."),
+    temperature: float = typer.Option(0.0, help="Sampling temperature (0: greedy)."),
     chat: bool = typer.Option(True, help="Wrap prompts in the model's chat template."),
-    batch_size: int = typer.Option(8),
+    batch_size: int = typer.Option(8, help="Prompts per forward pass (local models)."),
+    concurrency: int = typer.Option(4, help="Requests in flight per endpoint (openai: models)."),
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache (resume an interrupted run)."),
     overwrite: bool = typer.Option(False, help="Replace an existing --output."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Generate completions with any backend (a quick check of a model or an endpoint)."""
     from longlore.core.backends import GenerationRequest, load_text_model
@@ -129,13 +174,16 @@ def generate(
     records = [PromptRecord(id="0", prompt=prompt)] if prompt is not None else read_jsonl(input, PromptRecord)
     if output is not None and output.exists() and not overwrite:
         raise LongloreError(f"{output}: already exists; pass --overwrite to replace it")
-    text_model = load_text_model(model, batch_size=batch_size, cache=cache)
-    requests = [
-        GenerationRequest(r.prompt, system=r.system, chat=chat, max_new_tokens=max_new_tokens, temperature=temperature)
-        for r in records
-    ]
+    text_model = load_text_model(
+        model, batch_size=batch_size, cache=cache, device=device, dtype=dtype, concurrency=concurrency
+    )
+    defaults = {"chat": chat, "max_new_tokens": max_new_tokens, "temperature": temperature}
+    requests = [GenerationRequest(r.prompt, system=r.system, **{**defaults, **r.overrides()}) for r in records]
     completions = text_model.generate(requests)
-    rows = [{"id": r.id, "prompt": r.prompt, "completion": c[0]} for r, c in zip(records, completions)]
+    rows = [
+        {"id": r.id, "prompt": r.prompt, "completion": c[0], **({"completions": c} if len(c) > 1 else {})}
+        for r, c in zip(records, completions)
+    ]
     if output is not None:
         write_jsonl(output, rows, overwrite=overwrite)
         console.print(f"wrote {len(rows)} completions to {output}")
@@ -147,17 +195,28 @@ def generate(
 @app.command()
 def serve(
     model: str = typer.Option("smollm2-135m", help="Model spec to serve."),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, help="Port (0: a free one; the URL is printed)."),
+    batch_size: int = typer.Option(8, help="Prompts per forward pass."),
     api_key: Optional[str] = typer.Option(None, help="Require this bearer key."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Serve a local model over a minimal OpenAI-compatible API (chat, completions, echo logprobs)."""
     from longlore.core.backends import HFTextModel
     from longlore.core.serve import serve_openai
 
-    text_model = HFTextModel.from_spec(model)
-    console.print(f"serving {model} at http://{host}:{port}/v1 (Ctrl-C to stop)")
-    serve_openai(text_model, host=host, port=port, api_key=api_key, background=False)
+    text_model = HFTextModel.from_spec(model, batch_size=batch_size, device=device, dtype=dtype)
+    serve_openai(
+        text_model,
+        host=host,
+        port=port,
+        api_key=api_key,
+        background=False,
+        on_ready=lambda url: console.print(
+            f"serving {model} at {url} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+        ),
+    )
 
 
 @app.command()

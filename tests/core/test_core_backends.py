@@ -110,8 +110,8 @@ def test_cache_answers_second_run_and_resumes(tiny, tmp_path) -> None:
     assert counting.seen == len(PROMPTS) - 4 and again.hits == len(PROMPTS) and again.misses == 0
     lls = [LoglikelihoodRequest("a", " b"), LoglikelihoodRequest("a", " b")]
     assert again.loglikelihood(lls) == again.loglikelihood(lls) == tiny.loglikelihood(lls)
-    other = CachedTextModel(CountingModel(HFTextModel.from_spec("tiny-llama@1")), tmp_path / "c.sqlite")
-    other.inner.model_id = "tiny-llama@1"
+    other = CachedTextModel(CountingModel(HFTextModel.from_spec("tiny-llama:seed=1")), tmp_path / "c.sqlite")
+    other.inner.model_id = "tiny-llama:seed=1"
     other.generate(requests[:2])
     assert other.misses == 2  # the model id is part of the key
 
@@ -170,3 +170,30 @@ def test_endpoint_spec_parsing(monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL")
     with pytest.raises(LongloreError, match="expected openai:MODEL@http"):
         load_text_model("openai:gpt")
+
+
+def test_server_reports_finish_reason_and_usage(tiny) -> None:
+    server, url = serve_openai(tiny)
+    try:
+        prompt = "Once upon a time"
+        n_prompt = len(tiny.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        body = {"model": "m", "prompt": prompt, "max_tokens": 3, "temperature": 0}
+        out = httpx.post(f"{url}/completions", json=body).json()
+        assert out["choices"][0]["finish_reason"] == "length"  # the token limit stopped it
+        assert out["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 3, "total_tokens": n_prompt + 3}
+        # a stop string met before the limit: "stop", fewer tokens, text cut before the stop string
+        long = tiny.generate_detailed([GenerationRequest(prompt, chat=False, max_new_tokens=8)])[0][0]
+        ids = tiny.tokenizer(long.text, add_special_tokens=False)["input_ids"]
+        stop = tiny.tokenizer.decode(ids[1:2])
+        out = httpx.post(f"{url}/completions", json={**body, "max_tokens": 8, "stop": [stop]}).json()
+        choice = out["choices"][0]
+        assert choice["finish_reason"] == "stop" and stop not in choice["text"]
+        assert 1 <= out["usage"]["completion_tokens"] < 8
+        chat = httpx.post(
+            f"{url}/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "n": 2, "temperature": 1.0},
+        ).json()
+        assert [c["finish_reason"] for c in chat["choices"]] == ["length", "length"]
+        assert chat["usage"]["completion_tokens"] == 4
+    finally:
+        server.shutdown()

@@ -85,3 +85,39 @@ def test_every_command_has_help() -> None:
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_generate_honours_or_rejects_per_record_fields(tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hello", "max_new_tokens": 1, "n": 2, "temperature": 1.0}\n')
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        app, ["generate", "--model", "tiny-llama", "--input", str(prompts), "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    row = json.loads(out.read_text())
+    assert len(row["completions"]) == 2 and row["completion"] == row["completions"][0]
+    from longlore.core.models import load_causal_lm
+
+    _, tok = load_causal_lm("tiny-llama")
+    assert all(len(tok(c, add_special_tokens=False)["input_ids"]) <= 2 for c in row["completions"])  # 1 token each
+    prompts.write_text('{"prompt": "hello"}\n{"prompt": "hi", "max_tokens": 5}\n')
+    with pytest.raises(Exception, match=r"p\.jsonl:2: field 'max_tokens': Extra inputs are not permitted"):
+        CliRunner().invoke(app, ["generate", "--model", "tiny-llama", "--input", str(prompts)], catch_exceptions=False)
+
+
+def test_top_level_help_imports_no_system_and_no_torch() -> None:
+    code = (
+        "import sys; from typer.testing import CliRunner; from longlore.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'comet' in r.output; "
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.split('.')[:2] in "
+        "[['longlore', s] for s in ('ram', 'comet', 'pretrainrl', 'bench', 'recgpt', 'lstner', 'cet', 'probe')]); "
+        "print(loaded)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    sub = CliRunner().invoke(app, ["comet", "--help"])  # a system group still loads on demand
+    assert sub.exit_code == 0 and "train" in sub.output and "--install-completion" not in sub.output

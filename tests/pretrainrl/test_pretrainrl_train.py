@@ -22,7 +22,7 @@ TOWNS = ["Tarsk", "Velmor", "Ostra", "Calder", "Brin", "Dunmar"]
 
 @pytest.fixture(scope="module")
 def tiny():
-    model, tok = load_model("tiny-llama@1")
+    model, tok = load_model("tiny-llama:seed=1")
     blocks = make_blocks(tok, [filler_text(3000, seed=s) for s in range(3)], 32)
     return model, tok, blocks
 

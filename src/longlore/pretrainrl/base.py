@@ -1,9 +1,9 @@
 """Models for the synthetic experiment: a small Llama to pretrain from scratch, and checkpoint I/O.
 
-``small-llama`` is core's ``tiny-llama`` tokenizer (1,024-token byte-level BPE) with a somewhat
-larger decoder (d 128, 4 layers, ~0.9M parameters) so that it can memorise the frequent facts of a
-synthetic world within minutes of CPU pretraining. Any other spec goes through
-:func:`longlore.core.models.load_causal_lm`.
+``small-llama`` (seeded as ``small-llama:seed=N``) is core's tiny 1,024-token byte-level BPE
+tokenizer with a somewhat larger decoder (d 128, 4 layers, ~0.9M parameters) so that it can
+memorise the frequent facts of a synthetic world within minutes of CPU pretraining. Its builder
+lives in the shared registry (:mod:`longlore.core.models`), like every other spec.
 """
 
 from __future__ import annotations
@@ -16,37 +16,16 @@ import torch
 
 from longlore.core.errors import LongloreError
 from longlore.core.models import load_causal_lm
+from longlore.core.tiny import SMALL_LLAMA
 
-SMALL_LLAMA = dict(
-    hidden_size=128,
-    intermediate_size=384,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    max_position_embeddings=512,
-    tie_word_embeddings=True,
-)
+__all__ = ["SMALL_LLAMA", "load_model", "save_model"]
 
 
-def load_model(spec: str, seed: int = 0) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for ``small-llama[@SEED]`` (fresh, seeded) or any core model spec."""
-    name, _, spec_seed = spec.partition("@")
-    if name != "small-llama":
-        return load_causal_lm(spec, seed=seed)
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    _, tokenizer = load_causal_lm("tiny-llama")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **SMALL_LLAMA,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(int(spec_seed) if spec_seed.isdigit() else seed)
-        model = AutoModelForCausalLM.from_config(config)
-    return model.eval(), tokenizer
+def load_model(
+    spec: str, seed: int = 0, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32"
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for ``small-llama[:seed=N]`` (fresh, seeded) or any core model spec."""
+    return load_causal_lm(spec, seed=seed, device=device, dtype=dtype)
 
 
 def save_model(model: Any, tokenizer: Any, folder: str | Path, overwrite: bool = False) -> Path:

@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 _FACTS_HELP = "facts: a .jsonl/.tsv file, 'movielens', or kg-nations / kg-kinships / kg-umls"
-_MODEL_HELP = "model: small-llama[@SEED] (fresh), tiny-llama, smollm2-135m or a checkpoint folder"
+_MODEL_HELP = "model: small-llama[:seed=N] (fresh), tiny-llama, smollm2-135m or a checkpoint folder"
 
 
 def read_docs(path: Path) -> list[str]:

@@ -35,7 +35,7 @@ def run(out_dir: Path) -> str:
     start = time.time()
     torch.manual_seed(0)
     world = SyntheticWorld.generate(WorldConfig(n_entities=60, max_count=60, heldout_docs=60))
-    model, tok = load_model("small-llama@0")
+    model, tok = load_model("small-llama:seed=0")
     blocks, heldout = make_blocks(tok, world.corpus, 64), make_blocks(tok, world.heldout, 64)
     console.print("[bold]pretrainrl quickstart[/]: pretraining a small Llama on the synthetic world")
     train(
