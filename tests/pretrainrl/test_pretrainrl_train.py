@@ -225,3 +225,35 @@ def test_accelerate_path_trains_like_the_plain_loop(tiny):
     b = train(accel, tok, cfg, blocks=blocks, facts=facts, progress=False, accelerator=Accelerator(cpu=True))
     assert a.history == b.history  # one process: the same batches, losses and updates
     assert all(torch.allclose(p, q) for p, q in zip(plain.parameters(), accel.parameters()))
+
+
+def test_bf16_forward_and_training_step(test_device):
+    """PretrainRL adds no module: the backbone in bf16 on the test device trains under every fact term."""
+    import math
+
+    model, tok = load_model("tiny-llama:seed=1", device=test_device, dtype="bfloat16")
+    blocks = make_blocks(tok, [filler_text(2000, seed=0)], 32)
+    fact = Fact(id="f", subject="Abel Karo", relation="birthplace", object="Tarsk", prompt="Abel Karo was born in")
+    fact = fact.model_copy(update={"candidates": TOWNS})
+    logits = model(input_ids=blocks[:2].to(test_device)).logits
+    assert logits.dtype == torch.bfloat16 and logits.device.type == torch.device(test_device).type
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = PretrainRLConfig(
+        steps=2,
+        batch_size=2,
+        block_size=32,
+        fact_batch_size=1,
+        warmup=0,
+        schedule="interleaved",
+        mine_method="candidates",
+        num_negatives=2,
+        lr=1e-2,
+    )
+    result = train(model, tok, cfg, blocks=blocks, facts=[fact], progress=False)
+    assert {"ntp", "dpo", "learn"} <= set(result.history[0])
+    assert all(math.isfinite(v) for row in result.history for k, v in row.items() if k not in ("step", "phase"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert all(p.device.type == torch.device(test_device).type for p in model.parameters())
+    assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) == len(before)
+    state = evaluate_facts(model, tok, [fact])[0]
+    assert 0 < state.p_truth < 1
