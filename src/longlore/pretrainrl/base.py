@@ -17,7 +17,7 @@ from longlore.core.models import load_causal_lm
 from longlore.core.saving import write_folder_atomically
 from longlore.core.tiny import SMALL_LLAMA
 
-__all__ = ["SMALL_LLAMA", "load_model", "save_pretrained", "save_model"]
+__all__ = ["SMALL_LLAMA", "load_model", "save_model", "save_pretrained"]
 
 
 def load_model(
