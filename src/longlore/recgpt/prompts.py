@@ -66,14 +66,14 @@ def interest_prompt(history: str, profile: str, n: int, genre_counts: str = "", 
     """Interest mining: the compressed history (+ category counts) and the keys in words. No example
     object: SmolLM2-135M copies any example verbatim; the format is shown by :func:`interest_seed`."""
     plural = f"{domain}s" if not domain.endswith("s") else domain
-    counts = f"Categories in the history (count): {genre_counts}\n" if genre_counts else ""
+    counts = f"Categories (count): {genre_counts}\n" if genre_counts else ""
     return (
         f"A user's {domain} history, newest first, as Time(Behaviour)|{plural.capitalize()}:\n{history}\n{counts}"
-        f"User profile: {profile}\n\n"
-        f"List {n} more interests of this user as a JSON array. Each element has three keys: "
-        f'"interest" (a theme of these {plural}: a category, mood or subject, 1 to 4 words, not a title or a date), '
-        '"stage" ("long-term" if steady over time, "short-term" if recent) and '
-        f'"reason" (two {plural} of the history that show it).'
+        f"Profile: {profile}\n\n"
+        f"List {n} more interests of this user as a JSON array of objects with the keys "
+        f'"interest" (a theme of these {plural}: category, mood or subject, 1-4 words, no title or date), '
+        '"stage" ("long-term" or "short-term") and '
+        f'"reason" (one or two {plural} of the history that show it).'
     )
 
 
