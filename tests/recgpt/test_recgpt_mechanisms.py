@@ -194,3 +194,17 @@ def test_prompts_and_tags_speak_of_the_datasets_domain(tmp_path):
 
     with pytest.raises(LongloreError, match="dataset.json: field 'domain' must be a non-empty string"):
         load_dataset(folder)
+
+
+def test_retriever_training_resumes_to_the_unbroken_result(toy_data, hash_embedder, tmp_path):
+    from longlore.recgpt.trainer import train_retriever
+
+    split = leave_last_out(toy_data)
+    config = RecGPTConfig(epochs=2, batch_size=64, n_negatives=8, dim=8)
+    unbroken, whole = train_retriever(toy_data, split, config, embedder=hash_embedder)
+    _, first = train_retriever(toy_data, split, config, embedder=hash_embedder, out_dir=tmp_path, stop_after=3)
+    assert not first["finished"] and first["steps"] == 3 and whole["steps"] > 4  # stopped inside epoch 1
+    resumed, second = train_retriever(toy_data, split, config, embedder=hash_embedder, out_dir=tmp_path)
+    assert second["finished"] and second["history"] == whole["history"]
+    for (name, a), b in zip(unbroken.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
