@@ -130,8 +130,15 @@ def train_cmd(
     torch.manual_seed(cfg.seed)
     lm, tok = load_causal_lm(model, seed=cfg.seed, device=device, dtype=dtype)
     blocks = make_blocks(tok, read_docs(corpus), cfg.block_size)
+    # OUT holds the loop's checkpoint and the mined negatives: rerunning the command resumes
     result = train(
-        lm, tok, cfg, blocks=blocks, facts=fact_set, negatives=load_negatives(negatives) if negatives else None
+        lm,
+        tok,
+        cfg,
+        blocks=blocks,
+        facts=fact_set,
+        negatives=load_negatives(negatives) if negatives else None,
+        out_dir=out,
     )
     save_pretrained(lm, tok, out / "final", overwrite=True)
     write_json(
@@ -141,6 +148,7 @@ def train_cmd(
             "model": model,
             "config": cfg.to_dict(),
             "seconds": round(result.seconds, 1),
+            "cpu_seconds": round(result.cpu_seconds, 1),
             "mined_rounds": result.mined_rounds,
             "history": result.history,
         },
