@@ -7,7 +7,8 @@ continued from that one base for the same number of steps. Each trained model is
 
 * ``cloze_train_neg`` — the original protocol: the trained cloze prompt, the negatives mined from
   the base (the debias arms trained against these);
-* ``cloze_post_neg`` — the cloze prompt, negatives mined from the *trained* model;
+* ``cloze_post_neg`` (with ``--cloze-post-neg``) — the cloze prompt, negatives mined from the
+  *trained* model;
 * ``paraphrase_post_neg`` — held-out paraphrases (prompt forms no fact objective trains on),
   negatives mined from the trained model on those prompts;
 
@@ -45,7 +46,8 @@ from longlore.pretrainrl.world import SyntheticWorld
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = ("head", "torso", "tail", "entrenched", "all")
-PROTOCOLS = ("cloze_train_neg", "cloze_post_neg", "paraphrase_post_neg")
+PROTOCOLS = ["cloze_train_neg", "paraphrase_post_neg"]
+CLOZE_POST = False  # --cloze-post-neg adds the third protocol
 COMPARISONS = {
     "pretrainrl_vs_no_debias": ("pretrainrl", "pretrainrl-no-debias"),
     "interleaved_vs_no_debias": ("pretrainrl-interleaved", "pretrainrl-no-debias"),
@@ -59,16 +61,18 @@ def evaluate(model, tok, world, base_negatives, heldout, cfg: PretrainRLConfig, 
     """The three protocols, the question form and perplexity for one model."""
     facts = world.facts
     para = paraphrase_facts(facts)
-    post_cloze = mine_negatives(model, tok, facts, cfg, seed=seed, progress=False)
     post_para = mine_negatives(model, tok, para, cfg, seed=seed, progress=False)
     question = summarize(evaluate_facts(model, tok, facts, prompt_field="question"))
-    return {
+    out = {
         "cloze_train_neg": summarize(evaluate_facts(model, tok, facts, base_negatives)),
-        "cloze_post_neg": summarize(evaluate_facts(model, tok, facts, post_cloze)),
         "paraphrase_post_neg": summarize(evaluate_facts(model, tok, para, post_para)),
         "question": {b: {"hit1": question[b]["hit1"]} for b in question},
         "perplexity": perplexity(model, heldout),
     }
+    if CLOZE_POST:  # the cloze prompt against negatives mined after training (costs one more mining pass)
+        post_cloze = mine_negatives(model, tok, facts, cfg, seed=seed, progress=False)
+        out["cloze_post_neg"] = summarize(evaluate_facts(model, tok, facts, post_cloze))
+    return out
 
 
 def t_interval(values: list[float]) -> dict:
@@ -200,6 +204,7 @@ def aggregate(runs: dict[str, dict[int, dict]], bases: dict[int, dict], seeds: l
                     ("cloze_post_neg", "cloze_post_neg"),
                     ("cloze_train_neg", "cloze_train_neg"),
                 )
+                if protocol in PROTOCOLS
             }
             out[name]["tail_max_p_false_paraphrase"] = t_interval(
                 [
@@ -226,11 +231,16 @@ def main() -> None:
     ap.add_argument("--mine-every", type=int, default=10, help="re-mine negatives every N debias steps")
     ap.add_argument("--n-entrenched", type=int, default=40)
     ap.add_argument("--entrenched-false", type=int, default=8)
+    ap.add_argument("--cloze-post-neg", action="store_true", help="also score the cloze with post-training negatives")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic" / "results.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global CLOZE_POST
+    CLOZE_POST = args.cloze_post_neg
+    if CLOZE_POST:
+        PROTOCOLS.append("cloze_post_neg")
     world_cfg = WorldConfig(n_entrenched=args.n_entrenched, entrenched_false=args.entrenched_false)
     runs: dict[str, dict[int, dict]] = {m: {} for m in args.methods}
     bases = {}
@@ -268,10 +278,16 @@ def main() -> None:
             },
             "cpu_seconds_total": cpu,
             "protocols": {
-                "cloze_train_neg": "trained cloze prompt, negatives mined from the base (the original protocol)",
-                "cloze_post_neg": "trained cloze prompt, negatives mined from the trained model",
-                "paraphrase_post_neg": "held-out paraphrases (never trained on), negatives mined after training",
+                k: v
+                for k, v in {
+                    "cloze_train_neg": "trained cloze prompt, negatives mined from the base (the original protocol)",
+                    "cloze_post_neg": "trained cloze prompt, negatives mined from the trained model",
+                    "paraphrase_post_neg": "held-out paraphrases (never trained on), negatives mined after training",
+                }.items()
+                if k in PROTOCOLS
             },
+            "previous_results": "benchmarks/results/pretrainrl_synthetic_v1.json (the world without entrenched "
+            "facts, 3 seeds of one base, cloze prompt and base negatives only)",
             "paired_gain": gain_entrenched,
             "paired_gain_note": "entrenched regime: facts whose popular falsehood the corpus states 8x, the truth 1x; "
             "difference of Hit@1 (first arm minus second), mean over seeds with a 95% t interval",
