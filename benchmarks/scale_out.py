@@ -3,6 +3,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_out.py                      # -> runs/scale_out/scale_out.json
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_out.py --out benchmarks/results/scale_out.json
 
+Each setting is measured ``--repeats`` times in ABBA order (1, 2, 2, 1) so that a drift in the
+machine's load does not favour either side; the speedups are ratios of the mean throughputs.
+
 1. RAM training throughput (samples/s): the shared training loop (``longlore.core.training``)
    drives RAM's own loss (``RAMModel.forward``) under ``torchrun --standalone --nproc_per_node W``
    for W = 1 and 2 (gloo, one thread per rank), same model, data and global batch; the first
@@ -95,27 +98,40 @@ def measure_ram(args: argparse.Namespace, work: Path) -> dict:
         _, tokenizer = load_causal_lm(args.ram_model)
         rows = make_dataset(tokenizer, 32, args.doc_tokens // 2, args.doc_tokens, seed=0)
         write_jsonl(data, rows, overwrite=True)
-    runs = {}
-    for world in (1, 2):
-        out = work / f"ram_{world}rank.json"
+    passes = []
+    for world in abba(args.repeats):
+        out = work / f"ram_{world}rank_{len(passes)}.json"
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
             __file__, "--worker", "--data", str(data), "--worker-out", str(out), "--ram-model", args.ram_model,
             "--encoder-layers", str(args.encoder_layers), "--batch", str(args.batch), "--steps", str(args.steps),
             "--warmup", str(args.warmup),
         ]  # fmt: skip
-        print(f"RAM training on {world} rank(s) ...", flush=True)
+        print(f"RAM training on {world} rank(s), pass {len(passes) + 1} ...", flush=True)
         subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        runs[world] = read_json(out)
+        passes.append(read_json(out))
+    one = [p["samples_per_s"] for p in passes if p["world_size"] == 1]
+    two = [p["samples_per_s"] for p in passes if p["world_size"] == 2]
+    losses = {p["step0_loss"] for p in passes}
     return {
         "model": f"RAM on {args.ram_model} (encoder_layers {args.encoder_layers}, segments of 50 tokens, keep 0.25)",
         "documents_tokens": [args.doc_tokens // 2, args.doc_tokens],
         "global_batch": args.batch,
-        "one_rank": runs[1],
-        "two_ranks": runs[2],
-        "speedup_2ranks": round(runs[2]["samples_per_s"] / runs[1]["samples_per_s"], 3),
-        "step0_loss_abs_diff": abs(runs[2]["step0_loss"] - runs[1]["step0_loss"]),
+        "order": "ABBA (1, 2, 2, 1 ranks per repeat pair) to cancel drift in the machine's load",
+        "passes": passes,
+        "samples_per_s_1rank": round(sum(one) / len(one), 4),
+        "samples_per_s_2ranks": round(sum(two) / len(two), 4),
+        "speedup_2ranks": round((sum(two) / len(two)) / (sum(one) / len(one)), 3),
+        "step0_loss_spread": max(losses) - min(losses),
     }
+
+
+def abba(repeats: int) -> list[int]:
+    """1, 2, 2, 1, 1, 2, 2, 1, ... (``repeats`` passes of each setting)."""
+    order = []
+    for i in range(repeats):
+        order += [1, 2] if i % 2 == 0 else [2, 1]
+    return order
 
 
 # --- bench over endpoints ----------------------------------------------------------------------
@@ -137,8 +153,8 @@ def measure_endpoints(args: argparse.Namespace, work: Path) -> dict:
             load_text_model(f"openai:{args.endpoint_model}@{url}").generate(
                 [GenerationRequest("Hello", max_new_tokens=2)] * 2
             )
-        runs = {}
-        for n in (1, 2):
+        passes = []
+        for n in abba(args.repeats):
             spec = f"openai:{args.endpoint_model}@{','.join(urls[:n])}"
             config = BenchConfig(
                 tasks=["eckgbench/main"], model=spec, limit=args.bench_items, data=args.data_dir, max_new_tokens=8
@@ -148,29 +164,63 @@ def measure_endpoints(args: argparse.Namespace, work: Path) -> dict:
             _, samples = evaluate(config, model=model)
             seconds = time.perf_counter() - start
             items = samples["eckgbench/main"]
-            runs[n] = {
-                "endpoints": n,
-                "items": len(items),
-                "seconds": round(seconds, 2),
-                "items_per_s": round(len(items) / seconds, 4),
-                "responses": [s["response"] for s in items],
-            }
+            passes.append(
+                {
+                    "endpoints": n,
+                    "items": len(items),
+                    "seconds": round(seconds, 2),
+                    "items_per_s": round(len(items) / seconds, 4),
+                    "responses": [s["response"] for s in items],
+                }
+            )
     finally:
         for process, _ in servers:
             process.terminate()
             process.wait(timeout=60)
-    same = runs[1]["responses"] == runs[2]["responses"]
-    for run in runs.values():
-        run.pop("responses")
+    same = all(p["responses"] == passes[0]["responses"] for p in passes)
+    for p in passes:
+        p.pop("responses")
+    one = [p["items_per_s"] for p in passes if p["endpoints"] == 1]
+    two = [p["items_per_s"] for p in passes if p["endpoints"] == 2]
     return {
         "model": args.endpoint_model,
         "task": "eckgbench/main (0-shot, 8 new tokens, greedy)",
         "concurrency_per_endpoint": args.concurrency,
-        "one_endpoint": runs[1],
-        "two_endpoints": runs[2],
-        "speedup_2endpoints": round(runs[2]["items_per_s"] / runs[1]["items_per_s"], 3),
+        "order": "ABBA (1, 2, 2, 1 endpoints per repeat pair)",
+        "passes": passes,
+        "items_per_s_1endpoint": round(sum(one) / len(one), 4),
+        "items_per_s_2endpoints": round(sum(two) / len(two), 4),
+        "speedup_2endpoints": round((sum(two) / len(two)) / (sum(one) / len(one)), 3),
         "same_responses": same,
     }
+
+
+def plot(result: dict, path: Path) -> None:
+    """Throughput of every pass, 1 vs 2 ranks / endpoints, in run order (the ABBA design shows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from longlore.core.io import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    panels = [
+        (axes[0], result["ram_training"]["passes"], "world_size", "samples_per_s", "RAM training", "samples/s", "ranks"),
+        (axes[1], result["bench_endpoints"]["passes"], "endpoints", "items_per_s", "bench (ECKGBench)", "items/s", "endpoints"),
+    ]  # fmt: skip
+    for ax, passes, key, value, title, unit, what in panels:
+        colours = ["tab:blue" if p[key] == 1 else "tab:orange" for p in passes]
+        ax.bar(range(len(passes)), [p[value] for p in passes], color=colours)
+        ax.set_xticks(range(len(passes)), [str(p[key]) for p in passes])
+        ax.set_xlabel(f"{what} (passes in run order)")
+        speedup = result["speedup_2ranks" if key == "world_size" else "speedup_2endpoints"]
+        ax.set_title(f"{title}: {speedup:.2f}x with 2", fontsize=10)
+        ax.set_ylabel(unit)
+    load = result["machine"]["load_average_start"][0], result["machine"]["load_average_end"][0]
+    fig.suptitle(f"One thread per process; 2-core machine shared with other jobs, load {load[0]:.0f}-{load[1]:.0f}")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def main() -> None:
@@ -186,15 +236,20 @@ def main() -> None:
     parser.add_argument("--endpoint-model", default="smollm2-135m")
     parser.add_argument("--bench-items", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight per endpoint")
+    parser.add_argument("--repeats", type=int, default=2, help="passes of each setting, in ABBA order")
     parser.add_argument(
         "--data-dir", default=None, help="benchmark data (default: $LONGLORE_BENCH_DATA or beside the repo)"
     )
+    parser.add_argument("--replot", help="redraw the plot of an existing results JSON and exit")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         ram_worker(args)
+        return
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), Path(args.replot).with_suffix(".png"))
         return
 
     from longlore.core.io import write_json
@@ -222,6 +277,7 @@ def main() -> None:
         "cpu_seconds": round(_cpu_seconds(), 1),
     }
     write_json(args.out, result, overwrite=True)
+    plot(result, Path(args.out).with_suffix(".png"))
     print(json.dumps({k: result[k] for k in ("speedup_2ranks", "speedup_2endpoints", "cpu_seconds")}))
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from longlore.core.checkpoint import load_checkpoint
 from longlore.core.errors import LongloreError
+from longlore.core.testing import check_ranks_match_single, check_resume_matches_unbroken, trainable_tensors
 from longlore.core.training import EpochBatches, StepBatches, TrainingArgs, lr_factor, train_loop
 
 
@@ -33,6 +33,14 @@ def mse(model, items, ctx):
     x = torch.stack([i[0] for i in items])
     y = torch.stack([i[1] for i in items])
     return ((model(x) - y) ** 2).mean(), {"n": float(len(items))}
+
+
+def mse_share(model, items, ctx):
+    """A model-parallel style loss: this rank's share of the batch mean (shares add up over ranks)."""
+    x = torch.stack([i[0] for i in items])
+    y = torch.stack([i[1] for i in items])
+    mine = torch.tensor([i % ctx.world_size == ctx.rank for i in range(len(items))], dtype=torch.float64)
+    return (((model(x) - y) ** 2).squeeze(-1) * mine).sum() / len(items)
 
 
 def weights(model: torch.nn.Module) -> torch.Tensor:
@@ -115,41 +123,70 @@ def test_resume_reproduces_the_unbroken_run(tmp_path: Path) -> None:
         train_loop(make_model(), mse, EpochBatches(items, 4), TrainingArgs(steps=9), tmp_path / "b", progress=False)
 
 
-def _worker(rank: int, world: int, init: str, root: str) -> None:
-    import longlore.core.training as training
+def test_resume_check_helper_passes_a_good_trainer_and_fails_one_that_drops_optimizer_state(tmp_path: Path) -> None:
+    batches = EpochBatches(make_items(), batch_size=3, seed=0)
 
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    real_save = training.save_checkpoint
+    def train(model, out, stop_after):
+        train_loop(model, mse, batches, TrainingArgs(steps=5, stop_after=stop_after, **ARGS), out, progress=False)
 
-    def spying_save(path, **kwargs):  # record who writes
-        Path(root, f"wrote-rank{rank}").touch()
-        return real_save(path, **kwargs)
+    check_resume_matches_unbroken(lambda: make_model(dropout=0.3), train, tmp_path / "good", stop_at=2)
 
-    training.save_checkpoint = spying_save
-    batches = EpochBatches(make_items(), batch_size=5, seed=0)  # 5 items: shares of 3 and 2
+    def drops_optimizer(model, out, stop_after):  # a trainer whose checkpoint forgets AdamW's moments
+        ckpt = out / "checkpoint.pt"
+        if stop_after is None and ckpt.exists():
+            payload = torch.load(ckpt, weights_only=False)
+            torch.save({**payload, "optimizer": None}, ckpt)
+        train(model, out, stop_after)
+
+    with pytest.raises(AssertionError, match=r"resumed run differs from the unbroken one: 0.bias: max \|diff\|"):
+        check_resume_matches_unbroken(make_model, drops_optimizer, tmp_path / "bad", stop_at=2)
+
+
+def recipe_unbroken(out: Path) -> dict:
     model = make_model()
-    train_loop(model, mse, batches, TrainingArgs(steps=4, **ARGS), Path(root, "unbroken"), progress=False)
-    torch.save(weights(model), Path(root, f"unbroken-{rank}.pt"))
-    cut = make_model()
-    train_loop(cut, mse, batches, TrainingArgs(steps=4, stop_after=2, **ARGS), Path(root, "cut"), progress=False)
+    train_loop(model, mse, EpochBatches(make_items(), batch_size=5), TrainingArgs(steps=4, **ARGS), out, progress=False)
+    return trainable_tensors(model)
+
+
+def recipe_cut_and_resumed(out: Path) -> dict:
+    """Stopped after 2 steps, then resumed on a fresh model (and with 2 micro-batches per rank)."""
+    batches = EpochBatches(make_items(), batch_size=5)  # 5 items: rank shares of 3 and 2
+    train_loop(make_model(), mse, batches, TrainingArgs(steps=4, stop_after=2, **ARGS), out, progress=False)
     resumed = make_model()
-    train_loop(resumed, mse, batches, TrainingArgs(steps=4, grad_accum=2, **ARGS), Path(root, "cut"), progress=False)
-    torch.save(weights(resumed), Path(root, f"resumed-{rank}.pt"))
-    torch.distributed.destroy_process_group()
+    train_loop(resumed, mse, batches, TrainingArgs(steps=4, grad_accum=2, **ARGS), out, progress=False)
+    return trainable_tensors(resumed)
+
+
+def recipe_loss_shares(out: Path) -> dict:
+    """Every rank sees the whole batch and returns its share of the loss (shard_batch=False)."""
+    model = make_model()
+    batches = EpochBatches(make_items(), batch_size=5)
+    train_loop(model, mse_share, batches, TrainingArgs(steps=4, **ARGS), None, progress=False, shard_batch=False)
+    return trainable_tensors(model)
 
 
 def test_two_gloo_ranks_equal_one_process_on_the_combined_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, f"file://{tmp_path}/rendezvous", str(tmp_path)), nprocs=2, join=True)
-    single = make_model()
-    batches = EpochBatches(make_items(), batch_size=5, seed=0)
-    train_loop(single, mse, batches, TrainingArgs(steps=4, **ARGS), progress=False)
-    for name in ("unbroken", "resumed"):
-        for rank in (0, 1):
-            # float64 model: the only difference is the order of the gradient sum (tolerance 1e-10)
-            assert torch.allclose(torch.load(tmp_path / f"{name}-{rank}.pt"), weights(single), atol=1e-10), name
-    assert (tmp_path / "wrote-rank0").exists() and not (tmp_path / "wrote-rank1").exists()
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["extra"]["world_size"] == 2
+    # float64 model: the only difference is the order of the gradient sum (tolerance 1e-10);
+    # the helper also fails if a rank other than 0 writes a file
+    check_ranks_match_single([recipe_unbroken, recipe_cut_and_resumed, recipe_loss_shares], tmp_path, atol=1e-10)
+    saved = load_checkpoint(tmp_path / "ranks" / "recipe1" / "checkpoint.pt")
+    assert saved["extra"]["world_size"] == 2 and len(saved["rng"]) == 2 and saved["step"] == 4
+
+
+def recipe_that_cheats(out: Path) -> dict:
+    from longlore.core.distributed import dist_info
+    from longlore.core.io import write_json
+
+    rank = dist_info().rank
+    write_json(out / f"by-rank-{rank}.json", {}, overwrite=True)
+    return {"w": torch.tensor([float(rank)])}
+
+
+def test_the_rank_check_catches_differences_and_writes_off_rank_0(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_ranks_match_single([recipe_that_cheats], tmp_path)
+    assert "recipe_that_cheats rank 1: w: max |diff| 1" in str(info.value)
+    assert "ranks other than 0 wrote files: rank 1 wrote" in str(info.value)
 
 
 def test_a_model_without_trainable_parameters_is_refused() -> None:

@@ -60,9 +60,16 @@ def barrier() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place and return it (unchanged in a single process)."""
+    """Sum ``tensor`` over ranks in place and return it (unchanged in a single process). A CPU
+    tensor makes the trip through the current GPU when the backend is NCCL (which only takes CUDA
+    tensors)."""
     if dist_info().distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            tensor.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
@@ -86,3 +93,22 @@ def shard_bounds(n: int, parts: int) -> list[tuple[int, int]]:
         bounds.append((start, end))
         start = end
     return bounds
+
+
+def _spawned(rank: int, world_size: int, init_file: str, fn: Any, args: tuple) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_gloo(fn: Any, world_size: int, folder: str | os.PathLike, *args: Any) -> None:
+    """Run ``fn(rank, *args)`` in ``world_size`` CPU processes joined in a gloo group (rendezvous
+    through a file in ``folder``; one torch thread each): how tests check data-parallel code
+    without a launcher. ``fn`` must be importable (defined at module level)."""
+    import torch.multiprocessing as mp
+
+    init_file = os.path.join(os.fspath(folder), f"gloo-rendezvous-{os.getpid()}")
+    mp.spawn(_spawned, args=(world_size, init_file, fn, args), nprocs=world_size, join=True)

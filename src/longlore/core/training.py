@@ -227,6 +227,7 @@ def train_loop(
     description: str = "training",
     progress: bool = True,
     find_unused_parameters: bool = True,
+    shard_batch: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place on ``loss_fn`` over ``batches`` (see the module docstring).
 
@@ -234,6 +235,10 @@ def train_loop(
     run finding it there resumes from it. ``param_groups`` (AdamW groups with their own ``lr`` /
     ``weight_decay``), ``make_optimizer`` (e.g. RecAdam) and ``lr_lambda`` (a custom schedule)
     replace the defaults. ``on_step(step, row)`` runs on every rank after each step.
+
+    ``shard_batch=False`` is for model-parallel losses (CoMeT's layer pipeline): every rank gets the
+    whole micro-batch, ``loss_fn`` returns this rank's share (the shares add up to the micro-batch's
+    mean loss over ranks), and the gradients are summed over ranks instead of averaged.
     """
     info = init_distributed()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -264,7 +269,7 @@ def train_loop(
         seed_everything(args.seed + info.rank)
     resumed_from = step
     engine: torch.nn.Module = _LossModule(model, loss_fn)
-    if info.distributed:
+    if info.distributed and shard_batch:
         device_ids = [trainable[0].device.index] if trainable[0].device.type == "cuda" else None
         engine = torch.nn.parallel.DistributedDataParallel(
             engine, device_ids=device_ids, find_unused_parameters=find_unused_parameters
@@ -294,26 +299,36 @@ def train_loop(
     steps = range(step, last)
     for step in track(steps, description) if (progress and info.is_main) else steps:
         batch = list(batches(step))
-        if len(batch) < info.world_size:
+        if shard_batch and len(batch) < info.world_size:
             raise LongloreError(
                 f"{description}: step {step} has {len(batch)} items for {info.world_size} ranks; "
                 "use a batch of at least one item per rank (or drop_last)"
             )
-        micro = _micro_batches(batch, info.rank, info.world_size, args.grad_accum)
+        micro = (
+            _micro_batches(batch, info.rank, info.world_size, args.grad_accum)
+            if shard_batch
+            else _micro_batches(batch, 0, 1, args.grad_accum)
+        )
+        ranks_in_batch = info.world_size if shard_batch else 1
         sums = {"loss": 0.0}
         optimizer.zero_grad(set_to_none=True)
         for i, (offset, items) in enumerate(micro):
             ctx = StepContext(
                 step, i, offset, len(batch), info.rank, info.world_size, random.Random(f"{args.seed}:{step}:{offset}")
             )
-            sync_now = i == len(micro) - 1 or not info.distributed
+            sync_now = i == len(micro) - 1 or not (info.distributed and shard_batch)
             with engine.no_sync() if not sync_now else contextlib.nullcontext():  # type: ignore[operator]
                 loss, metrics = _split(engine(items, ctx))
-                weight = info.world_size * len(items) / len(batch)
+                weight = ranks_in_batch * len(items) / len(batch)
                 (loss * weight).backward()
             sums["loss"] += float(loss.detach()) * len(items)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v * len(items)
+        if info.distributed and not shard_batch:  # each rank holds part of every gradient: sum them
+            for p in trainable:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                all_reduce_sum(p.grad)
         if args.grad_clip and args.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(trainable, args.grad_clip)
         lr_used = optimizer.param_groups[0]["lr"]
