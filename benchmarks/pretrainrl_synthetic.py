@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import sys
 import time
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = ("head", "torso", "tail", "entrenched", "all")
 PROTOCOLS = ["cloze_train_neg", "paraphrase_post_neg"]
 CLOZE_POST = False  # --cloze-post-neg adds the third protocol
+EVAL_FACTS = None  # --eval-buckets / --eval-per-bucket: the facts scored (None = all)
 COMPARISONS = {
     "pretrainrl_vs_no_debias": ("pretrainrl", "pretrainrl-no-debias"),
     "interleaved_vs_no_debias": ("pretrainrl-interleaved", "pretrainrl-no-debias"),
@@ -57,9 +59,22 @@ COMPARISONS = {
 KEYS = ("hit1", "p_truth", "margin", "max_p_false", "high_false_count")
 
 
+def eval_facts(world, buckets: list[str] | None, per_bucket: int) -> list:
+    """The facts scored after training: all of them, or a seeded sample of at most ``per_bucket`` per
+    bucket of ``buckets`` (training always sees every fact; only the scoring is reduced)."""
+    if not buckets and not per_bucket:
+        return list(world.facts)
+    rng = random.Random(1234)
+    out = []
+    for bucket in buckets or sorted({f.bucket for f in world.facts}):
+        group = [f for f in world.facts if f.bucket == bucket]
+        out += rng.sample(group, min(per_bucket, len(group))) if per_bucket else group
+    return out
+
+
 def evaluate(model, tok, world, base_negatives, heldout, cfg: PretrainRLConfig, seed: int) -> dict:
     """The three protocols, the question form and perplexity for one model."""
-    facts = world.facts
+    facts = EVAL_FACTS if EVAL_FACTS is not None else world.facts
     para = paraphrase_facts(facts)
     post_para = mine_negatives(model, tok, para, cfg, seed=seed, progress=False)
     question = summarize(evaluate_facts(model, tok, facts, prompt_field="question"))
@@ -88,8 +103,12 @@ def t_interval(values: list[float]) -> dict:
 
 
 def prepare_seed(seed: int, args, world_cfg: WorldConfig) -> dict:
-    """World, pretrained base (cached), base negatives and base evaluation for one seed."""
+    """World, pretrained base (cached), base negatives and base evaluation for one seed (with
+    ``--world-seed W``: the world and base of seed W, shared by every continuation seed)."""
+    seed = args.world_seed if args.world_seed is not None else seed
     world = SyntheticWorld.generate(replace(world_cfg, seed=seed))
+    global EVAL_FACTS
+    EVAL_FACTS = eval_facts(world, args.eval_buckets, args.eval_per_bucket) if args.reduced_eval else None
     base_dir = args.work / f"seed{seed}" / "base"
     if not (base_dir / "config.json").exists():
         model, tok = load_model(f"small-llama:seed={seed}")
@@ -111,13 +130,13 @@ def prepare_seed(seed: int, args, world_cfg: WorldConfig) -> dict:
         save_negatives(neg_path, mine_negatives(model, tok, world.facts, cfg, progress=False), overwrite=True)
     negatives = load_negatives(neg_path)
     heldout = make_blocks(tok, world.heldout, 64)
-    base_eval = args.work / f"seed{seed}" / "base_eval.json"
+    base_eval = args.work / f"seed{seed}" / ("base_eval_reduced.json" if args.reduced_eval else "base_eval.json")
     if not base_eval.exists():
         c0 = time.process_time()
         record = evaluate(model, tok, world, negatives, heldout, cfg, seed)
         record["eval_cpu_seconds"] = time.process_time() - c0
         write_json(base_eval, record, overwrite=True)
-    return {"world": world, "base_dir": base_dir, "negatives": negatives, "heldout": heldout}
+    return {"world": world, "base_dir": base_dir, "negatives": negatives, "heldout": heldout, "base_eval": base_eval}
 
 
 def base_config(args) -> PretrainRLConfig:
@@ -232,10 +251,16 @@ def main() -> None:
     ap.add_argument("--n-entrenched", type=int, default=40)
     ap.add_argument("--entrenched-false", type=int, default=8)
     ap.add_argument("--cloze-post-neg", action="store_true", help="also score the cloze with post-training negatives")
+    ap.add_argument(
+        "--world-seed", type=int, default=None, help="one world and base for every seed (seeds vary training only)"
+    )
+    ap.add_argument("--eval-buckets", nargs="+", default=None, help="score only these buckets (reduced evaluation)")
+    ap.add_argument("--eval-per-bucket", type=int, default=0, help="score a seeded sample of N facts per bucket")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic" / "results.json")
     args = ap.parse_args()
+    args.reduced_eval = bool(args.eval_buckets or args.eval_per_bucket)
     torch.set_num_threads(args.threads)
     global CLOZE_POST
     CLOZE_POST = args.cloze_post_neg
@@ -243,21 +268,29 @@ def main() -> None:
         PROTOCOLS.append("cloze_post_neg")
     world_cfg = WorldConfig(n_entrenched=args.n_entrenched, entrenched_false=args.entrenched_false)
     runs: dict[str, dict[int, dict]] = {m: {} for m in args.methods}
-    bases = {}
+    bases, preps = {}, {}
     for seed in args.seeds:
-        prep = prepare_seed(seed, args, world_cfg)
-        bases[seed] = json.loads((args.work / f"seed{seed}" / "base_eval.json").read_text())
-        for method in args.methods:
-            runs[method][seed] = run_method(method, seed, prep, args)
+        preps[seed] = prepare_seed(seed, args, world_cfg)
+        bases[seed] = json.loads(preps[seed]["base_eval"].read_text())
+    # method by method, so that an interrupted run has the first arms on every seed
+    for method in args.methods:
+        for seed in args.seeds:
+            runs[method][seed] = run_method(method, seed, preps[seed], args)
     table, gain_entrenched, gain_tail = aggregate(runs, bases, args.seeds)
-    world0 = SyntheticWorld.generate(replace(world_cfg, seed=args.seeds[0]))
+    world_seeds = [args.world_seed] if args.world_seed is not None else args.seeds
+    world0 = SyntheticWorld.generate(replace(world_cfg, seed=world_seeds[0]))
     pretrain = [
         json.loads(p.read_text())["cpu_seconds"]
-        for p in (args.work / f"seed{s}" / "base" / "pretrain.json" for s in args.seeds)
+        for p in (args.work / f"seed{s}" / "base" / "pretrain.json" for s in world_seeds)
         if p.exists()
     ]
-    cpu = sum(pretrain) + sum(
-        r["train_cpu_seconds"] + r["eval_cpu_seconds"] for by_seed in runs.values() for r in by_seed.values()
+    base_eval_cpu = sum(
+        json.loads(path.read_text())["eval_cpu_seconds"] for path in {prep["base_eval"] for prep in preps.values()}
+    )
+    cpu = (
+        sum(pretrain)
+        + base_eval_cpu
+        + sum(r["train_cpu_seconds"] + r["eval_cpu_seconds"] for by_seed in runs.values() for r in by_seed.values())
     )
     write_json(
         args.out,
@@ -265,7 +298,19 @@ def main() -> None:
             "command": " ".join(["python", *sys.argv]),
             "machine": f"{platform.machine()}, torch threads {args.threads}, shared 2-core CPU",
             "seeds": args.seeds,
-            "world": asdict(world_cfg),
+            "seed_design": (
+                f"one world and one pretrained base (seed {args.world_seed}); seeds vary the continued training "
+                "(batch order, mining samples)"
+                if args.world_seed is not None
+                else "per seed: its own world, its own pretrained base and its own continued training"
+            ),
+            "world_seed": args.world_seed,
+            "eval_facts": (
+                {"buckets": args.eval_buckets, "per_bucket": args.eval_per_bucket, "n": len(EVAL_FACTS or [])}
+                if args.reduced_eval
+                else "all"
+            ),
+            "world": asdict(replace(world_cfg, seed=world_seeds[0])),
             "facts_per_bucket": dict(Counter(f.bucket for f in world0.facts)),
             "model": "small-llama (Llama, d128, 4 layers, 1024-token BPE), pretrained from scratch per seed",
             "budget": {
@@ -292,7 +337,10 @@ def main() -> None:
             "paired_gain_note": "entrenched regime: facts whose popular falsehood the corpus states 8x, the truth 1x; "
             "difference of Hit@1 (first arm minus second), mean over seeds with a 95% t interval",
             "paired_gain_current_tail": gain_tail,
-            "base": {s: {p: bases[s][p] for p in (*PROTOCOLS, "perplexity")} for s in args.seeds},
+            "base": {
+                w: {p: bases[s][p] for p in (*PROTOCOLS, "perplexity")}
+                for w, s in zip(world_seeds, [args.seeds[0]] if args.world_seed is not None else args.seeds)
+            },
             "methods": table,
         },
         overwrite=True,

@@ -119,3 +119,19 @@ def test_endpoints_get_the_schema_as_response_format_or_guided_json():
     assert plain["guided_json"] == SCHEMA and "response_format" not in plain
     with pytest.raises(LongloreError, match="pre-filled reply"):
         model.generate([GenerationRequest("p", response_prefix="[")])
+
+
+def test_a_reply_short_of_tokens_is_closed_in_time_and_still_valid(tiny):
+    # room for about one record: an unconstrained ending would stop mid-string or mid-record
+    schema = {**SCHEMA, "maxItems": 3}
+    budget = 45
+    requests = [
+        GenerationRequest(p, chat=False, max_new_tokens=budget, json_schema=schema, temperature=1.0, n=2, seed=i)
+        for i, p in enumerate(PROMPTS * 2)
+    ]
+    completions = [c for row in tiny.generate_detailed(requests) for c in row]
+    assert max(c.completion_tokens for c in completions) <= budget
+    for completion in completions:
+        value = json.loads(completion.text)
+        assert 1 <= len(value) <= 3 and all(set(r) == {"interest", "stage"} for r in value), completion.text
+        assert all(r["stage"] in ("long-term", "short-term") for r in value), completion.text

@@ -178,14 +178,18 @@ class HFTextModel:
             raise LongloreError("a request with chat messages needs chat=True")
         return (request.system + "\n\n" if request.system else "") + request.prompt + request.response_prefix
 
-    def _schema_processor(self, requests: Sequence[GenerationRequest], n: int, prompt_len: int) -> Any:
+    def _schema_processor(
+        self, requests: Sequence[GenerationRequest], n: int, prompt_len: int, max_new_tokens: int
+    ) -> Any:
         """A logits processor holding each row to its request's JSON schema (None if no request has one)."""
         if not any(r.json_schema for r in requests):
             return None
         if self._enforcer_data is None:
             self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
         rows = [_schema_enforcer(self._enforcer_data, r) for r in requests for _ in range(n)]
-        return _JsonSchemaLogitsProcessor(rows, self.tokenizer.eos_token_id, prompt_len)
+        return _JsonSchemaLogitsProcessor(
+            rows, self.tokenizer.eos_token_id, prompt_len, max_new_tokens, self._enforcer_data
+        )
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -216,7 +220,7 @@ class HFTextModel:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
             )
-        schema = self._schema_processor(rows or [request] * len(texts), request.n, prompt_len)
+        schema = self._schema_processor(rows or [request] * len(texts), request.n, prompt_len, request.max_new_tokens)
         if schema is not None:
             kwargs["logits_processor"] = LogitsProcessorList([schema])
         with self._lock:
@@ -384,15 +388,58 @@ def _schema_enforcer(data: Any, request: GenerationRequest) -> Any:
     return enforcer
 
 
+def _closing_text(parser: Any, limit: int = 1024) -> str | None:
+    """The short ending that completes the JSON document ``parser`` has read so far: close the open
+    string, fill the remaining required keys with the shortest values (an empty string, the first
+    enum value), add no further items, close every bracket. None if there is none within ``limit``."""
+    out = []
+    for _ in range(limit):
+        if parser.can_end():
+            return "".join(out)
+        allowed = parser.get_allowed_characters()
+        char = next((c for c in '"}],:' if c in allowed), None)
+        if char is None:
+            char = next((c for c in allowed if not c.isspace()), allowed[:1] or None)
+        if char is None:
+            return None
+        out.append(char)
+        parser = parser.add_character(char)
+    return None
+
+
 class _JsonSchemaLogitsProcessor:
     """transformers logits processor: each row may only pick the tokens its enforcer allows.
 
     Once a row's JSON document is complete (end-of-sequence becomes allowed) it must end at once,
-    so a small model cannot pad the reply with whitespace up to ``max_new_tokens``. Rows that have
-    ended are left alone (generate pads them)."""
+    so a small model cannot pad the reply with whitespace up to ``max_new_tokens``. A row that would
+    run out of tokens mid-document is closed in time: when the tokens left are no more than the
+    characters of its shortest valid ending (:func:`_closing_text`, plus a small slack), or a new
+    array item would no longer fit, it may only write that ending (the allowed token covering most
+    of it), so the reply is complete JSON of the schema whatever ``max_new_tokens`` is (given room
+    for the shortest document). Rows that have ended are left alone (generate pads them)."""
 
-    def __init__(self, enforcers: list[Any], eos_token_id: int, prompt_len: int) -> None:
+    SLACK = 2  # tokens kept in hand: a free token may lengthen the ending by a character or two
+
+    def __init__(
+        self, enforcers: list[Any], eos_token_id: int, prompt_len: int, max_new_tokens: int, data: Any = None
+    ) -> None:
         self.enforcers, self.eos, self.prompt_len = enforcers, eos_token_id, prompt_len
+        self.max_new_tokens = max_new_tokens
+        self.text = {token: text for token, text, _ in data.regular_tokens} if data is not None else {}
+
+    def _ending(self, enforcer: Any, ids: list[int], remaining: int) -> str | None:
+        """The ending to force now, or None while the row may still write freely."""
+        parser = enforcer.prefix_states[tuple(ids)].parser
+        ending = _closing_text(parser)
+        if ending is None:
+            return None
+        if remaining <= len(ending) + self.SLACK:
+            return ending
+        if ending.startswith("]") and "," in parser.get_allowed_characters():
+            grown = _closing_text(parser.add_character(","))  # the ending once another item is opened
+            if grown is not None and remaining <= len(grown) + 1 + self.SLACK:
+                return ending
+        return None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros_like(scores, dtype=torch.bool)  # True = forbidden
@@ -403,6 +450,12 @@ class _JsonSchemaLogitsProcessor:
             allowed = enforcer.get_allowed_tokens(ids).allowed_tokens
             if self.eos in allowed:
                 allowed = [self.eos]
+            elif self.text:
+                ending = self._ending(enforcer, ids, self.max_new_tokens - (len(ids) - self.prompt_len))
+                if ending:
+                    fits = [t for t in allowed if self.text.get(t) and ending.startswith(self.text[t])]
+                    if fits:
+                        allowed = [max(fits, key=lambda t: len(self.text[t]))]
             mask[row] = True
             mask[row, [t for t in allowed if t < scores.shape[1]]] = False
         return scores.masked_fill(mask, float("-inf"))
