@@ -256,6 +256,7 @@ def main() -> None:
     )
     ap.add_argument("--eval-buckets", nargs="+", default=None, help="score only these buckets (reduced evaluation)")
     ap.add_argument("--eval-per-bucket", type=int, default=0, help="score a seeded sample of N facts per bucket")
+    ap.add_argument("--aggregate-only", action="store_true", help="summarise the runs under --work; train nothing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrainrl_synthetic" / "results.json")
@@ -275,7 +276,10 @@ def main() -> None:
     # method by method, so that an interrupted run has the first arms on every seed
     for method in args.methods:
         for seed in args.seeds:
-            runs[method][seed] = run_method(method, seed, preps[seed], args)
+            done = (args.work / f"seed{seed}" / f"{method}.json").exists()
+            if done or not args.aggregate_only:
+                runs[method][seed] = run_method(method, seed, preps[seed], args)
+    runs = {m: by_seed for m, by_seed in runs.items() if by_seed}  # --aggregate-only: the (method, seed) runs done
     table, gain_entrenched, gain_tail = aggregate(runs, bases, args.seeds)
     world_seeds = [args.world_seed] if args.world_seed is not None else args.seeds
     world0 = SyntheticWorld.generate(replace(world_cfg, seed=world_seeds[0]))

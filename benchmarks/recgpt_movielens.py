@@ -122,7 +122,7 @@ def phase_llm(args: argparse.Namespace) -> None:
         print(
             f"{len(done['users'])}/{len(users)} users; {(time.time() - t0) / len(chunk):.1f} s/user wall, "
             f"{done['cpu_seconds_per_user']} CPU s/user; valid {[round(v['parse_rate'], 3) for v in done['stats'].values()]}"
-            f" json {[round(v['json_parse_rate'], 3) for v in done['stats'].values()]}",
+            f" json {[v['json_parse_rate'] and round(v['json_parse_rate'], 3) for v in done['stats'].values()]}",
             flush=True,
         )
 

@@ -593,14 +593,14 @@ def _strict_json(text: str) -> bool:
 
 def stage_stats(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
     """Rates of one stage: ``parse_rate`` = users with valid records (after the content validators),
-    ``json_parse_rate`` = replies (every attempt) that are strict JSON as written, first-try rate,
-    repairs, retries and failures."""
+    ``json_parse_rate`` = replies (every attempt) that are strict JSON as written (None when no
+    reply was made), first-try rate, repairs, retries and failures."""
     n = max(len(outcomes), 1)
     values = list(outcomes.values())
     raws = [r for o in values for r in o.raw]
     return {
         "n": len(values),
-        "json_parse_rate": sum(map(_strict_json, raws)) / max(len(raws), 1),
+        "json_parse_rate": sum(map(_strict_json, raws)) / len(raws) if raws else None,  # None: no reply made
         "replies": len(raws),
         "parse_rate": sum(o.ok for o in values) / n,
         "first_try_rate": sum(o.ok and o.attempts == 1 for o in values) / n,
