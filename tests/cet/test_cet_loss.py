@@ -42,6 +42,29 @@ def test_joint_loss_equals_hand_computed_value():
     assert loss.item() == pytest.approx((expected_0 + expected_1) / 2, rel=1e-6)
 
 
+@pytest.mark.parametrize("w0", [0.0, 0.3, 0.9])
+def test_neighbours_are_scored_against_the_anchors_label(w0):
+    # labels 1 and 2 (never 0) and neighbours on both anchors: the neighbour term must read
+    # p(y_anchor | x_neighbour), whatever label the neighbour question had
+    rng = np.random.default_rng(3)
+    anchor, nb = rng.normal(size=(2, 3)), rng.normal(size=(2, 2, 3))
+    labels, mask = [1, 2], np.array([[True, True], [True, False]])
+
+    def softmax(x):
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    pa, pn = softmax(anchor), softmax(nb)
+    mix, joint = [], []
+    for i, y in enumerate(labels):
+        pk = pn[i, mask[i], y]
+        mix.append(-math.log(w0 * pa[i, y] + (1 - w0) * pk.mean()))
+        joint.append(w0 * -math.log(pa[i, y]) + (1 - w0) * np.mean(-np.log(pk)))
+    args = (torch.tensor(anchor), torch.tensor(labels), torch.tensor(nb), torch.tensor(mask))
+    assert cet_mixture_loss(*args, w0=w0).item() == pytest.approx(np.mean(mix), rel=1e-6)
+    assert cet_joint_loss(*args, w0=w0).item() == pytest.approx(np.mean(joint), rel=1e-6)
+
+
 @pytest.mark.parametrize("loss_fn", [cet_mixture_loss, cet_joint_loss])
 def test_without_neighbours_the_loss_is_plain_cross_entropy(loss_fn):
     torch.manual_seed(0)

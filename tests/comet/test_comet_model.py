@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from longlore.comet import CometConfig, CometModel, MemoryState
-from longlore.comet.layout import IGNORE, build_layouts, plan_chunks, semantic_sizes
-from longlore.comet.memory import GlobalMemoryNet, enqueue
+from longlore.comet.chunking import plan_chunks, semantic_sizes
+from longlore.comet.layout import IGNORE, build_layouts
+from longlore.comet.memory import enqueue
 from longlore.comet.passkey import parse_curriculum, stage_starts
 from longlore.comet.trainer import (
     TrainArgs,
@@ -75,16 +76,7 @@ def test_chunk_augmentation_partitions() -> None:
     assert plan_chunks(ids, 32, None) == [32] * 9 + [12]
 
 
-def test_gate_and_fifo_known_answers() -> None:
-    net = GlobalMemoryNet(4, 2)
-    with torch.no_grad():
-        net.g_proj.weight.zero_()  # g = sigmoid(0) = 1/2
-        net.o_proj.up_proj.weight.zero_()  # injected memory == state
-    x1, x2 = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
-    mem1, state1 = net(x1, None)
-    assert torch.allclose(state1, net.norm(x1)) and torch.allclose(mem1, state1)
-    _, state2 = net(x2, state1)
-    assert torch.allclose(state2, 0.5 * state1 + 0.5 * net.norm(x2), atol=1e-6)
+def test_fifo_known_answers() -> None:  # the gate: test_comet_mechanism.py
     old = torch.arange(2 * 3 * 1.0).view(2, 3, 1)
     new = 100 + torch.arange(2 * 2 * 1.0).view(2, 2, 1)
     queue, counts = enqueue(old, [3, 1], new, [2, 1], budget=4)
@@ -193,17 +185,30 @@ def test_save_load_identical_logits(tmp_path) -> None:
         before = model.forward(model.prepare(ids), return_logits=True).logits
     model.save_pretrained(tmp_path / "with", include_backbone=True)
     model.save_pretrained(tmp_path / "without", include_backbone=False)
-    loaded = CometModel.from_pretrained(tmp_path / "with")
+    loaded = CometModel.from_pretrained(None, None, tmp_path / "with")
     with torch.no_grad():
         after = loaded.forward(loaded.prepare(ids), return_logits=True).logits
     assert all(torch.equal(x, y) for x, y in zip(before, after))
     # memory modules alone, onto the same (trained) backbone instance
-    alone = CometModel.from_pretrained(tmp_path / "without", model.base_model, model.tokenizer)
+    alone = CometModel.from_pretrained(model.base_model, model.tokenizer, tmp_path / "without")
     with torch.no_grad():
         again = alone.forward(alone.prepare(ids), return_logits=True).logits
     assert all(torch.equal(x, y) for x, y in zip(before, again))
     with pytest.raises(LongloreError, match="without its backbone"):
         CometModel.from_pretrained(tmp_path / "without")
+    # a run folder finds its final/ (the PEFT-style convention of longlore.core.saving)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "with").rename(tmp_path / "run" / "final")
+    assert CometModel.from_pretrained(tmp_path / "run").config == model.config
+    # the unversioned layout of longlore 0.1 (config under "comet") still loads
+    import json
+
+    meta = json.loads((tmp_path / "without" / "comet_config.json").read_text())
+    legacy = {k: v for k, v in meta.items() if k not in ("kind", "format_version", "config", "class")}
+    (tmp_path / "without" / "comet_config.json").write_text(json.dumps({**legacy, "comet": meta["config"]}))
+    old = CometModel.from_pretrained(model.base_model, model.tokenizer, tmp_path / "without")
+    with torch.no_grad():
+        assert all(torch.equal(x, y) for x, y in zip(before, old.forward(old.prepare(ids), return_logits=True).logits))
     assert set(model.comet_state_dict()) == {k for k in model.state_dict() if k.startswith(("memory.", "token_embed."))}
 
 
@@ -254,16 +259,16 @@ def test_train_resume_equals_unbroken_and_learns(tmp_path) -> None:
     history = summary["final_loss"]
     broken = make(lr=3e-3, warmup_steps=1)
     train(broken, batches, tmp_path / "b", TrainArgs(**args, stop_after=4))
-    spent_first = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
+    spent_first = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["cost"]
     resumed = make(lr=3e-3, warmup_steps=1)
     train(resumed, batches, tmp_path / "b", TrainArgs(**args))
-    spent_both = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["spent"]
+    spent_both = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["cost"]
     # the cost totals add up over invocations; re-running a finished checkpoint keeps them
     again = train(make(), batches, tmp_path / "b", TrainArgs(**args))
     for key in ("wall_seconds", "cpu_seconds"):
         assert 0 < spent_first[key] < spent_both[key] <= again[f"{key}_total"], key
     for (n, p), (_, q) in zip(unbroken.named_parameters(), resumed.named_parameters()):
-        assert torch.allclose(p, q, atol=1e-6), n
+        assert torch.equal(p, q), n  # resumed on a freshly built model == unbroken, bit for bit
     init = make()
     assert all(
         not torch.equal(p, q)

@@ -33,6 +33,57 @@ def two_servers(tmp_path_factory):
             process.wait(timeout=30)
 
 
+def test_recgpt_llm_stages_over_two_endpoints_equal_one_endpoint(two_servers) -> None:
+    """(Runs before the test that kills a server: tests in a file run in order.) RecGPT's three LLM stages (interests, tags, explanations) as batch jobs against
+    ``openai:M@U1,U2``: every reply (greedy first attempts and seeded sampled retries) equals the
+    one-endpoint run's, and both endpoints served requests. Tags and explanations get hand-made
+    upstream records, since a random tiny model's interests never validate."""
+    from dataclasses import fields
+
+    from longlore.recgpt.config import RecGPTConfig
+    from longlore.recgpt.data import leave_last_out, load_dataset
+    from longlore.recgpt.llm import StageOutcome
+    from longlore.recgpt.mining import explain_top_items, predict_tags, run_interest_and_tags
+
+    _, urls = two_servers
+    settings = dict(
+        interest_tokens=10,
+        tag_tokens=10,
+        explain_tokens=10,
+        max_retries=1,
+        history_token_budget=60,
+        llm_batch=4,
+        prefill=False,  # an endpoint cannot continue a pre-filled reply
+        structured=False,  # `longlore serve` stands in for vLLM without a JSON-schema decoder
+    )
+    known = {f.name for f in fields(RecGPTConfig)}
+    config = RecGPTConfig(**{k: v for k, v in settings.items() if k in known})
+    data = load_dataset("movielens-100k")
+    split = leave_last_out(data)
+    users = sorted(split.train, key=int)[:4]
+    interests = {u: StageOutcome(ok=True, records=[{"interest": "space adventure movies"}]) for u in users}
+    mined = {u: {"interests": [{"interest": "space adventure movies"}], "tags": []} for u in users}
+    top_items = {u: [{"item_id": item, "tag": None} for item in list(data.items)[:2]] for u in users}
+
+    def replies(spec: str) -> tuple[dict, list[int]]:
+        model = load_text_model(spec, concurrency=2)
+        stages = run_interest_and_tags(model, data, split.train, users, config)
+        tags = predict_tags(model, data, split.train, interests, config)
+        _, explained = explain_top_items(model, data, mined, top_items, config)
+        out = {
+            "interests": {u: stages["interests"][u].raw for u in users},
+            "tags": {u: tags[u].raw for u in users},
+            "explanations": {u: explained[u].raw for u in users},
+        }
+        return out, list(getattr(model, "served", [len(users)]))
+
+    one, _ = replies(f"openai:tiny-llama@{urls[0]}")
+    two, served = replies(f"openai:tiny-llama@{urls[0]},{urls[1]}")
+    assert all(one[stage][u] for stage in one for u in users)  # every stage asked every user
+    assert two == one
+    assert len(served) == 2 and min(served) > 0
+
+
 def test_two_endpoints_equal_one_local_model_and_survive_one_dying(two_servers) -> None:
     processes, urls = two_servers
     local = HFTextModel.from_spec("tiny-llama", batch_size=4)

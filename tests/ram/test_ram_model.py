@@ -26,6 +26,7 @@ def ram() -> RAMModel:
 
 def test_parallel_segment_encoding_equals_alone(ram) -> None:
     segments, _ = ram.segment(TEXT)
+    assert [t for seg in segments for t in seg] == ram.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     query = ram.tokenizer("What is the code of Lumora?", add_special_tokens=False)["input_ids"]
     scores, skim = ram.encode(query, segments)
     for i in (0, 3, len(segments) - 1):  # the last segment is shorter: padding must not leak in
@@ -35,7 +36,7 @@ def test_parallel_segment_encoding_equals_alone(ram) -> None:
 
 
 def test_hybrid_keeps_order_and_verbatim_tokens(ram) -> None:
-    compressed = ram.compress(TEXT, "What is the code of Lumora?", rate=0.5)
+    compressed = ram.compress(TEXT, "What is the code of Lumora?", keep_ratio=0.5)
     segments, _ = ram.segment(TEXT)
     embed = ram.decoder.get_input_embeddings()
     _, skim = ram.encode(ram.tokenizer("What is the code of Lumora?", add_special_tokens=False)["input_ids"], segments)
@@ -48,13 +49,14 @@ def test_hybrid_keeps_order_and_verbatim_tokens(ram) -> None:
 
 
 @pytest.mark.parametrize("rate", [0.125, 0.25, 0.5, 1.0])
-def test_achieved_ratio_matches_request(ram, rate) -> None:
-    compressed = ram.compress(TEXT, "code?", rate=rate)
+def test_achieved_keep_ratio_matches_request(ram, rate) -> None:
+    compressed = ram.compress(TEXT, "code?", keep_ratio=rate)
     n = len(compressed.segment_texts)
     assert len(compressed.kept) == keep_count(n, rate) == max(1, int(rate * n))
     kept_tokens = sum(len(ram.segment(TEXT)[0][i]) for i in compressed.kept)
     assert compressed.compressed_length == kept_tokens + n - len(compressed.kept)
-    assert compressed.ratio == pytest.approx(compressed.original_tokens / compressed.compressed_length)
+    assert compressed.compression == pytest.approx(compressed.original_tokens / compressed.compressed_length)
+    assert compressed.stats()["compression"] == round(compressed.compression, 3)
     budget = ram.compress(TEXT, "code?", target_tokens=40)
     assert budget.compressed_length <= 40 < budget.compressed_length + ram.config.segment_tokens
 
@@ -72,13 +74,13 @@ def test_infonce_hand_computed() -> None:
 def test_batch_equals_per_example(ram) -> None:
     contexts = [TEXT, TEXT[:300], TEXT[100:]]
     questions = ["What is the code of Lumora?", "What was created?", "What moved?"]
-    batched = ram.generate(contexts, questions, rate=0.5, max_new_tokens=6)
-    single = [ram.generate([c], [q], rate=0.5, max_new_tokens=6)[0] for c, q in zip(contexts, questions)]
+    batched = ram.generate(contexts, questions, keep_ratio=0.5, max_new_tokens=6)
+    single = [ram.generate([c], [q], keep_ratio=0.5, max_new_tokens=6)[0] for c, q in zip(contexts, questions)]
     assert batched == single
     examples = [{"context": c, "question": q, "answer": "4821"} for c, q in zip(contexts, questions)]
     with torch.no_grad():
-        batch_loss = ram(examples, ratio=0.5)["nll"]
-        mean_single = torch.stack([ram([e], ratio=0.5)["nll"] for e in examples]).mean()
+        batch_loss = ram(examples, keep_ratio=0.5)["nll"]
+        mean_single = torch.stack([ram([e], keep_ratio=0.5)["nll"] for e in examples]).mean()
     assert batch_loss.item() == pytest.approx(mean_single.item(), rel=1e-4)
 
 
@@ -90,7 +92,7 @@ def test_positive_segments_from_spans_and_answers() -> None:
 
 
 def test_only_intended_parameters_train_and_gradients_flow(ram) -> None:
-    out = ram([{"context": TEXT, "question": "What is the code of Lumora?", "answer": "4821"}], ratio=0.25)
+    out = ram([{"context": TEXT, "question": "What is the code of Lumora?", "answer": "4821"}], keep_ratio=0.25)
     out["loss"].backward()
     assert out["infonce"].item() > 0
     assert ram.encoder.layers[0].self_attn.q_proj.weight.grad is not None  # contrastive + NLL reach the encoder
@@ -110,8 +112,21 @@ def test_save_load_roundtrip(ram, tmp_path) -> None:
     b = loaded.compress(TEXT, "code?").embeddings
     assert torch.allclose(a, b)
     assert ram.generate([TEXT], ["code?"], max_new_tokens=5) == loaded.generate([TEXT], ["code?"], max_new_tokens=5)
-    with pytest.raises(LongloreError, match="no ram_config.json"):
+    with pytest.raises(LongloreError, match="no such folder"):
         RAMModel.from_pretrained(decoder, tokenizer, tmp_path / "nope")
+
+
+def test_selector_stage_trains_only_the_encoder(tmp_path) -> None:
+    decoder, tokenizer = load_causal_lm("tiny-llama")
+    model = RAMModel(decoder, tokenizer, RAMConfig(encoder_layers=1, segment_tokens=16))
+    data = [dict(d, answer=d["answers"][0]) for d in make_dataset(tokenizer, 4, 150, 200, seed=3, two_fact_share=0.0)]
+    before = {k: v.detach().clone() for k, v in model.trainable_state().items()}
+    summary = train(model, data, tmp_path, TrainArgs(steps=0, selector_steps=3, selector_lr=1e-3))
+    after = model.trainable_state()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("encoder.") for k in changed), changed
+    assert summary["selector"]["done"] and summary["selector"]["cpu_s"] >= 0
+    assert all(h["infonce"] > 0 for h in summary["selector"]["history"])
 
 
 def test_training_learns_to_find_the_evidence(tmp_path) -> None:
@@ -133,7 +148,7 @@ def test_training_learns_to_find_the_evidence(tmp_path) -> None:
     train(model, [dict(d, answer=d["answers"][0]) for d in data], tmp_path, TrainArgs(steps=40, checkpoint_every=20))
     after = mean_positive_rank()
     assert after < before and after <= 1.0, (before, after)
-    assert (tmp_path / "checkpoint" / "ram_model.safetensors").exists()
+    assert (tmp_path / "checkpoint" / "joint" / "checkpoint.pt").exists()
 
 
 def test_qa_validation_errors(tmp_path) -> None:
@@ -153,17 +168,20 @@ def test_qa_validation_errors(tmp_path) -> None:
     assert QARecord(context="c", question="q", answers=["a"]).as_example()["answer"] == "a"
 
 
-def test_sampled_ratio_stays_in_range_and_config_roundtrips() -> None:
+def test_sampled_keep_ratio_stays_in_range_and_config_roundtrips() -> None:
     import random
 
-    from longlore.ram.model import sample_ratio
+    from longlore.ram.model import sample_keep_ratio
 
     rng = random.Random(0)
-    draws = [sample_ratio(rng, 0.1, 0.5) for _ in range(2000)]
+    draws = [sample_keep_ratio(rng, 0.1, 0.5) for _ in range(2000)]
     assert all(0.1 < r <= 0.5 for r in draws)
     assert min(draws) < 0.12 and max(draws) > 0.48  # covers the range, not a constant
-    config = RAMConfig(sample_ratio=True, ratio_range=[0.1, 0.5])
-    assert RAMConfig.from_dict(config.to_dict()).ratio_range == (0.1, 0.5)
+    config = RAMConfig(sample_keep_ratio=True, keep_ratio_range=[0.1, 0.5])
+    assert RAMConfig.from_dict(config.to_dict()).keep_ratio_range == (0.1, 0.5)
+    # a version-1 config (old names) still loads
+    old = RAMConfig.from_dict({"ratio": 0.125, "sample_ratio": True, "ratio_range": [0.1, 0.5], "version": 1})
+    assert (old.keep_ratio, old.sample_keep_ratio, old.keep_ratio_range) == (0.125, True, (0.1, 0.5))
     for bad in ((0.5, 0.1), (0.0, 1.5), (0.3,)):
-        with pytest.raises(LongloreError, match="ratio_range"):
-            RAMConfig(ratio_range=bad)
+        with pytest.raises(LongloreError, match="keep_ratio_range"):
+            RAMConfig(keep_ratio_range=bad)

@@ -11,7 +11,7 @@ from longlore.cet.config import METHODS, CETConfig
 from longlore.cet.data import MCQuestion, load_questions, parse_question, save_questions
 from longlore.cet.kgqa import build_benchmark, kg_questions, movie_genre_questions
 from longlore.cet.loss import cet_joint_loss, cet_mixture_loss, ewc_penalty, symmetric_kl
-from longlore.cet.model import MCScorer, accuracy, load_scorer, predict, save_scorer, zero_shot_accuracy
+from longlore.cet.model import MCScorer, accuracy, load_scorer, predict, zero_shot_accuracy
 from longlore.cet.neighbours import NeighbourTable, build_neighbours, find_neighbours
 from longlore.cet.recadam import RecAdam, anneal_lambda
 from longlore.cet.trainer import Trainer, TrainResult, estimate_fisher, train
@@ -41,7 +41,6 @@ __all__ = [
     "parse_question",
     "predict",
     "save_questions",
-    "save_scorer",
     "symmetric_kl",
     "train",
     "zero_shot_accuracy",

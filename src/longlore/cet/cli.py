@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from longlore.cet.config import CETConfig
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
 
@@ -40,69 +42,50 @@ def make_data(
 
 
 @app.command("train")
+@config_options(config=CETConfig)
 def train_cmd(
+    config: CETConfig,
     train: Path = typer.Option(..., help="training questions (JSONL: CommonsenseQA/ARC/OBQA or flat form)"),
     eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="evaluation file(s), scored after each epoch"),
-    out: Path = typer.Option(Path("runs/cet"), help="output folder: model/, metrics.json"),
-    method: str = typer.Option("cet", help="cet | vanilla | ewc | recadam | r3f | frozen"),
-    encoder: str = typer.Option("minilm", help="encoder spec (minilm, tiny-bert, a local folder)"),
-    seed: int = typer.Option(0),
-    epochs: int = typer.Option(3),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(5e-5, help="encoder learning rate"),
-    head_lr: float = typer.Option(1e-3, help="head learning rate"),
-    max_len: int = typer.Option(64, help="max tokens per question+option pair"),
-    w0: float = typer.Option(0.9, help="CET: anchor weight W0"),
-    k: int = typer.Option(3, help="CET: neighbours per anchor"),
-    theta: float = typer.Option(0.5, help="CET: min cosine similarity of a neighbour"),
-    neighbour_space: str = typer.Option("feature", help="CET: feature (h0 KNN, paper) | answer (released code)"),
-    variant: str = typer.Option("mixture", help="CET: mixture (paper) | joint"),
-    ewc_lambda: float = typer.Option(1.0, help="EWC: lambda (Fisher scaled to mean 1)"),
-    recadam_gamma: float = typer.Option(5000.0, help="RecAdam: gamma"),
-    r3f_lambda: float = typer.Option(1.0, help="R3F: lambda"),
-    config: Optional[Path] = typer.Option(
-        None, help="JSON config file (CETConfig keys); command-line flags are ignored"
+    out: Path = typer.Option(
+        Path("runs/cet"), help="run folder: OUT/final (model), OUT/train (checkpoint, resumed), OUT/metrics.json"
     ),
+    config_file: Optional[Path] = typer.Option(
+        None, "--config", help="JSON file of CETConfig keys; when given it replaces the config options"
+    ),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     overwrite: bool = typer.Option(False, help="replace an existing run in OUT"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
-    """Fine-tune a multiple-choice scorer; save OUT/model and OUT/metrics.json."""
+    """Fine-tune a multiple-choice scorer; save OUT/final and OUT/metrics.json."""
     import time
 
-    from longlore.cet.config import CETConfig
     from longlore.cet.data import load_questions
-    from longlore.cet.model import save_scorer
     from longlore.cet.trainer import train as run_train
     from longlore.core.io import write_json
 
     if (out / "metrics.json").exists() and not overwrite:
         raise LongloreError(f"{out / 'metrics.json'} exists; pass --overwrite to replace the run")
-    if config is not None:
-        cfg = CETConfig.load(config)
-    else:
-        cfg = CETConfig(
-            method=method,
-            encoder=encoder,
-            seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            head_lr=head_lr,
-            max_len=max_len,
-            w0=w0,
-            k=k,
-            theta=theta,
-            neighbour_space=neighbour_space,
-            variant=variant,
-            ewc_lambda=ewc_lambda,
-            recadam_gamma=recadam_gamma,
-            r3f_lambda=r3f_lambda,
-        )
+    cfg = CETConfig.load(config_file) if config_file is not None else config
     questions = load_questions(train)
     eval_sets = {p.stem: load_questions(p) for p in (eval_files or [])}
     start = time.perf_counter()
-    result = run_train(cfg, questions, eval_sets=eval_sets, cache_dir=out / "cache", progress=progress)
-    save_scorer(out / "model", result.scorer, result.tokenizer, cfg.dumps())
+    result = run_train(
+        cfg,
+        questions,
+        eval_sets=eval_sets,
+        cache_dir=out / "cache",
+        progress=progress,
+        device=device,
+        dtype=dtype,
+        out_dir=out / "train",
+    )
+    from longlore.core.distributed import dist_info
+
+    if not dist_info().is_main:  # under torchrun every rank holds the same model; rank 0 saves it
+        return
+    result.scorer.save_pretrained(out / "final")
     metrics = {
         "command": _command(),
         "machine": platform.platform(),
@@ -111,24 +94,30 @@ def train_cmd(
         "n_train": len(questions),
         "history": result.history,
         "neighbour_coverage": result.neighbours.coverage if result.neighbours is not None else None,
+        "neighbour_answer_share": result.neighbour_answer_share,
         "seconds": round(time.perf_counter() - start, 1),
+        "cost": result.cost,
     }
     write_json(out / "metrics.json", metrics, overwrite=True)
-    console.print(f"[green]saved[/green] {out / 'model'} and {out / 'metrics.json'}")
+    console.print(f"[green]saved[/green] {out / 'final'} and {out / 'metrics.json'}")
 
 
 @app.command("eval")
 def eval_cmd(
-    model: Path = typer.Option(..., help="a model folder written by `longlore cet train` (OUT/model)"),
+    model: Path = typer.Option(
+        ..., help="a model folder written by `longlore cet train` (OUT/final, or the run folder OUT)"
+    ),
     data: list[Path] = typer.Option(..., help="question file(s) to score (repeatable)"),
     predictions: Optional[Path] = typer.Option(None, help="write per-question predictions (JSONL) here"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Accuracy of a trained scorer on one or more question files."""
     from longlore.cet.data import load_questions
     from longlore.cet.model import load_scorer, predict
     from longlore.core.io import write_jsonl
 
-    scorer, tokenizer, cfg = load_scorer(model)
+    scorer, tokenizer, cfg = load_scorer(model, device=device, dtype=dtype)
     rows = []
     for path in data:
         questions = load_questions(path)

@@ -4,7 +4,7 @@ One dataclass holds every method's knobs (grouped by method below) because the m
 scorer, the optimiser and the data; ``__post_init__`` rejects values that cannot work, naming the
 field and the fix. Symbols follow the papers: W0 and theta (CET, arXiv 2306.10790), lambda (EWC,
 Kirkpatrick et al. 2017), gamma / k / t0 (RecAdam, Chen et al. 2020), lambda / eps (R3F,
-Aghajanyan et al. 2021).
+Aghajanyan et al. 2021), p (Mixout, Lee et al. 2020), p_D (ChildTune-D, Xu et al. 2021).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from longlore.core.errors import LongloreError
 
-METHODS = ("cet", "vanilla", "ewc", "recadam", "r3f", "frozen")
+METHODS = ("cet", "vanilla", "ewc", "recadam", "r3f", "mixout", "childtune", "frozen")
 NEIGHBOUR_SPACES = ("feature", "answer")
 CET_VARIANTS = ("mixture", "joint")
 
@@ -32,7 +32,7 @@ class CETConfig:
 
     Args:
         method: ``cet`` (causal effect tuning), ``vanilla`` (plain cross-entropy), ``ewc``,
-            ``recadam``, ``r3f``, or ``frozen`` (encoder frozen, only the head trained: the
+            ``recadam``, ``r3f``, ``mixout``, ``childtune`` (ChildTune-D), or ``frozen`` (encoder frozen, only the head trained: the
             reference for what the pretrained features alone give).
         encoder: encoder spec for :func:`longlore.core.models.load_encoder`.
         w0: CET's anchor weight W0 in -log[W0 p(y|x) + (1-W0) mean_k p(y|x_k)].
@@ -44,7 +44,9 @@ class CETConfig:
     """
 
     # --- method and model -------------------------------------------------------------------
-    method: str = field(default="cet", metadata={"help": f"one of {', '.join(METHODS)}"})
+    method: Literal["cet", "vanilla", "ewc", "recadam", "r3f", "mixout", "childtune", "frozen"] = field(
+        default="cet", metadata={"help": "fine-tuning method"}
+    )
     encoder: str = field(default="minilm", metadata={"help": "encoder spec (minilm, tiny-bert, a local folder)"})
     seed: int = field(default=0, metadata={"help": "seed for the head init, shuffling and dropout"})
     max_len: int = field(default=64, metadata={"help": "max tokens of one question+option pair"})
@@ -62,17 +64,19 @@ class CETConfig:
     theta: float = field(
         default=0.5, metadata={"help": "min cosine similarity of a neighbour; 1.0 keeps exact copies only"}
     )
-    neighbour_space: str = field(
+    neighbour_space: Literal["feature", "answer"] = field(
         default="feature", metadata={"help": "feature (paper: KNN in h0 space) or answer (released code)"}
     )
-    variant: str = field(
+    variant: Literal["mixture", "joint"] = field(
         default="mixture", metadata={"help": "mixture (paper) or joint (weighted CE of anchor and neighbours)"}
     )
     # --- EWC -----------------------------------------------------------------------------------
     ewc_lambda: float = field(
         default=1.0, metadata={"help": "lambda of (lambda/2) sum F (theta-theta0)^2, F scaled to mean 1"}
     )
-    fisher_samples: int = field(default=64, metadata={"help": "questions used to estimate the diagonal Fisher"})
+    fisher_samples: int = field(
+        default=64, metadata={"help": "questions used to estimate EWC's diagonal Fisher (ChildTune-D uses all)"}
+    )
     # --- RecAdam -------------------------------------------------------------------------------
     recadam_gamma: float = field(
         default=5000.0, metadata={"help": "gamma, strength of the quadratic pull to theta0 (RecAdam default 5000)"}
@@ -84,6 +88,15 @@ class CETConfig:
     # --- R3F -----------------------------------------------------------------------------------
     r3f_lambda: float = field(default=1.0, metadata={"help": "lambda of the symmetric-KL smoothness term"})
     r3f_eps: float = field(default=1e-5, metadata={"help": "half-width of the uniform noise on input embeddings"})
+    # --- Mixout / ChildTune-D -------------------------------------------------------------------
+    mixout_p: float = field(
+        default=0.9,
+        metadata={"help": "Mixout: probability that each encoder Linear weight is reset to its pretrained value"},
+    )
+    childtune_p: float = field(
+        default=0.3,
+        metadata={"help": "ChildTune-D: share of encoder-layer weights (highest Fisher) that are updated"},
+    )
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -98,6 +111,12 @@ class CETConfig:
         for name in ("epochs", "batch_size", "max_len", "fisher_samples"):
             if getattr(self, name) < 1:
                 raise LongloreError(f"`{name}` is {getattr(self, name)}; it must be at least 1")
+        if not 0.0 <= self.mixout_p < 1.0:
+            raise LongloreError(f"`mixout_p` is {self.mixout_p}; it is a probability in [0, 1) (Mixout paper: 0.9)")
+        if not 0.0 < self.childtune_p <= 1.0:
+            raise LongloreError(
+                f"`childtune_p` is {self.childtune_p}; it is a share in (0, 1] (ChildTune paper: 0.1-0.3)"
+            )
         for name in ("lr", "head_lr", "ewc_lambda", "recadam_gamma", "r3f_lambda", "r3f_eps"):
             if getattr(self, name) < 0:
                 raise LongloreError(f"`{name}` is {getattr(self, name)}; it must not be negative")

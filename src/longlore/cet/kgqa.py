@@ -174,20 +174,30 @@ def movie_genre_questions(
 
 
 def build_benchmark(
-    n_train: int = 300, n_test: int = 200, n_probe: int = 200, seed: int = 0
+    n_train: int = 300, n_test: int = 200, n_probe: int = 200, seed: int = 0, split: str = "test"
 ) -> dict[str, list[MCQuestion]]:
-    """The CET experiment's four question sets (see module docstring); deterministic in ``seed``."""
+    """The CET experiment's four question sets (see module docstring); deterministic in ``seed``.
+
+    ``split="dev"`` gives a tuning split that shares nothing with the test split's evaluation
+    questions: target questions from pykeen's *valid* triples, and probe questions that follow
+    the test probes in the same sampling order (questions ``n_probe .. 2 n_probe - 1``).
+    The training questions are the same for both splits.
+    """
+    if split not in ("test", "dev"):
+        raise LongloreError(f"split '{split}' is unknown; use 'test' or 'dev'")
     kg = read_kg("umls")
     everything = kg["train"] + kg["valid"] + kg["test"]
+    lo, hi = (0, n_probe) if split == "test" else (n_probe, 2 * n_probe)
+    eval_triples, eval_seed = (kg["test"], seed + 1) if split == "test" else (kg["valid"], seed + 4)
     return {
         "target_train": kg_questions(
             kg["train"], everything, TARGET_RELATIONS, n_train, random.Random(seed), prefix="train"
         ),
         "target_test": kg_questions(
-            kg["test"], everything, TARGET_RELATIONS, n_test, random.Random(seed + 1), prefix="test"
+            eval_triples, everything, TARGET_RELATIONS, n_test, random.Random(eval_seed), prefix=split
         ),
-        "probe_isa": kg_questions(
-            everything, everything, PROBE_RELATIONS, n_probe, random.Random(seed + 2), prefix="isa"
-        ),
-        "probe_movies": movie_genre_questions(n_probe, random.Random(seed + 3)),
+        "probe_isa": kg_questions(everything, everything, PROBE_RELATIONS, hi, random.Random(seed + 2), prefix="isa")[
+            lo:hi
+        ],
+        "probe_movies": movie_genre_questions(hi, random.Random(seed + 3))[lo:hi],
     }

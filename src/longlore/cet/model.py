@@ -17,7 +17,9 @@ from torch import nn
 
 from longlore.cet.config import CETConfig
 from longlore.cet.data import MCQuestion
+from longlore.core.devices import module_device_dtype
 from longlore.core.models import mean_pool
+from longlore.core.saving import PretrainedMixin
 
 _PAD_OPTION_SCORE = -1e4  # exp(-1e4 - max) underflows to 0: a padded option has no probability
 
@@ -53,21 +55,42 @@ def encode_pairs(tokenizer: Any, questions: Sequence[MCQuestion], max_len: int) 
     )
 
 
-class MCScorer(nn.Module):
+class MCScorer(PretrainedMixin, nn.Module):
     """Scores each option of a question; ``forward`` returns (B, C) logits.
 
     The encoder is held as-is (any BERT-family ``AutoModel``); the head is the only new module, so
-    methods that protect pretrained weights (EWC, RecAdam) can tell the two apart by name.
+    methods that protect pretrained weights (EWC, RecAdam) can tell the two apart by name. The
+    head follows the encoder's device and dtype.
+
+    Saving (PEFT style): ``scorer.save_pretrained(path)`` writes the tensors that training
+    changes (the head, and the encoder unless the method froze it) with the config;
+    ``MCScorer.from_pretrained(base_encoder, tokenizer, path)`` puts them back on a freshly loaded
+    base encoder (:func:`load_scorer` loads the base named in the saved config for you).
     """
 
-    def __init__(self, encoder: nn.Module, hidden: int = 0, dropout: float = 0.1) -> None:
+    pretrained_kind = "cet"
+    config_class = CETConfig
+
+    def __init__(
+        self, encoder: nn.Module, hidden: int = 0, dropout: float = 0.1, config: CETConfig | None = None
+    ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.config = config if config is not None else CETConfig(head_hidden=hidden)
         width = encoder.config.hidden_size
-        hidden = hidden or width
+        hidden = hidden or self.config.head_hidden or width
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(width, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, 1)
         )
+        device, dtype = module_device_dtype(encoder)
+        self.head.to(device=device, dtype=dtype)
+
+    @classmethod
+    def _from_config(cls, base_model: nn.Module, tokenizer: Any, config: CETConfig) -> MCScorer:
+        return cls(base_model, config=config)
+
+    def pretrained_extra(self) -> dict[str, Any]:
+        return {"encoder_hidden_size": self.encoder.config.hidden_size}
 
     def forward(self, batch: PairBatch, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C) option logits; ``inputs_embeds`` (N, T, D) replaces the word embeddings (R3F noise)."""
@@ -125,45 +148,19 @@ def zero_shot_accuracy(encoder: nn.Module, tokenizer: Any, questions: Sequence[M
     return correct / len(questions)
 
 
-# --- save / load ------------------------------------------------------------------------------
+# --- load ---------------------------------------------------------------------------------------
 
 
-def save_scorer(out_dir: str | Path, scorer: MCScorer, tokenizer: Any, config_json: str) -> Path:
-    """Write ``encoder/`` (HF folder + tokenizer), ``head.safetensors`` and ``config.json``; the
-    folder is assembled under a temp name and renamed, so a crash never leaves half a model."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    scorer.encoder.save_pretrained(tmp / "encoder")
-    tokenizer.save_pretrained(tmp / "encoder")
-    save_file({k: v.contiguous() for k, v in scorer.head.state_dict().items()}, str(tmp / "head.safetensors"))
-    (tmp / "config.json").write_text(config_json)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    return out_dir
-
-
-def load_scorer(model_dir: str | Path) -> tuple[MCScorer, Any, CETConfig]:
-    """Load ``(scorer, tokenizer, config)`` written by :func:`save_scorer`; errors name the missing file."""
-    from safetensors.torch import load_file
-
-    from longlore.core.errors import LongloreError
+def load_scorer(
+    model_dir: str | Path, *, device: str = "cpu", dtype: str = "float32"
+) -> tuple[MCScorer, Any, CETConfig]:
+    """``(scorer, tokenizer, config)`` from a folder written by ``MCScorer.save_pretrained`` (a run
+    folder resolves to its ``final/``): the base encoder named in the saved config
+    (``config.encoder``) is loaded on ``device`` in ``dtype`` and the saved tensors put on it."""
     from longlore.core.models import load_encoder
+    from longlore.core.saving import load_pretrained_folder
 
-    model_dir = Path(model_dir)
-    head_path, config_path = model_dir / "head.safetensors", model_dir / "config.json"
-    for needed in (head_path, config_path, model_dir / "encoder"):
-        if not needed.exists():
-            raise LongloreError(
-                f"{model_dir}: not a CET model folder ({needed.name} is missing); train one with `longlore cet train`"
-            )
-    config = CETConfig.load(config_path)
-    encoder, tokenizer = load_encoder(str(model_dir / "encoder"))
-    scorer = MCScorer(encoder, hidden=config.head_hidden)
-    scorer.head.load_state_dict(load_file(str(head_path)))
-    return scorer.eval(), tokenizer, config
+    _, meta, _ = load_pretrained_folder(model_dir, kind=MCScorer.pretrained_kind, version=MCScorer.pretrained_version)
+    config = CETConfig.from_dict(meta["config"], where=str(model_dir))
+    encoder, tokenizer = load_encoder(config.encoder, device=device, dtype=dtype, seed=config.seed)
+    return MCScorer.from_pretrained(encoder, tokenizer, model_dir), tokenizer, config

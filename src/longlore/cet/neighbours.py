@@ -71,6 +71,20 @@ def find_neighbours(embeddings: np.ndarray, k: int, theta: float) -> NeighbourTa
     return NeighbourTable(index=index, sim=sims)
 
 
+def shared_answer_share(table: NeighbourTable, questions: list[MCQuestion]) -> float:
+    """Share of the table's existing (anchor, neighbour) pairs whose gold answer text is the
+    anchor's (case-insensitive). CET scores a neighbour's question against the *anchor's* gold
+    option, so this is the share of neighbour terms that teach a true fact; the rest are noise."""
+    rows, cols = np.nonzero(table.mask)
+    if len(rows) == 0:
+        return float("nan")
+    same = [
+        questions[i].gold.strip().lower() == questions[table.index[i, k]].gold.strip().lower()
+        for i, k in zip(rows, cols)
+    ]
+    return float(np.mean(same))
+
+
 def neighbour_texts(questions: list[MCQuestion], space: str) -> list[str]:
     """What is embedded per question: question + gold answer (``feature``) or the answer (``answer``)."""
     if space == "feature":
@@ -92,7 +106,8 @@ def embed_texts(encoder: Any, tokenizer: Any, texts: list[str], max_len: int, ba
             texts[start : start + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
         ).to(device)
         hidden = encoder(**batch).last_hidden_state  # (B, T, D)
-        out.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1).cpu())
+        pooled = mean_pool(hidden, batch["attention_mask"]).float()  # numpy has no bfloat16
+        out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
     encoder.train(was_training)
     return torch.cat(out).numpy()
 

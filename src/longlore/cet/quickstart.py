@@ -1,5 +1,5 @@
 """CET's quickstart: a one-epoch MiniLM run of vanilla fine-tuning and CET on the UMLS/MovieLens
-questions (about a minute on 2 cores); the full 3-seed comparison is benchmarks/cet_retention.py."""
+questions (about a minute on 2 cores); the multi-seed comparison is benchmarks/cet_retention.py."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def run(out_dir: Path) -> str:
     ]
     for method in ("vanilla", "cet"):
         console.print(f"[bold]cet quickstart[/bold]: {method}, 1 epoch on {len(data['target_train'])} questions")
-        cfg = CETConfig(method=method, encoder="minilm", epochs=1, batch_size=16, k=3, theta=0.5)
+        cfg = CETConfig(
+            method=method, encoder="minilm", epochs=1, batch_size=16, k=3, theta=0.5, neighbour_space="answer"
+        )
         result = train(
             cfg,
             data["target_train"],
@@ -52,5 +54,5 @@ def run(out_dir: Path) -> str:
         "| model | target test acc | probe: UMLS isa (zero-shot) | probe: movie genres (zero-shot) | train s |\n"
         f"|---|---|---|---|---|\n{table}\n\n"
         "One epoch, one seed, 64 training questions: a smoke test of the pipeline, not the comparison "
-        "(see `benchmarks/cet_retention.py` and docs/cet.md for 3 seeds and every baseline).\n"
+        "(see `benchmarks/cet_retention.py` and docs/cet.md for the seeded comparison with paired CIs).\n"
     )

@@ -20,8 +20,12 @@ from torch.optim import Optimizer
 
 
 def anneal_lambda(step: int, k: float, t0: float) -> float:
-    """Sigmoid annealing coefficient lambda(t) in (0, 1); 0.5 at ``t = t0``."""
-    return 1.0 / (1.0 + math.exp(-k * (step - t0)))
+    """Sigmoid annealing coefficient lambda(t) in [0, 1]; 0.5 at ``t = t0`` (stable for any k, t0)."""
+    z = k * (step - t0)
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)  # z < 0: no overflow, underflows to 0 far before t0
+    return e / (1.0 + e)
 
 
 class RecAdam(Optimizer):

@@ -1,7 +1,8 @@
 """Fine-tuning loop shared by CET and its baselines.
 
 Lifecycle of :func:`train`: load the encoder and a fresh head -> precompute what the method needs
-at the pretrained weights theta0 (CET: neighbours in h0 space; EWC: diagonal Fisher) -> epochs of
+at the pretrained weights theta0 (CET: neighbours in h0 space; EWC: diagonal Fisher; ChildTune-D:
+the child network's gradient masks; Mixout: w0 inside every encoder Linear) -> epochs of
 mini-batches with the method's loss -> evaluation after each epoch. The loss of one batch is
 :meth:`Trainer.batch_loss`, a dispatch over small functions from :mod:`longlore.cet.loss`.
 
@@ -21,20 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import get_linear_schedule_with_warmup
 
 from longlore.cet.config import CETConfig
 from longlore.cet.data import MCQuestion
 from longlore.cet.loss import CET_LOSSES, ewc_penalty, symmetric_kl
 from longlore.cet.model import MCScorer, PairBatch, accuracy, encode_pairs, zero_shot_accuracy
-from longlore.cet.neighbours import NeighbourTable, build_neighbours
+from longlore.cet.neighbours import NeighbourTable, build_neighbours, shared_answer_share
 from longlore.cet.recadam import RecAdam
+from longlore.cet.regularizers import apply_mixout, child_masks, is_layer_parameter, mask_gradients, remove_mixout
+from longlore.core.checkpoint import seed_everything
 from longlore.core.errors import LongloreError
 from longlore.core.models import load_encoder
-from longlore.core.progress import console, track
+from longlore.core.progress import console
+from longlore.core.training import EpochBatches, TrainingArgs, train_loop
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias", "layer_norm")
 
@@ -49,12 +51,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     neighbours: NeighbourTable | None = None
     seconds: float = 0.0
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    neighbour_answer_share: float | None = None  # share of neighbours whose gold answer is the anchor's
+    cost: dict[str, float] = field(default_factory=dict)  # wall / CPU seconds of training (over resumes)
 
 
 def estimate_fisher(
@@ -85,7 +83,16 @@ def estimate_fisher(
 class Trainer:
     """Holds the scorer, the optimiser and the method's precomputed state for one run."""
 
-    def __init__(self, config: CETConfig, train_questions: list[MCQuestion], cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: CETConfig,
+        train_questions: list[MCQuestion],
+        cache_dir: Path | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        out_dir: str | Path | None = None,
+    ) -> None:
         if len(train_questions) < 2:
             raise LongloreError(f"training needs at least 2 questions, got {len(train_questions)}")
         if config.method == "recadam" and config.lr * config.recadam_gamma >= 1.0:
@@ -96,9 +103,10 @@ class Trainer:
         self.config = config
         self.questions = train_questions
         seed_everything(config.seed)
-        encoder, self.tokenizer = load_encoder(config.encoder, seed=config.seed)
-        self.scorer = MCScorer(encoder, hidden=config.head_hidden)
+        encoder, self.tokenizer = load_encoder(config.encoder, device=device, dtype=dtype, seed=config.seed)
+        self.scorer = MCScorer(encoder, config=config)
         self.device = next(encoder.parameters()).device
+        self.out_dir = out_dir
         self.neighbours: NeighbourTable | None = None
         self.fisher: dict[str, torch.Tensor] | None = None
         self.theta0: dict[str, torch.Tensor] | None = None
@@ -120,14 +128,26 @@ class Trainer:
             sample = rng.sample(train_questions, min(config.fisher_samples, len(train_questions)))
             self.fisher = estimate_fisher(self.scorer, self.tokenizer, sample, config.max_len)
             self.theta0 = {n: p.detach().clone() for n, p in self.scorer.encoder.named_parameters()}
+        self.mixout_layers: list = []
+        self.child_masks: dict[str, torch.Tensor] | None = None
+        if config.method == "childtune":
+            # ChildTune-D: Fisher on the whole task data at theta0; only the top childtune_p share
+            # of the transformer-layer weights ever gets a gradient.
+            fisher = estimate_fisher(self.scorer, self.tokenizer, train_questions, config.max_len)
+            self.child_masks = child_masks(
+                {n: f for n, f in fisher.items() if is_layer_parameter(n)}, config.childtune_p
+            )
+            mask_gradients(dict(self.scorer.encoder.named_parameters()), self.child_masks)
+        if config.method == "mixout":
+            self.mixout_layers = apply_mixout(self.scorer.encoder, config.mixout_p)
         if config.method == "frozen":
             for p in self.scorer.encoder.parameters():
                 p.requires_grad_(False)
-        self.optimizer = self._build_optimizer()
-        steps = config.epochs * ((len(train_questions) + config.batch_size - 1) // config.batch_size)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(0.1 * steps), steps)
+        self.last_terms: dict[str, float] = {}
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
+    def param_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: encoder at ``lr``, head at ``head_lr``; no decay on biases and norms.
+        ``anneal`` marks the groups RecAdam pulls towards theta0 (the encoder, not the new head)."""
         cfg = self.config
         groups = []
         for module, lr, anneal in ((self.scorer.encoder, cfg.lr, True), (self.scorer.head, cfg.head_lr, False)):
@@ -135,19 +155,15 @@ class Trainer:
             for decay in (True, False):
                 params = [p for n, p in named if any(tag in n for tag in _NO_DECAY) != decay]
                 if params:
-                    groups.append(
-                        {
-                            "params": params,
-                            "lr": lr,
-                            "weight_decay": cfg.weight_decay if decay else 0.0,
-                            "anneal": anneal,
-                        }
-                    )
+                    wd = cfg.weight_decay if decay else 0.0
+                    groups.append({"params": params, "lr": lr, "weight_decay": wd, "anneal": anneal})
+        return groups
+
+    def make_optimizer(self, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        cfg = self.config
         if cfg.method == "recadam":
             return RecAdam(groups, gamma=cfg.recadam_gamma, k=cfg.recadam_k, t0=cfg.recadam_t0)
-        for g in groups:
-            g.pop("anneal")
-        return torch.optim.AdamW(groups)
+        return torch.optim.AdamW([{k: v for k, v in g.items() if k != "anneal"} for g in groups])
 
     # --- losses -------------------------------------------------------------------------------
 
@@ -160,7 +176,7 @@ class Trainer:
         mask = torch.from_numpy(index >= 0)
         B, K = index.shape
         C = max(len(q.options) for q in anchors)
-        logits = torch.zeros(B, K, C, device=self.device)
+        logits = torch.zeros(B, K, C, device=self.device)  # float32: the losses run in float32
         pairs = [(i, k) for i in range(B) for k in range(K) if index[i, k] >= 0]
         if pairs:
             # a neighbour's input: its own question, the anchor's options, the anchor's label
@@ -169,7 +185,7 @@ class Trainer:
                 for i, k in pairs
             ]
             batch = encode_pairs(self.tokenizer, pseudo, self.config.max_len).to(self.device)
-            flat = self.scorer(batch)  # (M, C') with C' <= C
+            flat = self.scorer(batch).float()  # (M, C') with C' <= C
             rows, cols = zip(*pairs)
             logits[list(rows), list(cols), : flat.shape[1]] = flat
             if flat.shape[1] < C:
@@ -183,20 +199,29 @@ class Trainer:
         batch: PairBatch = encode_pairs(self.tokenizer, anchors, cfg.max_len).to(self.device)
         if cfg.method == "r3f":
             embeds = self.scorer.word_embeddings(batch)  # (N, T, D)
-            logits = self.scorer(batch, inputs_embeds=embeds)
+            logits = self.scorer(batch, inputs_embeds=embeds).float()
             noise = torch.empty_like(embeds).uniform_(-cfg.r3f_eps, cfg.r3f_eps)
-            noised = self.scorer(batch, inputs_embeds=embeds.detach() + noise)
-            return F.cross_entropy(logits, batch.labels) + cfg.r3f_lambda * symmetric_kl(noised, logits), logits
-        logits = self.scorer(batch)  # (B, C)
+            noised = self.scorer(batch, inputs_embeds=embeds.detach() + noise).float()
+            task, reg = F.cross_entropy(logits, batch.labels), cfg.r3f_lambda * symmetric_kl(noised, logits)
+            self.last_terms = {"task": task.item(), "reg": reg.item()}
+            return task + reg, logits
+        logits = self.scorer(batch).float()  # (B, C); the losses run in float32 under any dtype
         if cfg.method == "cet":
             nb_logits, nb_mask = self._neighbour_logits(anchors, anchor_ids)
-            return CET_LOSSES[cfg.variant](logits, batch.labels, nb_logits, nb_mask, cfg.w0), logits
+            loss = CET_LOSSES[cfg.variant](logits, batch.labels, nb_logits, nb_mask, cfg.w0)
+            self.last_terms = {"task": F.cross_entropy(logits, batch.labels).item(), "reg": 0.0}
+            return loss, logits
         loss = F.cross_entropy(logits, batch.labels)
+        self.last_terms = {"task": loss.item(), "reg": 0.0}
         if cfg.method == "ewc":
             assert self.fisher is not None and self.theta0 is not None
             params = dict(self.scorer.encoder.named_parameters())
-            loss = loss + ewc_penalty(params, self.theta0, self.fisher, cfg.ewc_lambda)
-        return loss, logits  # vanilla, recadam (its regulariser lives in the optimiser), frozen
+            penalty = ewc_penalty(params, self.theta0, self.fisher, cfg.ewc_lambda)
+            self.last_terms["reg"] = penalty.item()
+            loss = loss + penalty
+        # vanilla, recadam (its pull lives in the optimiser), mixout (in the weights), childtune
+        # (in the gradient masks), frozen: the plain task loss
+        return loss, logits
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -225,38 +250,75 @@ class Trainer:
         progress: bool = True,
         retention_sets: dict[str, list[MCQuestion]] | None = None,
         eval_each_epoch: bool = True,
+        stop_after: int | None = None,
     ) -> TrainResult:
-        """Train for ``config.epochs``; evaluate after each epoch (or only the last one)."""
+        """Train for ``config.epochs`` on the shared training loop (shuffled epochs, AdamW or
+        RecAdam, linear warm-up over 10% then linear decay, clipping; ``out_dir`` checkpoints that
+        a rerun resumes from); evaluate after each epoch (or only after the last one)."""
         cfg = self.config
-        rng = random.Random(cfg.seed)
+        per_epoch = -(-len(self.questions) // cfg.batch_size)
+        steps = cfg.epochs * per_epoch
         history: list[dict[str, float]] = []
         start = time.perf_counter()
-        self.scorer.train()
-        for epoch in range(1, cfg.epochs + 1):
-            order = list(range(len(self.questions)))
-            rng.shuffle(order)
-            batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-            total, correct, seen = 0.0, 0, 0
-            iterator = track(batches, f"{cfg.method} epoch {epoch}/{cfg.epochs}") if progress else batches
-            for ids in iterator:
-                loss, logits = self.batch_loss(ids)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.scorer.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                total += loss.item() * len(ids)
-                correct += int((logits.argmax(-1).cpu() == torch.tensor([self.questions[i].label for i in ids])).sum())
-                seen += len(ids)
-            row: dict[str, float] = {"epoch": epoch, "train_loss": total / seen, "train_acc": correct / seen}
-            if eval_each_epoch or epoch == cfg.epochs:
-                row.update(self.evaluate(eval_sets, retention_sets))
-            history.append(row)
+
+        def loss_fn(model: torch.nn.Module, ids: list[int], ctx: Any):
+            loss, logits = self.batch_loss(ids)
+            gold = torch.tensor([self.questions[i].label for i in ids], device=logits.device)
+            acc = float((logits.argmax(-1) == gold).float().mean())
+            return loss, {**self.last_terms, "acc": acc}
+
+        def on_step(step: int, row: dict[str, float]) -> None:
+            if (step + 1) % per_epoch and step + 1 != steps:
+                return
+            epoch = -(-(step + 1) // per_epoch)
+            rows = [r for r in result_rows if (r["step"] // per_epoch) + 1 == epoch] + [row]
+            summary: dict[str, float] = {
+                "epoch": epoch,
+                "train_loss": sum(r["loss"] for r in rows) / len(rows),
+                "train_task_loss": sum(r["task"] for r in rows) / len(rows),  # cross-entropy of the anchors
+                "train_reg": sum(r["reg"] for r in rows) / len(rows),  # EWC penalty / R3F KL, vs the task loss
+                "train_acc": sum(r["acc"] for r in rows) / len(rows),
+            }
+            if eval_each_epoch or step + 1 == steps:
+                summary.update(self.evaluate(eval_sets, retention_sets))
+            history.append(summary)
             if progress:
-                console.print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+                console.print(
+                    " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
+                )
+
+        result_rows: list[dict[str, float]] = []
+        args = TrainingArgs(
+            steps=steps,
+            lr=cfg.lr,
+            warmup_steps=int(0.1 * steps),
+            schedule="linear",
+            grad_clip=cfg.max_grad_norm,
+            checkpoint_every=max(1, steps),
+            log_every=0,
+            seed=cfg.seed,
+            stop_after=stop_after,
+        )
+        result = train_loop(
+            self.scorer,
+            loss_fn,
+            EpochBatches(list(range(len(self.questions))), cfg.batch_size, seed=cfg.seed),
+            args,
+            self.out_dir,
+            param_groups=self.param_groups(),
+            make_optimizer=self.make_optimizer,
+            on_step=lambda step, row: (on_step(step, row), result_rows.append(row)),
+            description=f"{cfg.method} fine-tuning",
+            progress=progress,
+        )
+        if result.finished:
+            remove_mixout(self.mixout_layers)  # a plain encoder from here on (eval mode already ignored it)
+            self.mixout_layers = []
         self.scorer.eval()
-        return TrainResult(self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start)
+        share = shared_answer_share(self.neighbours, self.questions) if self.neighbours is not None else None
+        return TrainResult(
+            self.scorer, self.tokenizer, cfg, history, self.neighbours, time.perf_counter() - start, share, result.cost
+        )
 
 
 def train(
@@ -267,12 +329,22 @@ def train(
     progress: bool = True,
     retention_sets: dict[str, list[MCQuestion]] | None = None,
     eval_each_epoch: bool = True,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    out_dir: str | Path | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Fine-tune a fresh scorer on ``train_questions`` with ``config.method``; see module docstring.
 
     ``eval_sets`` are scored by the trained scorer (``{name}_acc``); ``retention_sets`` by the
     fine-tuned encoder alone, zero-shot (``{name}_zs``), the same way the pretrained one is scored.
     """
-    return Trainer(config, train_questions, cache_dir=cache_dir).fit(
-        eval_sets, progress=progress, retention_sets=retention_sets, eval_each_epoch=eval_each_epoch
+    trainer = Trainer(config, train_questions, cache_dir=cache_dir, device=device, dtype=dtype, out_dir=out_dir)
+    return trainer.fit(
+        eval_sets,
+        progress=progress,
+        retention_sets=retention_sets,
+        eval_each_epoch=eval_each_epoch,
+        stop_after=stop_after,
     )

@@ -1,12 +1,18 @@
-"""``longlore comet``: train | passkey | generate | bench."""
+"""``longlore comet``: train | passkey | generate | bench. Options come from the config dataclasses
+(:class:`CometConfig`, :class:`TrainArgs`, :class:`PasskeyTask`), so every default lives in one place."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from longlore.comet.config import CometConfig
+from longlore.comet.passkey import PasskeyTask
+from longlore.comet.trainer import TrainArgs
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
 
@@ -14,11 +20,18 @@ app = typer.Typer(
     help="CoMeT: plug-in collaborative memory (gated global + FIFO temporary) for long inputs.", no_args_is_help=True
 )
 
-NUM_GLOBAL = typer.Option(512, help="G: global memory slots per layer.")
-STRIDE = typer.Option(8, help="A <beacon> after every N text tokens (-1: no temporary memory).")
-BUDGET = typer.Option(2048, help="B: temporary-memory FIFO size.")
-CHUNK = typer.Option(2048, help="Text tokens per chunk.")
-RANK = typer.Option(8, help="Rank of the memory bottlenecks.")
+# CometConfig fields that only matter for training: inference verbs leave them at their defaults.
+TRAINING_FIELDS = {
+    "mode",
+    "lr",
+    "memory_lr_multiplier",
+    "warmup_steps",
+    "weight_decay",
+    "grad_clip",
+    "gradient_checkpointing",
+    "augment_chunks",
+    "version",
+}
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -28,121 +41,108 @@ def _ints(text: str, what: str) -> list[int]:
         raise LongloreError(f"--{what} '{text}': expected comma-separated integers such as 4096,16384") from None
 
 
-def _load(comet_dir: Path | None, model: str, **sizes):
-    from longlore.comet.backbone import load_backbone
-    from longlore.comet.config import CometConfig
-    from longlore.comet.model import CometModel
+def _load(comet_dir: Optional[Path], model: str, config: CometConfig, device: str, dtype: str):
+    """A trained CoMeT (``comet_dir``, with its saved backbone or on ``model``) or an untrained one."""
+    from longlore.comet.model import CONFIG_NAME, CometModel
+    from longlore.core.devices import resolve
+    from longlore.core.io import read_json
+    from longlore.core.models import load_causal_lm
+    from longlore.core.saving import find_model_folder
 
+    device, dtype = resolve(device, dtype)
     if comet_dir is not None:
-        from longlore.core.io import read_json
-
-        meta = read_json(comet_dir / "comet_config.json") if (comet_dir / "comet_config.json").exists() else {}
-        if meta.get("includes_backbone"):
-            return CometModel.from_pretrained(comet_dir)
-        base, tokenizer = load_backbone(model)
-        return CometModel.from_pretrained(comet_dir, base, tokenizer)
-    base, tokenizer = load_backbone(model)
-    return CometModel(base, tokenizer, CometConfig(**sizes)).eval()
+        folder = find_model_folder(comet_dir, CONFIG_NAME, what="CoMeT model")
+        if read_json(folder / CONFIG_NAME).get("includes_backbone"):
+            return CometModel.from_pretrained(None, None, folder, dtype=dtype, device=device)
+        base, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
+        return CometModel.from_pretrained(base, tokenizer, folder)
+    base, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
+    return CometModel(base, tokenizer, config).eval()
 
 
 @app.command()
+@config_options(config=CometConfig, args=TrainArgs, task=PasskeyTask, exclude={"version", "restarts"})
 def train(
+    config: CometConfig,
+    args: TrainArgs,
+    task: PasskeyTask,
     out: Path = typer.Option(..., help="Output folder (checkpoint.pt resumes; final/ is the trained model)."),
     model: str = typer.Option("smollm2-135m", help="Backbone: a model spec, a local folder, or scratch-LxD."),
-    task: str = typer.Option("text", help="'text' (windows of --text-file) or 'passkey' (curriculum)."),
-    text_file: Path | None = typer.Option(None, help="Training text (default: the shipped public-domain text)."),
+    kind: str = typer.Option("text", "--task", help="'text' (windows of --text-file) or 'passkey' (curriculum)."),
+    text_file: Optional[Path] = typer.Option(None, help="Training text (default: the shipped public-domain text)."),
     seq_len: int = typer.Option(4096, help="Tokens per training sequence (task text)."),
-    curriculum: str = typer.Option("1:100,2:100,4:200,8:200,16:400", help="Passkey: 'chunks:steps,...'."),
-    batch_size: int = typer.Option(1),
-    steps: int | None = typer.Option(None, help="Default: 200 (text) or the curriculum total."),
-    seed: int = typer.Option(0),
-    lr: float = typer.Option(5e-5),
-    memory_lr_multiplier: float = typer.Option(5.0),
-    mode: str = typer.Option("full", help="'full' or 'memory-only' (frozen backbone)."),
-    gradient_checkpointing: bool = typer.Option(False),
-    augment: bool = typer.Option(True),
+    curriculum: str = typer.Option(
+        "1:100,2:100,4:200,8:200,16:400", help="Passkey: 'chunks:steps,...'; its total replaces --steps."
+    ),
+    batch_size: int = typer.Option(1, help="Sequences per optimizer step."),
     lr_restart: bool = typer.Option(False, help="Passkey: restart warm-up + cosine at every curriculum stage."),
-    checkpoint_every: int = typer.Option(50),
-    num_global: int = NUM_GLOBAL,
-    temp_stride: int = STRIDE,
-    temp_budget: int = BUDGET,
-    chunk_size: int = CHUNK,
-    rank: int = RANK,
+    pipeline_stages: int = typer.Option(
+        1,
+        help="Split every batch's chunks over this many ranks, layer by layer (run under torchrun "
+        "--nproc_per_node N); 1: off (under torchrun: data parallel).",
+    ),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Train CoMeT (next-token CE through the memory); resumable; saves out/final."""
-    from longlore.comet.backbone import load_backbone
-    from longlore.comet.config import CometConfig
-    from longlore.comet.model import CometModel
-    from longlore.comet.passkey import (
-        curriculum_batches,
-        parse_curriculum,
-        stage_starts,
-    )
-    from longlore.comet.trainer import TrainArgs, text_windows
-    from longlore.comet.trainer import train as run_train
+    from dataclasses import replace
 
-    config = CometConfig(
-        num_global=num_global,
-        temp_stride=temp_stride,
-        temp_budget=temp_budget,
-        chunk_size=chunk_size,
-        rank=rank,
-        mode=mode,
-        lr=lr,
-        memory_lr_multiplier=memory_lr_multiplier,
-        gradient_checkpointing=gradient_checkpointing,
-        augment_chunks=augment,
-    )
-    base, tokenizer = load_backbone(model, seed=seed)
-    comet = CometModel(base, tokenizer, config, seed=seed)
-    restarts = None
-    if task == "passkey":
+    from longlore.comet.model import CometModel
+    from longlore.comet.passkey import curriculum_batches, parse_curriculum, stage_starts
+    from longlore.comet.trainer import text_windows
+    from longlore.comet.trainer import train as run_train
+    from longlore.core.devices import resolve
+    from longlore.core.distributed import dist_info
+    from longlore.core.models import load_causal_lm, parse_model_spec
+
+    device, dtype = resolve(device, dtype)
+    base, tokenizer = load_causal_lm(model, seed=args.seed, device=device, dtype=dtype)
+    comet = CometModel(base, tokenizer, config, seed=args.seed)
+    if kind == "passkey":
         stages = parse_curriculum(curriculum)
-        batch_fn, total = curriculum_batches(comet, stages, batch_size)
-        restarts = stage_starts(stages) if lr_restart else None
-    elif task == "text":
+        batch_fn, total = curriculum_batches(comet, stages, batch_size, task)
+        args = replace(args, steps=total, restarts=stage_starts(stages) if lr_restart else None)
+    elif kind == "text":
         if text_file is not None and not text_file.exists():
             raise LongloreError(f"--text-file {text_file}: no such file")
         from longlore.core.text import public_domain_text
 
         text = text_file.read_text(encoding="utf-8") if text_file else public_domain_text()
-        batch_fn, total = text_windows(comet.encode(text), seq_len, batch_size), 200
+        batch_fn = text_windows(comet.encode(text), seq_len, batch_size)
     else:
-        raise LongloreError(f"--task '{task}': expected 'text' or 'passkey'")
-    train_args = TrainArgs(steps=steps or total, seed=seed, checkpoint_every=checkpoint_every, restarts=restarts)
-    summary = run_train(comet, batch_fn, out, train_args)
-    # a scratch backbone is only reproducible from its seed: keep it beside the memory modules
-    comet.save_pretrained(out / "final", include_backbone=True if model.startswith("scratch-") else None)
-    console.print(f"trained to step {summary['steps_done']} (loss {summary['final_loss']}); saved {out / 'final'}")
+        raise LongloreError(f"--task '{kind}': expected 'text' or 'passkey'")
+    if pipeline_stages > 1:
+        from longlore.comet.pipeline_train import train_pipeline
+
+        summary = train_pipeline(comet, batch_fn, out, args, stages=pipeline_stages)
+    else:
+        summary = run_train(comet, batch_fn, out, args)
+    if dist_info().is_main:  # under torchrun every rank holds the same model; one saves it
+        # a random (scratch/tiny) backbone is only reproducible from its spec: keep it beside the memory modules
+        random_backbone = parse_model_spec(model).kind in ("scratch", "tiny")
+        comet.save_pretrained(out / "final", include_backbone=True if random_backbone else None)
+        console.print(f"trained to step {summary['steps_done']} (loss {summary['final_loss']}); saved {out / 'final'}")
 
 
 @app.command()
+@config_options(config=CometConfig, task=PasskeyTask, exclude=TRAINING_FIELDS | {"answer_weight", "mix_earlier"})
 def passkey(
+    config: CometConfig,
+    task: PasskeyTask,
     out: Path = typer.Option(..., help="Results JSON (resumes; a heatmap PNG is written beside it)."),
-    comet_dir: Path | None = typer.Option(None, help="A trained CoMeT folder (from `comet train`)."),
+    comet_dir: Optional[Path] = typer.Option(None, help="A trained CoMeT folder (or its run folder)."),
     model: str = typer.Option("smollm2-135m", help="Backbone when --comet-dir lacks one (or untrained CoMeT)."),
-    lengths: str = typer.Option("4096,16384,65536,262144,1048576"),
-    depths: str = typer.Option("0,25,50,75,100", help="Key depths in percent."),
-    keys: int = typer.Option(4, help="Keys per (length, depth) cell."),
-    seed: int = typer.Option(0),
-    num_global: int = NUM_GLOBAL,
-    temp_stride: int = STRIDE,
-    temp_budget: int = BUDGET,
-    chunk_size: int = CHUNK,
-    rank: int = RANK,
+    lengths: str = typer.Option("4096,16384,65536", help="Prompt lengths in tokens (1M costs minutes per prompt)."),
+    depths: str = typer.Option("0,25,50,75,100", help="Key depths in percent (100 puts the key in the last chunk)."),
+    keys: int = typer.Option(4, help="Prompts per (length, depth) cell, each with its own key."),
+    seed: int = typer.Option(0, help="Seed of the key draw."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
-    """Passkey retrieval accuracy over lengths x depths (greedy; first integer must equal the key)."""
+    """Passkey retrieval over lengths x depths (greedy), memory reads and last-chunk reads reported apart."""
     from longlore.comet.passkey import evaluate_grid, heatmap
 
-    comet = _load(
-        comet_dir,
-        model,
-        num_global=num_global,
-        temp_stride=temp_stride,
-        temp_budget=temp_budget,
-        chunk_size=chunk_size,
-        rank=rank,
-    )
+    comet = _load(comet_dir, model, config, device, dtype)
     depth_list = [d / 100 for d in _ints(depths, "depths")]
     result = evaluate_grid(
         comet,
@@ -151,24 +151,24 @@ def passkey(
         keys,
         out,
         seed=seed,
+        task=task,
         meta={"comet_dir": str(comet_dir), "model": model, "config": comet.config.to_dict()},
     )
-    heatmap(result["accuracy"], out.with_suffix(".png"), f"CoMeT passkey ({comet_dir or model})")
-    typer.echo(json.dumps({n: cells["all"] for n, cells in result["accuracy"].items()}))
+    heatmap(result["records"], out.with_suffix(".png"), f"CoMeT passkey ({comet_dir or model})")
+    typer.echo(json.dumps({"memory_exact": result["memory_exact"], "local_exact": result["local_exact"]}))
 
 
 @app.command()
+@config_options(config=CometConfig, exclude=TRAINING_FIELDS)
 def generate(
-    prompt: str | None = typer.Option(None, help="Prompt text."),
-    prompt_file: Path | None = typer.Option(None, help="Read the (long) prompt from a file."),
-    comet_dir: Path | None = typer.Option(None),
-    model: str = typer.Option("smollm2-135m"),
-    max_new_tokens: int = typer.Option(32),
-    num_global: int = NUM_GLOBAL,
-    temp_stride: int = STRIDE,
-    temp_budget: int = BUDGET,
-    chunk_size: int = CHUNK,
-    rank: int = RANK,
+    config: CometConfig,
+    prompt: Optional[str] = typer.Option(None, help="Prompt text."),
+    prompt_file: Optional[Path] = typer.Option(None, help="Read the (long) prompt from a file."),
+    comet_dir: Optional[Path] = typer.Option(None, help="A trained CoMeT folder (or its run folder)."),
+    model: str = typer.Option("smollm2-135m", help="Backbone when --comet-dir lacks one (or untrained CoMeT)."),
+    max_new_tokens: int = typer.Option(32, help="Tokens to generate."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Stream a prompt of any length through memory and continue it greedily."""
     if (prompt is None) == (prompt_file is None):
@@ -176,48 +176,37 @@ def generate(
     if prompt_file is not None and not prompt_file.exists():
         raise LongloreError(f"--prompt-file {prompt_file}: no such file")
     text = prompt if prompt is not None else prompt_file.read_text(encoding="utf-8")
-    comet = _load(
-        comet_dir,
-        model,
-        num_global=num_global,
-        temp_stride=temp_stride,
-        temp_budget=temp_budget,
-        chunk_size=chunk_size,
-        rank=rank,
-    )
+    comet = _load(comet_dir, model, config, device, dtype)
     typer.echo(comet.generate(text, max_new_tokens=max_new_tokens)[0])
 
 
 @app.command()
+@config_options(config=CometConfig, exclude=TRAINING_FIELDS)
 def bench(
-    out: Path = typer.Option(Path("benchmarks/results/comet_cost.json")),
+    config: CometConfig,
+    out: Path = typer.Option(Path("runs/comet/cost.json"), help="Results JSON (a plot is written beside it)."),
     model: str = typer.Option("smollm2-135m", help="Backbone (same one for both methods)."),
-    lengths: str = typer.Option("4096,16384,65536,262144,1048576"),
-    full_max: int | None = typer.Option(None, help="Skip full attention above this length."),
-    timeout: float = typer.Option(3600.0, help="Seconds per measurement before it counts as failed."),
-    num_global: int = NUM_GLOBAL,
-    temp_stride: int = STRIDE,
-    temp_budget: int = BUDGET,
-    chunk_size: int = CHUNK,
-    rank: int = RANK,
+    lengths: str = typer.Option("4096,16384,65536", help="Input lengths in tokens (1M only on request)."),
+    full_max: Optional[int] = typer.Option(None, help="Skip full attention above this length."),
+    timeout: float = typer.Option(600.0, help="Seconds per measurement before it counts as failed."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Peak RSS and wall time vs input length, CoMeT vs full attention (see benchmarks/comet_cost.py)."""
     from longlore.comet.cost import run_cost_benchmark
+    from longlore.core.devices import resolve
 
-    comet = {
-        "num_global": num_global,
-        "temp_stride": temp_stride,
-        "temp_budget": temp_budget,
-        "chunk_size": chunk_size,
-        "rank": rank,
-    }
+    device, dtype = resolve(device, dtype)
+    sizes = {k: getattr(config, k) for k in ("num_global", "temp_stride", "temp_budget", "chunk_size", "rank")}
     result = run_cost_benchmark(
         _ints(lengths, "lengths"),
         model,
-        comet,
+        sizes,
         out,
         full_max=full_max,
         timeout=timeout,
         command=f"longlore comet bench --model {model} --lengths {lengths}",
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
     )
     typer.echo(json.dumps(result.get("summary", {})))

@@ -37,6 +37,14 @@ class CometConfig:
     rank: int = field(
         default=8, metadata={"help": "Rank of the residual bottleneck x + Up(Down(x)) on memory outputs."}
     )
+    gate_bias: float | None = field(
+        default=None,
+        metadata={
+            "help": "Initial bias of the global-memory gate logit; None: no bias term (the official code, "
+            "so the gate starts near 1/2). A large value (e.g. 6) starts every slot at 'hold': the first "
+            "chunk's state is kept until the model learns to write."
+        },
+    )
     # --- training ---
     mode: str = field(
         default="full",

@@ -23,13 +23,21 @@ from longlore.core.io import read_json, write_json
 from longlore.core.progress import console
 
 
-def measure(method: str, length: int, backbone: str, comet: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def measure(
+    method: str,
+    length: int,
+    backbone: str,
+    comet: dict[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict[str, Any]:
     """Run one measurement in this process (call through :func:`measure_in_subprocess`)."""
-    from longlore.comet.backbone import load_backbone
     from longlore.comet.config import CometConfig
     from longlore.comet.model import CometModel
+    from longlore.core.models import load_causal_lm
 
-    base, tokenizer = load_backbone(backbone, seed=seed)
+    base, tokenizer = load_causal_lm(backbone, seed=seed, device=device, dtype=dtype)
     model = CometModel(base, tokenizer, CometConfig(**comet)).eval() if method == "comet" else None
     ids = torch.randint(0, 1000, (length,), generator=torch.Generator().manual_seed(seed)).tolist()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -38,7 +46,7 @@ def measure(method: str, length: int, backbone: str, comet: dict[str, Any], seed
         if method == "comet":
             model.generate_ids([ids], max_new_tokens=1)
         else:
-            base(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=1)
+            base(input_ids=torch.tensor([ids], device=base.device), use_cache=False, logits_to_keep=1)
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -50,11 +58,19 @@ def measure(method: str, length: int, backbone: str, comet: dict[str, Any], seed
     }
 
 
-def measure_in_subprocess(method: str, length: int, backbone: str, comet: dict[str, Any], timeout: float) -> dict:
+def measure_in_subprocess(
+    method: str,
+    length: int,
+    backbone: str,
+    comet: dict[str, Any],
+    timeout: float,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict:
     """A fresh interpreter per point; an out-of-memory kill or timeout is recorded, not raised."""
     code = (
         "import json,sys; from longlore.comet.cost import measure; "
-        f"print(json.dumps(measure({method!r}, {length}, {backbone!r}, {comet!r})))"
+        f"print(json.dumps(measure({method!r}, {length}, {backbone!r}, {comet!r}, device={device!r}, dtype={dtype!r})))"
     )
     try:
         proc = subprocess.run(
@@ -75,6 +91,8 @@ def run_cost_benchmark(
     full_max: int | None = None,
     timeout: float = 3600.0,
     command: str = "",
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Measure CoMeT at every length and full attention until it fails (or passes ``full_max``);
     resumes points already in ``out``; writes JSON + a two-panel plot beside it."""
@@ -87,7 +105,7 @@ def run_cost_benchmark(
             if (method, length) in have or (method == "full" and (full_failed or (full_max and length > full_max))):
                 continue
             console.print(f"{method} @ {length} tokens ...")
-            point = measure_in_subprocess(method, length, backbone, comet, timeout)
+            point = measure_in_subprocess(method, length, backbone, comet, timeout, device, dtype)
             console.print(f"  {point}")
             points.append(point)
             full_failed |= method == "full" and "failed" in point

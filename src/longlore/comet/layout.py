@@ -20,7 +20,6 @@ the same example run alone.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,6 @@ import torch
 from longlore.comet.config import CometConfig
 
 IGNORE = -100
-BOUNDARY_TEXTS = ("\n", "\n\n", ".", ",", "。")
 
 
 @dataclass(frozen=True)
@@ -46,67 +44,12 @@ class ChunkLayout:
 
     body_ids: list[int]  # text with temporary beacons
     body_labels: list[int]
+    body_weights: list[float]  # loss weight of each label (0 where the label is -100)
     temp_beacon_offsets: list[int]  # offsets of <beacon> inside body_ids
     n_global_in: int  # G placeholders in front (0 in the first chunk)
     n_temp_in: int  # temporary-memory placeholders in front
     global_out: bool  # G global beacons at the end (False only for a generating last chunk)
     n_text: int  # text tokens in this chunk
-
-
-def fixed_sizes(n: int, chunk: int) -> list[int]:
-    """[chunk, chunk, ..., remainder] (the official FixedSizeStrategy)."""
-    return [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
-
-
-def right_aligned_sizes(n: int, chunk: int) -> list[int]:
-    """The remainder first, then full chunks: the text ends on a chunk boundary."""
-    return ([n % chunk] if n % chunk else []) + [chunk] * (n // chunk)
-
-
-def random_sizes(n: int, chunk: int, rng: random.Random, min_size: int = 4) -> list[int]:
-    """A random number of chunks (>= ceil(n / chunk)) with random sizes in [min_size, chunk]."""
-    lo = -(-n // chunk)  # fewest chunks that fit
-    min_size = max(1, min(min_size, chunk, n // lo))  # so that lo chunks of min_size never exceed n
-    hi = max(lo, n // min_size)
-    k = rng.randint(lo, min(hi, 2 * lo))
-    sizes = [min_size] * k
-    for _ in range(n - k * min_size):  # spread the slack one token at a time, never above `chunk`
-        open_ = [i for i, s in enumerate(sizes) if s < chunk]
-        sizes[rng.choice(open_)] += 1
-    return sizes
-
-
-def semantic_sizes(ids: list[int], chunk: int, boundary_ids: set[int], min_size: int = 4) -> list[int]:
-    """Cut at the last boundary token (newline, full stop, comma) inside each chunk-size window."""
-    sizes, start, n = [], 0, len(ids)
-    while start < n:
-        end = min(start + chunk, n)
-        if end < n:
-            for cut in range(end, start + min_size, -1):
-                if ids[cut - 1] in boundary_ids:
-                    end = cut
-                    break
-        sizes.append(end - start)
-        start = end
-    return sizes
-
-
-def plan_chunks(
-    ids: list[int], chunk: int, rng: random.Random | None = None, boundary_ids: set[int] | None = None
-) -> list[int]:
-    """Chunk sizes for training. Without ``rng``: fixed sizes. With it: chunk-boundary augmentation,
-    the official mix (fixed 60%, right-aligned 10%, random sizes 20%, semantic boundaries 10%)."""
-    n = len(ids)
-    if rng is None or n <= 1:
-        return fixed_sizes(n, chunk)
-    r = rng.random()
-    if r < 0.6:
-        return fixed_sizes(n, chunk)
-    if r < 0.7:
-        return right_aligned_sizes(n, chunk)
-    if r < 0.9 or not boundary_ids:
-        return random_sizes(n, chunk, rng)
-    return semantic_sizes(ids, chunk, boundary_ids)
 
 
 def build_layouts(
@@ -116,34 +59,43 @@ def build_layouts(
     special: SpecialIds,
     labels: list[int] | None = None,
     generating: bool = False,
+    weights: list[float] | None = None,
 ) -> list[ChunkLayout]:
     """Lay out one example's chunks (see module docstring). ``labels`` (aligned with ``ids``,
-    -100 = no loss) default to ``ids``; they are shifted here so each token predicts the next."""
+    -100 = no loss) default to ``ids``; they are shifted here so each token predicts the next.
+    ``weights`` (aligned with ``ids``, default 1) scale each label's loss term and shift with it."""
     if sum(sizes) != len(ids) or any(s < 1 for s in sizes):
         raise ValueError(f"chunk sizes {sizes} do not partition {len(ids)} tokens")
     labels = list(ids if labels is None else labels)
+    if weights is not None and len(weights) != len(ids):
+        raise ValueError(f"{len(weights)} loss weights for {len(ids)} tokens")
     shifted = labels[1:] + [IGNORE]
+    shifted_w = (list(weights[1:]) if weights is not None else [1.0] * (len(ids) - 1)) + [0.0]
     stride, budget = config.temp_stride, config.temp_budget
     layouts, start, emitted = [], 0, 0
     for i, size in enumerate(sizes):
         text, lab = ids[start : start + size], shifted[start : start + size]
+        wts = [w if y != IGNORE else 0.0 for w, y in zip(shifted_w[start : start + size], lab)]
         last = i == len(sizes) - 1
-        body, body_labels, offsets = [], [], []
+        body, body_labels, body_weights, offsets = [], [], [], []
         if config.uses_temp:
             for beg in range(0, size, stride):
                 body += text[beg : beg + stride]
                 body_labels += lab[beg : beg + stride]
+                body_weights += wts[beg : beg + stride]
                 if generating and last and beg + stride >= size:
                     break  # the generator inserts the next beacon itself
                 offsets.append(len(body))
                 body.append(special.temp_beacon)
                 body_labels.append(IGNORE)
+                body_weights.append(0.0)
         else:
-            body, body_labels = list(text), list(lab)
+            body, body_labels, body_weights = list(text), list(lab), wts
         layouts.append(
             ChunkLayout(
                 body_ids=body,
                 body_labels=body_labels,
+                body_weights=body_weights,
                 temp_beacon_offsets=offsets,
                 n_global_in=config.num_global if i > 0 else 0,
                 n_temp_in=min(emitted, budget) if config.uses_temp else 0,
@@ -166,6 +118,7 @@ class BatchChunk:
     rows: list[int]  # batch indices of the rows present
     input_ids: torch.Tensor  # (R, L); placeholders hold the <|memory|> id
     labels: torch.Tensor  # (R, L)
+    weights: torch.Tensor | None  # (R, L) float loss weight per label; None when every weight is 1
     position_ids: torch.Tensor  # (R, L), 0.. over real tokens of each row
     key_valid: torch.Tensor  # (R, L) bool, False on padding
     n_global_in: int  # G or 0 (width of the global region)
@@ -195,6 +148,7 @@ def collate_chunk(rows: list[int], layouts: list[ChunkLayout], special: SpecialI
     length = g_in + t_width + n_width + g_out
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+    weights = torch.zeros((len(rows), length), dtype=torch.float32)
     valid = torch.zeros((len(rows), length), dtype=torch.bool)
     beacon_index = torch.zeros((len(rows), nb), dtype=torch.long)
     for r, lay in enumerate(layouts):
@@ -206,18 +160,22 @@ def collate_chunk(rows: list[int], layouts: list[ChunkLayout], special: SpecialI
         b0 = g_in + t_width
         ids[r, b0 : b0 + len(lay.body_ids)] = torch.tensor(lay.body_ids, dtype=torch.long)
         labels[r, b0 : b0 + len(lay.body_ids)] = torch.tensor(lay.body_labels, dtype=torch.long)
+        weights[r, b0 : b0 + len(lay.body_ids)] = torch.tensor(lay.body_weights, dtype=torch.float32)
         valid[r, b0 : b0 + len(lay.body_ids)] = True
         if g_out:
             ids[r, length - g_out :] = torch.tensor(special.global_beacons, dtype=torch.long)
             valid[r, length - g_out :] = True
         if lay.temp_beacon_offsets:
             beacon_index[r, : len(lay.temp_beacon_offsets)] = torch.tensor(lay.temp_beacon_offsets) + b0
+    if bool(((weights == 1) | (labels == IGNORE)).all()):
+        weights = None  # the plain mean: no per-token multiply
     # Positions restart at 0 in every chunk and count only real tokens (official init_position_ids).
     position_ids = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
     return BatchChunk(
         rows=list(rows),
         input_ids=ids,
         labels=labels,
+        weights=weights,
         position_ids=position_ids,
         key_valid=valid,
         n_global_in=g_in,

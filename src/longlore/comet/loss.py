@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from longlore.comet.layout import IGNORE
 
 
-def token_ce_sum(hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module) -> tuple[torch.Tensor, int]:
-    """Sum of -log p(label) over positions whose label is not -100, and their count.
+def token_ce_sum(
+    hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
+    """Sum of -log p(label) over positions whose label is not -100 (each term times its weight when
+    ``weights`` (R, L) is given), and the count of those positions.
 
     hidden (R, L, D) after the final norm; labels (R, L) already aligned (position t holds the
     next text token). Only labelled positions go through the LM head, which keeps the (R, L, V)
@@ -21,4 +24,7 @@ def token_ce_sum(hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.M
     if n == 0:
         return hidden.sum() * 0.0, 0
     logits = lm_head(hidden[mask]).float()  # (n, V)
-    return F.cross_entropy(logits, labels[mask], reduction="sum"), n
+    if weights is None:
+        return F.cross_entropy(logits, labels[mask], reduction="sum"), n
+    per_token = F.cross_entropy(logits, labels[mask], reduction="none")
+    return (per_token * weights.to(per_token.device)[mask]).sum(), n

@@ -6,7 +6,7 @@ Global memory (official ``MemoryRecurrentNet``)::
 
     x = RMSNorm(h at the G global beacons)
     state = x                                   (first chunk)
-    g = sigmoid(W_g [x; state]);  state = g * state + (1 - g) * x   (later chunks; one scalar per slot)
+    g = sigmoid(W_g [x; state] (+ b));  state = g * state + (1 - g) * x   (later chunks; one scalar per slot)
     memory = state + Up(Down(state))            (rank-r residual bottleneck)
 
 Temporary memory (official ``MemoryProjectionNet``): RMSNorm + the same bottleneck on the outputs
@@ -36,10 +36,12 @@ class Bottleneck(nn.Module):
 class GlobalMemoryNet(nn.Module):
     """The gated update of the G global slots."""
 
-    def __init__(self, hidden: int, rank: int) -> None:
+    def __init__(self, hidden: int, rank: int, gate_bias: float | None = None) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(hidden)  # eps = finfo(dtype).eps, as the official nn.RMSNorm(hidden_size)
-        self.g_proj = nn.Linear(2 * hidden, 1, bias=False)
+        self.g_proj = nn.Linear(2 * hidden, 1, bias=gate_bias is not None)  # official: no bias
+        if gate_bias is not None:
+            nn.init.constant_(self.g_proj.bias, gate_bias)
         self.o_proj = Bottleneck(hidden, rank)
 
     def forward(self, beacons: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,9 +65,11 @@ class TempMemoryNet(nn.Sequential):
 class LayerMemoryNets(nn.Module):
     """The memory modules of one decoder layer (either may be absent)."""
 
-    def __init__(self, hidden: int, rank: int, use_global: bool, use_temp: bool) -> None:
+    def __init__(
+        self, hidden: int, rank: int, use_global: bool, use_temp: bool, gate_bias: float | None = None
+    ) -> None:
         super().__init__()
-        self.global_net = GlobalMemoryNet(hidden, rank) if use_global else None
+        self.global_net = GlobalMemoryNet(hidden, rank, gate_bias) if use_global else None
         self.temp_net = TempMemoryNet(hidden, rank) if use_temp else None
 
 
@@ -153,6 +157,17 @@ class MemoryState:
             "global_state": self._state[layer][row],
             "temp": self._temp[layer][row],
         }
+
+    def repeat(self, batch_size: int) -> MemoryState:
+        """A state of ``batch_size`` rows that all start from row 0 of this one (the tensors are
+        shared, never written in place: each later chunk replaces a row's entries)."""
+        out = MemoryState(self.num_layers, batch_size)
+        for src, dst in ((self._global, out._global), (self._state, out._state), (self._temp, out._temp)):
+            for layer in range(self.num_layers):
+                dst[layer] = [src[layer][0]] * batch_size
+        out.chunks_seen = [self.chunks_seen[0]] * batch_size
+        out.beacons_seen = [self.beacons_seen[0]] * batch_size
+        return out
 
     def detach_(self) -> MemoryState:
         """Cut the autograd history (streaming inference, truncated backprop)."""

@@ -11,7 +11,7 @@ Shape legend: B batch rows, R rows present in a chunk, L chunk length, D hidden,
 
 from __future__ import annotations
 
-import json
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +20,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from longlore.comet.chunking import BOUNDARY_TEXTS, plan_chunks
 from longlore.comet.config import CometConfig
 from longlore.comet.layout import (
-    BOUNDARY_TEXTS,
     BatchChunk,
     SpecialIds,
     attention_bias,
     build_layouts,
     collate_batch,
     collate_chunk,
-    plan_chunks,
 )
 from longlore.comet.loss import token_ce_sum
 from longlore.comet.memory import LayerMemory, LayerMemoryNets, MemoryState, enqueue
@@ -37,6 +36,7 @@ from longlore.core.errors import LongloreError
 
 PLACEHOLDER, TEMP_BEACON = "<|memory|>", "<beacon>"
 WEIGHTS_NAME, CONFIG_NAME, BACKBONE_DIR = "comet_model.safetensors", "comet_config.json", "backbone"
+FORMAT_VERSION = 1  # of the versioned layout (core.saving); the unversioned 0.1 layout is still read
 
 
 def _decoder_parts(base_model: nn.Module) -> tuple[Any, Any, Any, Any]:
@@ -49,6 +49,13 @@ def _decoder_parts(base_model: nn.Module) -> tuple[Any, Any, Any, Any]:
             f"CometModel: {type(base_model).__name__} is not a supported decoder-only LM; it needs "
             "model.layers, model.norm, model.rotary_emb and an LM head (Llama, Qwen2, Qwen3, "
             "Mistral, SmolLM2 families)"
+        )
+    if "cache" not in inspect.signature(parts[0][0].forward).parameters:
+        import transformers
+
+        raise LongloreError(
+            f"CometModel needs transformers>=5 (decoder layers called with `cache=`); found "
+            f"{transformers.__version__}: pip install -U 'transformers>=5'"
         )
     types = set(getattr(base_model.config, "layer_types", None) or ["full_attention"])
     if types != {"full_attention"}:
@@ -86,7 +93,7 @@ class CometModel(nn.Module):
         with torch.no_grad():  # mean init, as resize_token_embeddings(mean_resizing=True) does
             self.token_embed.weight.copy_(base_embed.weight.float().mean(0).to(dtype).expand(n_new, -1))
         self.memory = nn.ModuleList(
-            LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp)
+            LayerMemoryNets(hidden, config.rank, config.num_global > 0, config.uses_temp, config.gate_bias)
             for _ in range(len(self.layers))
         )
         std = float(getattr(base_model.config, "initializer_range", 0.02))
@@ -237,16 +244,30 @@ class CometModel(nn.Module):
         labels: list[list[int]] | None = None,
         sizes: list[list[int]] | None = None,
         rng: Any = None,
+        weights: list[list[float]] | None = None,
     ) -> list[BatchChunk]:
         """Chunk, lay out and batch token sequences (ragged allowed). ``rng`` turns on chunk-boundary
-        augmentation (when the config allows it); ``sizes`` fixes the chunk sizes per example."""
+        augmentation (when the config allows it); ``sizes`` fixes the chunk sizes per example;
+        ``weights`` (aligned with ``ids``) scale each token's loss term."""
         per_example = []
+        size = self.config.chunk_size
+        max_len = max(size, -(-max(len(x) for x in ids) // size) * size)  # the planner's K = max_len / C
         for b, seq in enumerate(ids):
             if not seq:
                 raise LongloreError(f"CometModel: example {b} is empty; every sequence needs at least one token")
             aug = rng if self.config.augment_chunks else None
-            plan = sizes[b] if sizes is not None else plan_chunks(seq, self.config.chunk_size, aug, self.boundary_ids)
-            per_example.append(build_layouts(seq, plan, self.config, self.special, labels[b] if labels else None))
+            given = sizes[b] if sizes is not None else None
+            plan = given if given is not None else plan_chunks(seq, size, aug, self.boundary_ids, max_len)
+            per_example.append(
+                build_layouts(
+                    seq,
+                    plan,
+                    self.config,
+                    self.special,
+                    labels[b] if labels else None,
+                    weights=weights[b] if weights else None,
+                )
+            )
         return collate_batch(per_example, self.special, self.pad_id)
 
     def forward(
@@ -276,7 +297,7 @@ class CometModel(nn.Module):
         for chunk, h in zip(chunks, hs):
             labels = chunk.labels.to(h.device)
             h = self.norm(h)
-            s, n = token_ce_sum(h, labels, self.lm_head)
+            s, n = token_ce_sum(h, labels, self.lm_head, chunk.weights)
             total, count = total + s, count + n
             if return_logits:
                 logits.append(self.lm_head(h))
@@ -287,9 +308,16 @@ class CometModel(nn.Module):
         loss = total / count if count else None
         return CometOutput(loss=loss, loss_sum=total, n_tokens=count, logits=logits, state=state)
 
-    def loss(self, ids: list[list[int]], labels: list[list[int]] | None = None, rng: Any = None) -> torch.Tensor:
-        """Mean next-token cross-entropy over text tokens of a (ragged) batch."""
-        out = self.forward(self.prepare(ids, labels, rng=rng))
+    def loss(
+        self,
+        ids: list[list[int]],
+        labels: list[list[int]] | None = None,
+        rng: Any = None,
+        weights: list[list[float]] | None = None,
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy over text tokens of a (ragged) batch: the sum of each
+        labelled token's CE (times its weight, when ``weights`` are given) over the labelled count."""
+        out = self.forward(self.prepare(ids, labels, rng=rng, weights=weights))
         if out.loss is None:
             raise LongloreError("CometModel.loss: no text token carries a label")
         return out.loss
@@ -337,19 +365,34 @@ class CometModel(nn.Module):
         max_new_tokens: int = 32,
         state: MemoryState | None = None,
         eos_id: int | None = None,
+        share_prefix: bool = False,
     ) -> list[list[int]]:
         """Greedy decoding after streaming each prompt; only the last prompt chunk keeps a KV cache.
 
         All chunks but the last go through memory (``stream_chunk``); the last one is pre-filled
         with a KV cache; a ``<beacon>`` is fed after every ``temp_stride`` text tokens of that
-        chunk, prompt and answer alike, as the official generator forces it.
+        chunk, prompt and answer alike, as the official generator forces it. ``share_prefix``
+        streams the whole chunks that every prompt starts with once and copies that memory to
+        every row (rows are independent, so the answers are those of separate streams).
         """
         from transformers import DynamicCache
 
-        state = state or self.new_state(len(prompts))
         size = self.config.chunk_size
         n_chunks = [-(-len(p) // size) for p in prompts]  # fixed-size chunks, the remainder last
-        for c in range(max(n_chunks) - 1):
+        first = 0
+        if share_prefix and state is None and len(prompts) > 1:
+            limit = min(n_chunks) - 1  # never share a prompt's last chunk (it is decoded with a cache)
+            while first < limit and all(
+                p[first * size : (first + 1) * size] == prompts[0][first * size : (first + 1) * size] for p in prompts
+            ):
+                first += 1
+            if first:
+                shared = self.new_state(1)
+                for c in range(first):
+                    self.stream_chunk([prompts[0][c * size : (c + 1) * size]], shared)
+                state = shared.repeat(len(prompts))
+        state = state or self.new_state(len(prompts))
+        for c in range(first, max(n_chunks) - 1):
             rows = [r for r, n in enumerate(n_chunks) if n - 1 > c]
             self.stream_chunk([prompts[r][c * size : (c + 1) * size] for r in rows], state, rows)
         rows = list(range(len(prompts)))
@@ -437,71 +480,91 @@ class CometModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k.startswith(("memory.", "token_embed."))}
 
     def save_pretrained(self, path: str | Path, include_backbone: bool | None = None) -> Path:
-        """Write the memory modules + config (``comet_model.safetensors``, ``comet_config.json``), and the
-        backbone + tokenizer under ``backbone/`` (default: when mode is 'full', since it was trained)."""
-        from safetensors.torch import save_file
+        """Write the memory modules + config (``comet_model.safetensors``, ``comet_config.json``,
+        versioned, atomically), and the backbone + tokenizer under ``backbone/`` (default: when mode
+        is 'full', since it was trained)."""
+        from longlore.core.saving import save_pretrained_folder
 
-        from longlore.core.io import atomic_write_text
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         include = self.config.mode == "full" if include_backbone is None else include_backbone
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.comet_state_dict().items()}
-        tmp = path / f".{WEIGHTS_NAME}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(path / WEIGHTS_NAME)
-        meta = {
-            "comet": self.config.to_dict(),
+
+        def add_backbone(tmp: Path) -> None:
+            if include:
+                self.base_model.save_pretrained(tmp / BACKBONE_DIR)
+                self.tokenizer.save_pretrained(tmp / BACKBONE_DIR)
+
+        extra = {
+            "class": type(self).__name__,
             "backbone_class": type(self.base_model).__name__,
             "hidden_size": self.token_embed.weight.shape[1],
             "num_layers": len(self.layers),
             "includes_backbone": include,
             "special_ids": {"placeholder": self.special.placeholder, "temp_beacon": self.special.temp_beacon},
         }
-        if include:
-            self.base_model.save_pretrained(path / BACKBONE_DIR)
-            self.tokenizer.save_pretrained(path / BACKBONE_DIR)
-        atomic_write_text(path / CONFIG_NAME, json.dumps(meta, indent=2), overwrite=True)
-        return path
+        return save_pretrained_folder(
+            path,
+            kind="comet",
+            version=FORMAT_VERSION,
+            config=self.config.to_dict(),
+            tensors=self.comet_state_dict(),
+            extra=extra,
+            also=add_backbone,
+        )
+
+    @staticmethod
+    def _read_folder(path: str | Path) -> tuple[Path, dict, dict[str, torch.Tensor]]:
+        """(folder, meta with the config under "config", tensors); also reads the unversioned
+        layout of longlore 0.1 (config under "comet")."""
+        from safetensors.torch import load_file
+
+        from longlore.core.io import read_json
+        from longlore.core.saving import find_model_folder, load_pretrained_folder
+
+        folder = find_model_folder(path, CONFIG_NAME, what="CoMeT model")
+        meta = read_json(folder / CONFIG_NAME)
+        if "format_version" not in meta and "comet" in meta:  # the first, unversioned layout
+            return folder, {**meta, "config": meta["comet"]}, load_file(str(folder / WEIGHTS_NAME))
+        return load_pretrained_folder(folder, kind="comet", version=FORMAT_VERSION)
 
     @classmethod
     def from_pretrained(
         cls,
-        path: str | Path,
-        base_model: nn.Module | None = None,
+        base_model: nn.Module | str | Path | None,
         tokenizer: Any = None,
-        dtype: torch.dtype = torch.float32,
+        path: str | Path | None = None,
+        dtype: torch.dtype | str = "float32",
+        device: torch.device | str = "cpu",
     ) -> CometModel:
-        """Load a saved CoMeT model; the backbone comes from ``path/backbone`` when saved there, else
-        pass ``base_model`` and ``tokenizer`` (the same backbone it was trained on)."""
-        from safetensors.torch import load_file
-
-        from longlore.core.io import read_json
-
-        path = Path(path)
-        if not (path / CONFIG_NAME).exists():
-            raise LongloreError(f"{path}: no {CONFIG_NAME}; expected a folder written by CometModel.save_pretrained")
-        meta = read_json(path / CONFIG_NAME)
+        """``CometModel.from_pretrained(base_model, tokenizer, path)`` (PEFT order: the backbone it
+        was trained on, then the folder). A folder saved with its backbone also loads alone:
+        ``CometModel.from_pretrained(None, None, path)`` or ``CometModel.from_pretrained(path)``
+        (then ``dtype`` / ``device`` apply to the loaded backbone). A run folder finds its ``final/``."""
+        if path is None and isinstance(base_model, (str, Path)):
+            base_model, path = None, base_model
+        if path is None:
+            raise LongloreError("CometModel.from_pretrained(base_model, tokenizer, path): give the folder path")
+        folder, meta, tensors = cls._read_folder(path)
         if base_model is None:
             if not meta.get("includes_backbone"):
                 raise LongloreError(
-                    f"{path}: saved without its backbone; pass base_model and tokenizer (or --model on the CLI)"
+                    f"{folder}: saved without its backbone; pass base_model and tokenizer (or --model on the CLI)"
                 )
             from longlore.core.models import load_causal_lm
 
-            base_model, tokenizer = load_causal_lm(str(path / BACKBONE_DIR), dtype=dtype)
-        model = cls(base_model, tokenizer, CometConfig.from_dict(meta["comet"]))
+            base_model, tokenizer = load_causal_lm(str(folder / BACKBONE_DIR), dtype=dtype, device=device)
+        elif tokenizer is None:
+            raise LongloreError("CometModel.from_pretrained: pass the backbone's tokenizer with base_model")
+        model = cls(base_model, tokenizer, CometConfig.from_dict(meta["config"]))
         if model.token_embed.weight.shape[1] != meta["hidden_size"] or len(model.layers) != meta["num_layers"]:
             raise LongloreError(
-                f"{path}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
+                f"{folder}: saved for hidden {meta['hidden_size']} x {meta['num_layers']} layers, but the "
                 f"backbone has {model.token_embed.weight.shape[1]} x {len(model.layers)}; pass the "
                 "backbone it was trained on"
             )
-        missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS_NAME)), strict=False)
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
         missing = [k for k in missing if k.startswith(("memory.", "token_embed."))]
         if missing or unexpected:
             raise LongloreError(
-                f"{path}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
+                f"{folder}/{WEIGHTS_NAME}: missing {missing[:3]} unexpected {unexpected[:3]}; "
                 "the file does not match this CometConfig"
             )
         return model.eval()

@@ -126,7 +126,7 @@ def pipeline_loss(model: CometModel, chunks: list[BatchChunk], rank: int, world:
                 hs[last] = hs[last] + 0.0 * sent.sum()
     total = hs[mine[0]].new_zeros(())
     for ci in mine:
-        s, _ = token_ce_sum(model.norm(hs[ci]), chunks[ci].labels.to(hs[ci].device), model.lm_head)
+        s, _ = token_ce_sum(model.norm(hs[ci]), chunks[ci].labels.to(hs[ci].device), model.lm_head, chunks[ci].weights)
         total = total + s
     return total / max(1, n_total)
 

@@ -1,6 +1,10 @@
-"""Training loop for CoMeT: AdamW, warm-up + cosine, memory modules at a multiplied lr, checkpoints.
+"""Training CoMeT on the shared loop (:func:`longlore.core.training.train_loop`): the loss is the
+model's next-token CE through the memory; this module supplies the data, the AdamW groups (memory
+modules at ``lr x memory_lr_multiplier``) and the warm-up + cosine schedule (optionally restarted at
+curriculum stage starts).
 
-Every step draws its batch from ``random.Random(seed, step)``, so a run that is stopped and
+Every step's batch is drawn from ``random.Random(seed * 1_000_003 + step)`` and the chunk-boundary
+augmentation of each example is drawn from the same generator right after it, so a run stopped and
 resumed from its checkpoint ends with exactly the weights of an unbroken run.
 """
 
@@ -9,21 +13,22 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from longlore.comet.chunking import plan_chunks
 from longlore.comet.model import CometModel
+from longlore.core.distributed import dist_info
 from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text
-from longlore.core.progress import console, track
+from longlore.core.training import StepBatches, StepContext, TrainingArgs, train_loop
 
-# (ids, labels or None) for one step; labels -100 where no loss is wanted.
-Batch = tuple[list[list[int]], list[list[int]] | None]
+# One step's batch: (ids, labels or None[, per-token loss weights]); labels -100 where no loss is wanted.
+Batch = tuple[list[list[int]], Optional[list[list[int]]]] | tuple[list[list[int]], Any, list[list[float]]]
 BatchFn = Callable[[random.Random, int], Batch]
 
 
@@ -35,15 +40,25 @@ class TrainArgs:
     seed: int = field(default=0, metadata={"help": "Seed of the per-step data draw and chunk augmentation."})
     checkpoint_every: int = field(default=50, metadata={"help": "Save weights + optimizer every N steps (resumable)."})
     log_every: int = field(default=10, metadata={"help": "Print the mean loss every N steps."})
-    stop_after: int | None = field(
+    stop_after: Optional[int] = field(
         default=None, metadata={"help": "Stop (after checkpointing) at this step; resume later."}
     )
-    restarts: list[int] | None = field(
+    restarts: Optional[list[int]] = field(
         default=None,
         metadata={
-            "help": "Steps at which warm-up + cosine starts again (e.g. curriculum stage starts); None: one schedule."
+            "help": "Steps at which warm-up + cosine starts again (curriculum stage starts); empty: one schedule."
         },
     )
+
+
+@dataclass
+class Example:
+    """One training sequence as the loss function receives it."""
+
+    ids: list[int]
+    labels: list[int] | None = None  # aligned with ids, -100 = no loss; None: every token
+    weights: list[float] | None = None  # per-token loss weights aligned with ids; None: all 1
+    sizes: list[int] | None = None  # chunk sizes (drawn with the batch); None: fixed chunks
 
 
 def param_groups(model: CometModel) -> list[dict[str, Any]]:
@@ -86,9 +101,35 @@ def restarted_lr_factor(step: int, warmup: int, total: int, restarts: list[int] 
     return lr_factor(step - begin, warmup, end - begin)
 
 
-def _trainable_state(model: CometModel) -> dict[str, torch.Tensor]:
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+def planned_examples(model: CometModel, batch: Batch, rng: random.Random) -> list[Example]:
+    """The step's examples with their chunk sizes drawn from ``rng`` (the official planner when
+    augmentation is on; ``max_len`` = the batch's longest sequence rounded up to a chunk)."""
+    ids, labels = batch[0], batch[1]
+    weights = batch[2] if len(batch) > 2 else None
+    if not ids or any(not x for x in ids):
+        raise LongloreError("comet train: a batch holds an empty sequence; every example needs tokens")
+    size = model.config.chunk_size
+    max_len = max(size, -(-max(len(x) for x in ids) // size) * size)
+    aug = rng if model.config.augment_chunks else None
+    return [
+        Example(
+            ids=x,
+            labels=labels[b] if labels is not None else None,
+            weights=weights[b] if weights is not None else None,
+            sizes=plan_chunks(x, size, aug, model.boundary_ids, max_len),
+        )
+        for b, x in enumerate(ids)
+    ]
+
+
+def example_loss(model: CometModel, items: list[Example], ctx: StepContext | None = None) -> torch.Tensor:
+    """Mean next-token CE over the text tokens of a micro-batch (weighted where weights are given)."""
+    labels = [x.labels if x.labels is not None else list(x.ids) for x in items]
+    weights = [x.weights or [1.0] * len(x.ids) for x in items] if any(x.weights for x in items) else None
+    out = model.forward(model.prepare([x.ids for x in items], labels, sizes=[x.sizes for x in items], weights=weights))
+    if out.loss is None:
+        raise LongloreError("comet train: no text token in this batch carries a label")
+    return out.loss
 
 
 def train(
@@ -98,87 +139,54 @@ def train(
     args: TrainArgs | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on batches from ``batch_fn(rng, step)``; resume from ``out_dir/checkpoint``.
+    """Train ``model`` on batches from ``batch_fn(rng, step)``; resume from ``out_dir/checkpoint.pt``.
 
-    Returns a summary (steps, seconds of this call, wall and CPU seconds summed over every call that
-    trained this checkpoint, final loss). ``on_step(step, loss)`` is called after each step.
+    Returns a summary (steps, wall and CPU seconds summed over every call that trained this
+    checkpoint, final loss) and writes it with the loss history to ``out_dir/train_history.json``.
+    ``on_step(step, loss)`` is called after each step.
     """
     args = args or TrainArgs()
     out_dir = Path(out_dir)
-    ckpt = out_dir / "checkpoint.pt"
+    cfg = model.config
     groups = param_groups(model)
     if not groups:
         raise LongloreError("comet train: nothing to train (is the backbone frozen and the memory empty?)")
-    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: restarted_lr_factor(s, model.config.warmup_steps, args.steps, args.restarts)
+    loop_args = TrainingArgs(
+        steps=args.steps,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        betas=(0.9, 0.95),
+        warmup_steps=cfg.warmup_steps,
+        grad_clip=cfg.grad_clip,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        stop_after=args.stop_after,
     )
-    params = [p for g in groups for p in g["params"]]
-    step, history = 0, []
-    # Training cost summed over every invocation (a resumed run reports its whole budget);
-    # CPU seconds count all threads, which is what a "CPU-hours" budget means.
-    spent = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        step, history = state["step"], state["history"]
-        spent = state.get("spent", {"wall_seconds": None, "cpu_seconds": None})  # None: older checkpoint
-        console.print(f"[yellow]resuming[/yellow] {out_dir} from step {step}")
-    last = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
-    model.train()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    first = step
-    for step in track(range(first, last), "CoMeT training", total=max(0, last - first)):
-        rng = random.Random(args.seed * 1_000_003 + step)  # depends on (seed, step) only: resumable
-        ids, labels = batch_fn(rng, step)
-        loss = model.loss(ids, labels, rng=rng)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, model.config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        history.append(round(float(loss.detach()), 5))
-        if on_step:
-            on_step(step, history[-1])
-        if (step + 1) % args.log_every == 0:
-            console.print(f"step {step + 1}: loss {sum(history[-args.log_every :]) / args.log_every:.4f}")
-        if (step + 1) % args.checkpoint_every == 0 or step + 1 == last:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": _trainable_state(model),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "step": step + 1,
-                    "history": history,
-                    "spent": _add_spent(spent, start, cpu_start),
-                },
-                tmp,
-            )
-            tmp.replace(ckpt)
-    model.eval()
-    totals = {f"{k}_total": v for k, v in _add_spent(spent, start, cpu_start).items()}
+    result = train_loop(
+        model,
+        example_loss,
+        StepBatches(lambda rng, step: planned_examples(model, batch_fn(rng, step), rng), seed=args.seed),
+        loop_args,
+        out_dir,
+        param_groups=groups,
+        lr_lambda=lambda s: restarted_lr_factor(s, cfg.warmup_steps, args.steps, args.restarts),
+        on_step=(lambda step, row: on_step(step, row["loss"])) if on_step else None,
+        description="CoMeT training",
+    )
+    losses = [round(row["loss"], 5) for row in result.history]
     summary = {
-        "steps_done": len(history),
+        "steps_done": result.step,
         "steps": args.steps,
-        "seconds_this_run": round(time.perf_counter() - start, 1),
-        **totals,
-        "final_loss": history[-1] if history else None,
+        **{f"{k}_total": round(v, 3) for k, v in result.cost.items()},
+        "final_loss": losses[-1] if losses else None,
         "args": asdict(args),
-        "config": model.config.to_dict(),
+        "config": cfg.to_dict(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": history, **summary}), overwrite=True)
+    if dist_info().is_main:  # under torchrun every rank holds the same history; one writes it
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "train_history.json", json.dumps({"loss": losses, **summary}), overwrite=True)
     return summary
-
-
-def _add_spent(spent: dict[str, float | None], start: float, cpu_start: float) -> dict[str, float | None]:
-    """Cost so far: the checkpoint's totals plus this invocation's wall and CPU seconds."""
-    now = {"wall_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start}
-    return {k: None if spent[k] is None else round(spent[k] + now[k], 3) for k in now}
 
 
 def text_windows(ids: list[int], seq_len: int, batch_size: int) -> BatchFn:

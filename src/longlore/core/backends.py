@@ -213,7 +213,6 @@ class HFTextModel:
         )
         if request.temperature > 0:
             kwargs.update(do_sample=True, temperature=request.temperature, top_p=1.0, top_k=0)
-            torch.manual_seed(request.seed)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if request.stop:
@@ -224,6 +223,10 @@ class HFTextModel:
         if schema is not None:
             kwargs["logits_processor"] = LogitsProcessorList([schema])
         with self._lock:
+            if request.temperature > 0:
+                # seeded under the lock: `longlore serve` runs requests in threads, and another
+                # request's sampling between the seed and this generate would change this sample
+                torch.manual_seed(request.seed)
             out = self.model.generate(**enc, **kwargs)
         prompt_tokens = enc["attention_mask"].sum(1).tolist()
         eos, pad = self._eos_ids(), self.tokenizer.pad_token_id

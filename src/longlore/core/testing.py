@@ -82,24 +82,36 @@ def _rank_worker(rank: int, recipes: Sequence[Recipe], folder: str) -> None:
 
 
 def check_ranks_match_single(
-    recipes: Sequence[Recipe], folder: str | Path, world_size: int = 2, atol: float = 1e-6
+    recipes: Sequence[Recipe],
+    folder: str | Path,
+    world_size: int = 2,
+    atol: float = 1e-6,
+    single: Sequence[Recipe] | None = None,
 ) -> None:
     """Run every recipe on ``world_size`` gloo ranks (one spawn) and in this process; every rank's
     tensors must equal the single process's within ``atol``, and ranks > 0 must write nothing.
 
-    Raises AssertionError with the recipe, the rank and the tensors that differ.
+    ``single[i]`` (default: ``recipes[i]``) is what runs in this process as the reference for
+    ``recipes[i]``: e.g. an unbroken run as the reference for a 2-rank run that was stopped and
+    resumed. Raises AssertionError with the recipe, the rank and the tensors that differ.
     """
+    references = list(single) if single is not None else list(recipes)
+    if len(references) != len(recipes):
+        raise ValueError(f"{len(recipes)} recipes but {len(references)} single-process references")
     from longlore.core.distributed import spawn_gloo
 
     folder = Path(folder)
     (folder / "ranks").mkdir(parents=True, exist_ok=True)
     spawn_gloo(_rank_worker, world_size, folder / "ranks", list(recipes), str(folder / "ranks"))
     problems = []
-    for i, recipe in enumerate(recipes):
-        single = recipe(folder / f"single{i}")
+    expected_by_reference: dict[Recipe, dict[str, torch.Tensor]] = {}  # a reference shared by recipes runs once
+    for i, (recipe, reference) in enumerate(zip(recipes, references)):
+        if reference not in expected_by_reference:
+            expected_by_reference[reference] = reference(folder / f"single{i}")
+        expected = expected_by_reference[reference]
         for rank in range(world_size):
             ranked = torch.load(folder / "ranks" / f"recipe{i}-rank{rank}.pt")
-            diffs = tensor_differences(single, ranked, atol)
+            diffs = tensor_differences(expected, ranked, atol)
             if diffs:
                 problems.append(f"{recipe.__name__} rank {rank}: " + "; ".join(diffs[:3]))
     log = folder / "ranks" / "non_main_writes.log"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from longlore.core.config_cli import config_options, device_option, dtype_option
+from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text, write_json
 from longlore.core.progress import console
 from longlore.lstner.config import LSTNERConfig
@@ -42,102 +44,87 @@ def make_data(
         console.print(f"{out / name}: {len(sentences)} sentences")
 
 
-def _config(
-    encoder: str, epochs: int, batch_size: int, lr: float, head_lr: float, max_len: int, seed: int, **extra
-) -> LSTNERConfig:
-    return LSTNERConfig(
-        encoder=encoder,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        head_lr=head_lr,
-        max_len=max_len,
-        seed=seed,
-        **extra,
-    )
+# Fields that only LST-NER's target model reads: the source tagger's command leaves them out.
+_TARGET_ONLY = (
+    "edge_rule",
+    "edge_threshold",
+    "edge_k",
+    "head_init",
+    "use_graph",
+    "adjacency",
+    "l_aux",
+    "l_gw",
+    "gw_eps",
+    "gw_outer_iters",
+    "gw_sinkhorn_iters",
+)
 
 
 @app.command("train-source")
+@config_options(config=LSTNERConfig, exclude=_TARGET_ONLY)
 def train_source_cmd(
+    config: LSTNERConfig,
     train: Path = typer.Option(..., help=f"source training data: {_DATA_HELP}"),
-    out: Path = typer.Option(..., help="output model folder"),
+    out: Path = typer.Option(..., help="run folder: the model goes to OUT/final, the checkpoint to OUT/train"),
     dev: Path = typer.Option(None, help="held-out source data for the source label graph (default: train)"),
-    encoder: str = typer.Option("minilm", help="encoder spec: minilm, tiny-bert or a local HF folder"),
-    epochs: int = typer.Option(1, help="passes over the training data"),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(1e-4, help="encoder learning rate"),
-    head_lr: float = typer.Option(1e-3, help="head learning rate"),
-    max_len: int = typer.Option(48, help="max sub-tokens per sentence"),
-    temperature: float = typer.Option(2.0, help="tau for the softened source predictions"),
-    seed: int = typer.Option(0),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     overwrite: bool = typer.Option(False, help="replace an existing model folder"),
 ) -> None:
     """Train the source-domain tagger (and record its label distributions)."""
-    cfg = _config(encoder, epochs, batch_size, lr, head_lr, max_len, seed, temperature=temperature)
+    _check_out(out, overwrite)
     sentences = load_split(train, "train")
     dev_sentences = load_split(dev, "dev") if dev else None
-    pipe = train_source(sentences, cfg, dev=dev_sentences)
-    pipe.save_pretrained(out, overwrite=overwrite)
-    console.print(f"source tagger ({', '.join(pipe.labels.types)}) saved to {out}")
+    pipe = train_source(sentences, config, dev=dev_sentences, device=device, dtype=dtype, out_dir=out / "train")
+    pipe.save_pretrained(out / "final", overwrite=True)
+    console.print(f"source tagger ({', '.join(pipe.labels.types)}) saved to {out / 'final'}")
 
 
 @app.command("train-target")
+@config_options(config=LSTNERConfig)
 def train_target_cmd(
+    config: LSTNERConfig,
     train: Path = typer.Option(..., help=f"few-shot target training data: {_DATA_HELP}"),
-    out: Path = typer.Option(..., help="output model folder"),
-    source: Path = typer.Option(None, help="source tagger folder from train-source (all methods but target-only)"),
+    out: Path = typer.Option(..., help="run folder: the model goes to OUT/final, the checkpoint to OUT/train"),
+    source: Path = typer.Option(
+        None, help="source tagger (run) folder from train-source (all methods but target-only)"
+    ),
     method: str = typer.Option("lstner", help=f"one of {', '.join(METHODS)}"),
     source_data: Path = typer.Option(None, help="source training data (method multi-task)"),
     types: str = typer.Option("", help="comma-separated target entity types (default: those in --train)"),
-    encoder: str = typer.Option("minilm", help="encoder spec (target-only / multi-task start from it)"),
-    epochs: int = typer.Option(12),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(1e-4),
-    head_lr: float = typer.Option(1e-3),
-    max_len: int = typer.Option(48),
-    l_aux: float = typer.Option(0.1, help="lambda_aux, weight of the multi-label BCE"),
-    l_gw: float = typer.Option(1.0, help="lambda_gw, weight of the GW graph-matching loss (0 = w/o GW)"),
-    graph: bool = typer.Option(True, help="fuse the label graph (--no-graph = ablation)"),
-    edge_rule: str = typer.Option("cosine", help="label-graph edges: cosine or knn"),
-    edge_threshold: float = typer.Option(0.3),
-    temperature: float = typer.Option(2.0),
-    seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    overwrite: bool = typer.Option(False, help="replace an existing model folder"),
 ) -> None:
     """Train a target-domain tagger from a few sentences (LST-NER or a baseline)."""
-    cfg = _config(
-        encoder,
-        epochs,
-        batch_size,
-        lr,
-        head_lr,
-        max_len,
-        seed,
-        l_aux=l_aux,
-        l_gw=l_gw,
-        use_graph=graph,
-        edge_rule=edge_rule,
-        edge_threshold=edge_threshold,
-        temperature=temperature,
-    )
+    _check_out(out, overwrite)
     label_set = LabelSet(sorted(t.strip() for t in types.split(",") if t.strip())) if types else None
     sentences = load_split(train, "train", set(label_set.types) if label_set else None)
-    src = NERPipeline.from_pretrained(source) if source else None
+    src = NERPipeline.from_pretrained(source, device=device, dtype=dtype) if source else None
     src_sents = load_split(source_data, "train") if source_data else None
-    pipe = train_target(sentences, cfg, method, src, src_sents, labels=label_set)
-    pipe.save_pretrained(out, overwrite=overwrite)
-    console.print(f"{method} target tagger ({', '.join(pipe.labels.types)}) saved to {out}")
+    pipe = train_target(
+        sentences, config, method, src, src_sents, labels=label_set, device=device, dtype=dtype, out_dir=out / "train"
+    )
+    pipe.save_pretrained(out / "final", overwrite=True)
+    console.print(f"{method} target tagger ({', '.join(pipe.labels.types)}) saved to {out / 'final'}")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if (out / "final" / "lstner.json").exists() and not overwrite:
+        raise LongloreError(f"{out / 'final'}: already holds a model; pass --overwrite to replace it")
 
 
 @app.command("eval")
 def eval_cmd(
-    model: Path = typer.Option(..., help="model folder"),
+    model: Path = typer.Option(..., help="model folder (or a run folder with final/)"),
     data: Path = typer.Option(..., help=f"test data: {_DATA_HELP} (a folder uses test.txt)"),
     out: Path = typer.Option(None, help="also write the scores as JSON here"),
-    overwrite: bool = typer.Option(False),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
+    overwrite: bool = typer.Option(False, help="replace an existing scores file"),
 ) -> None:
     """Strict span F1 (seqeval, IOB2 strict), micro and per type."""
-    pipe = NERPipeline.from_pretrained(model)
+    pipe = NERPipeline.from_pretrained(model, device=device, dtype=dtype)
     scores = pipe.evaluate(load_split(data, "test", set(pipe.labels.types)))
     if out:
         write_json(out, scores, overwrite=overwrite)
@@ -147,9 +134,11 @@ def eval_cmd(
 @app.command("predict")
 def predict_cmd(
     text: list[str] = typer.Argument(..., help="raw text (one argument per sentence)"),
-    model: Path = typer.Option(..., help="model folder"),
+    model: Path = typer.Option(..., help="model folder (or a run folder with final/)"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Print the entity spans found in raw text, one JSON line per sentence."""
-    pipe = NERPipeline.from_pretrained(model)
+    pipe = NERPipeline.from_pretrained(model, device=device, dtype=dtype)
     for sentence in text:
         typer.echo(json.dumps({"text": sentence, "entities": pipe.predict_text(sentence)}, ensure_ascii=False))

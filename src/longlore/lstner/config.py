@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
 
 from longlore.core.errors import LongloreError
 from longlore.lstner.graph import EDGE_RULES
+
+ADJACENCIES = ("label-dist", "identity", "shuffled")
 
 
 @dataclass
@@ -40,7 +43,7 @@ class LSTNERConfig:
     temperature: float = field(
         default=2.0, metadata={"help": "tau: source predictions are softmax(logits / tau) when building p(Y_s | y_t)"}
     )
-    edge_rule: str = field(
+    edge_rule: Literal["cosine", "knn"] = field(
         default="cosine",
         metadata={"help": "label-graph edges: 'cosine' (cos(p_i, p_j) >= edge_threshold) or 'knn' (edge_k nearest)"},
     )
@@ -48,14 +51,23 @@ class LSTNERConfig:
         default=0.3, metadata={"help": "minimum cosine between two labels' distributions for an edge (rule 'cosine')"}
     )
     edge_k: int = field(default=2, metadata={"help": "neighbours per label (rule 'knn')"})
-    head_init: str = field(
+    head_init: Literal["random", "label-dist"] = field(
         default="random",
         metadata={
             "help": "target label embeddings at the start: 'random' (as the baselines) or 'label-dist' (E_t = P E_s, the source head mapped through the label distributions; our addition, not in the paper)"
         },
     )
     use_graph: bool = field(
-        default=True, metadata={"help": "fuse the label graph into token states (False = ablation 'w/o graph')"}
+        default=True,
+        metadata={
+            "help": "fuse the label graph into token states (False = ablation 'w/o graph': no fusion module at all)"
+        },
+    )
+    adjacency: Literal["label-dist", "identity", "shuffled"] = field(
+        default="label-dist",
+        metadata={
+            "help": "target graph the fusion's GCN runs on: 'label-dist' (edges from the label distributions, the method), 'identity' (no edges) or 'shuffled' (the same edges between randomly permuted labels); the last two are capacity-matched ablations"
+        },
     )
     # losses: total = CE + l_aux * BCE + l_gw * GW
     l_aux: float = field(
@@ -63,7 +75,9 @@ class LSTNERConfig:
     )
     l_gw: float = field(
         default=1.0,
-        metadata={"help": "lambda_gw: weight of the Gromov-Wasserstein graph-matching loss (0 = ablation 'w/o GW')"},
+        metadata={
+            "help": "lambda_gw: weight of the Gromov-Wasserstein loss between the source graph and the graph of fused label nodes (0 = ablation 'w/o GW')"
+        },
     )
     gw_eps: float = field(default=0.05, metadata={"help": "entropic regularisation of GW"})
     gw_outer_iters: int = field(
@@ -74,6 +88,8 @@ class LSTNERConfig:
     def __post_init__(self) -> None:
         if self.edge_rule not in EDGE_RULES:
             raise LongloreError(f"`edge_rule` is '{self.edge_rule}'; use one of {list(EDGE_RULES)}")
+        if self.adjacency not in ADJACENCIES:
+            raise LongloreError(f"`adjacency` is '{self.adjacency}'; use one of {list(ADJACENCIES)}")
         if self.head_init not in ("random", "label-dist"):
             raise LongloreError(f"`head_init` is '{self.head_init}'; use 'random' or 'label-dist'")
         for name in ("epochs", "batch_size", "max_len", "edge_k", "gw_outer_iters", "gw_sinkhorn_iters"):

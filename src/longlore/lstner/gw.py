@@ -75,8 +75,9 @@ def entropic_gw(
         sinkhorn_iters: Sinkhorn iterations per step (POT's ``numItermax``).
 
     Returns:
-        ``(distance, plan)``: the scalar ``sum L(C1, C2) (x) T * T`` at the final plan (the
-        entropy term is not included, as in POT) and the (n, m) plan. Both are differentiable
+        ``(distance, plan)``: the scalar ``sum_{ijkl} (C1[i,k] - C2[j,l])^2 T[i,j] T[k,l]`` at
+        the final plan (never negative; the entropy term is not included, as in POT) and the
+        (n, m) plan. Both are differentiable
         with respect to ``C1``, ``C2``, ``p`` and ``q``.
     """
     n, m = C1.shape[0], C2.shape[0]
@@ -97,7 +98,13 @@ def entropic_gw(
         if not symmetric:
             grad = 0.5 * (grad + 2.0 * _tensor_product(const_t, h1_t, h2_t, T))
         T = log_sinkhorn(p, q, grad, eps, sinkhorn_iters)
-    distance = (_tensor_product(const, h1, h2, T) * T).sum()
+    # The value at the final plan, with the plan's own marginals in the constant term: Sinkhorn
+    # matches the column marginal exactly but the row marginal only approximately, and using
+    # p instead would let the value dip below zero when the graphs almost match. This way it is
+    # the sum of squares sum (C1[i,k] - C2[j,l])^2 T[i,j] T[k,l] >= 0 (POT uses p, q; the two
+    # agree as Sinkhorn converges).
+    const_plan = (C1**2 @ T.sum(1))[:, None] + (C2**2 @ T.sum(0))[None, :]
+    distance = (_tensor_product(const_plan, h1, h2, T) * T).sum()
     return distance, T
 
 

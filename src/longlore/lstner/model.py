@@ -16,7 +16,10 @@ METHODS.md as unverified):
      back, ``H' = H + softmax(H W_q' (X W_k')^T / sqrt(D)) X W_o``                 (B, T, D)
      with ``W_o`` zero-initialised so training starts from the plain tagger.
   4. auxiliary head: which entity types occur in the sentence, from mean-pooled ``H'``.
-The GW term compares the source and target label graphs' geometry; see :meth:`LSTNERModel.gw_loss`.
+  5. graph matching: the entropic GW distance between the source graph and the target graph
+     whose node features are the *fused* label nodes ``X`` (mean over the batch), so its
+     gradient reaches the GCN, both attentions, the label embeddings and the encoder; see
+     :meth:`LSTNERModel.gw_loss`.
 """
 
 from __future__ import annotations
@@ -26,17 +29,18 @@ import math
 import torch
 from torch import nn
 
+from longlore.core.devices import module_device_dtype
 from longlore.lstner.config import LSTNERConfig
+from longlore.lstner.graph import normalize_adjacency
 from longlore.lstner.gw import cosine_cost, entropic_gw
 
 
-def graph_cost(label_emb: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-    """(L, L) intra-graph cost for GW: the mean of the node embeddings' cosine cost and the edge
-    cost ``1 - w_ij`` (0 on the diagonal), so both the learnable nodes and the label graph's
-    edges shape the geometry GW compares. (Propagating the embeddings over the graph instead
-    would collapse a densely connected graph to a single point, i.e. zero cost.)"""
-    edge_cost = 1.0 - adj - torch.eye(adj.shape[0], dtype=adj.dtype, device=adj.device)
-    return 0.5 * cosine_cost(label_emb) + 0.5 * edge_cost
+def source_node_features(label_emb: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+    """(S, D) source-graph node features: the source head's label embeddings after one
+    parameter-free GCN propagation over the source label graph, ``A_hat E_s``. The source side
+    of GW is a fixed reference; propagating over its edges is what lets the source graph's
+    structure (not only its embeddings) shape the geometry GW compares."""
+    return normalize_adjacency(adj) @ label_emb
 
 
 class LabelHead(nn.Module):
@@ -60,6 +64,12 @@ class Tagger(nn.Module):
         self.n_labels = n_labels
         self.dropout = nn.Dropout(dropout)
         self.head = LabelHead(n_labels, encoder.config.hidden_size)
+        self._follow_encoder()
+
+    def _follow_encoder(self) -> None:
+        """Put every module and buffer this tagger adds on the encoder's device and dtype."""
+        device, dtype = module_device_dtype(self.encoder)
+        self.to(device=device, dtype=dtype)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -75,6 +85,7 @@ class MultiTaskTagger(Tagger):
     def __init__(self, encoder: nn.Module, n_labels: int, n_source_labels: int, dropout: float = 0.1) -> None:
         super().__init__(encoder, n_labels, dropout)
         self.source_head = LabelHead(n_source_labels, encoder.config.hidden_size)
+        self._follow_encoder()
 
     def source_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.source_head(self.encode(input_ids, attention_mask))  # (B, T, S)
@@ -97,7 +108,8 @@ class LabelGraphFusion(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor, label_emb: torch.Tensor, adj_hat: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused token states (B, T, D) and the label nodes after the GCN (B, L, D)."""
         # 1. label-guided attention: scores (B, L, T), padding masked out.
         scores = (self.label_q(label_emb) @ self.token_k(hidden).transpose(1, 2)) * self.scale
         scores = scores.masked_fill(~mask[:, None, :].bool(), torch.finfo(scores.dtype).min)
@@ -107,16 +119,17 @@ class LabelGraphFusion(nn.Module):
         nodes = nodes + torch.relu(adj_hat @ self.gcn(nodes))  # (B, L, D)
         # 3. token-guided attention over the label nodes: (B, T, L).
         att = torch.softmax((self.token_q(hidden) @ self.label_k(nodes).transpose(1, 2)) * self.scale, dim=-1)
-        return hidden + self.out(att @ nodes)  # (B, T, D)
+        return hidden + self.out(att @ nodes), nodes  # (B, T, D), (B, L, D)
 
 
 class LSTNERModel(Tagger):
     """LST-NER: a target tagger fused with the target label graph and matched to the source graph.
 
-    Buffers (saved with the model): ``adj`` (L, L) the target graph's edge weights and ``adj_hat``
-    its normalised adjacency with self-loops;
-    ``source_cost`` (S, S) the source graph's intra-graph cost used by the GW term; ``label_dist``
-    (L, S) the label distributions the model was built from.
+    Buffers (saved with the model): ``adj`` (L, L) the target graph's edge weights that the GCN
+    runs on (the label-distribution graph, or an ablation's identity / shuffled graph) and
+    ``adj_hat`` its normalised adjacency with self-loops; ``source_cost`` (S, S) the source
+    graph's intra-graph cost used by the GW term; ``label_dist`` (L, S) the label distributions
+    the model was built from.
     """
 
     def __init__(
@@ -131,34 +144,46 @@ class LSTNERModel(Tagger):
         self.register_buffer("adj_hat", torch.eye(n_labels))
         self.register_buffer("source_cost", torch.zeros(n_source_labels, n_source_labels))
         self.register_buffer("label_dist", torch.full((n_labels, n_source_labels), 1.0 / n_source_labels))
+        self._follow_encoder()
 
-    def fused(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def fused(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token states after the label-graph fusion (B, T, D) and the fused label nodes (B, L, D)
+        (``None`` without a fusion module)."""
         hidden = self.encode(input_ids, attention_mask)  # (B, T, D)
         if self.fusion is None:
-            return hidden
+            return hidden, None
         return self.fusion(hidden, attention_mask, self.head.label_emb, self.adj_hat)
 
-    def forward_all(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token logits (B, T, L) and auxiliary type logits (B, K)."""
-        hidden = self.fused(input_ids, attention_mask)
+    def forward_all(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Token logits (B, T, L), auxiliary type logits (B, K) and the fused label nodes (B, L, D)."""
+        hidden, nodes = self.fused(input_ids, attention_mask)
         m = attention_mask[..., None].to(hidden.dtype)
         pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D) mean over real tokens
-        return self.head(hidden), self.aux_head(pooled)
+        return self.head(hidden), self.aux_head(pooled), nodes
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.forward_all(input_ids, attention_mask)[0]
 
-    def target_cost(self) -> torch.Tensor:
-        """(L, L) intra-graph cost of the target graph, see :func:`graph_cost`."""
-        return graph_cost(self.head.label_emb, self.adj)
+    def target_cost(self, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """(L, L) intra-graph cost of the target graph: the cosine cost of its node features.
 
-    def gw_loss(self) -> torch.Tensor:
-        """Entropic GW distance between the source and target label graphs (differentiable
-        with respect to the target label embeddings; the source side is a fixed reference)."""
+        The node features are the fused label nodes ``nodes`` (B, L, D) averaged over the batch
+        (the GCN output, which depends on the label embeddings, both attentions and the encoder);
+        without a fusion module, the head's label embeddings.
+        """
+        features = nodes.mean(0) if nodes is not None else self.head.label_emb  # (L, D)
+        return cosine_cost(features)
+
+    def gw_loss(self, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """Entropic GW distance between the source graph (fixed reference) and the target graph
+        built from ``nodes``, the fused label nodes of the current batch (see :meth:`target_cost`)."""
         cfg = self.config
+        target = self.target_cost(nodes).float()  # the unrolled solver runs in float32 under any dtype
         dist, _ = entropic_gw(
-            self.source_cost,
-            self.target_cost(),
+            self.source_cost.float(),
+            target,
             eps=cfg.gw_eps,
             outer_iters=cfg.gw_outer_iters,
             sinkhorn_iters=cfg.gw_sinkhorn_iters,

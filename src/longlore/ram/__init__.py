@@ -1,16 +1,17 @@
 """RAM: compress a long context for a query by close reading relevant segments and skimming the rest.
 
-See ``docs/ram.md``. Public API: :class:`RAMConfig`, :class:`RAMModel` (``compress``, ``answer``,
+See ``docs/ram.md``. Public API: :class:`RAMConfig`, :class:`RAMModel` (``compress``, ``encode_context``, ``answer``,
 ``generate``, ``save_pretrained`` / ``from_pretrained``), :func:`make_dataset`, :func:`train`.
 """
 
-from longlore.ram.config import RAMConfig
+from longlore.ram.config import RAMConfig, TrainArgs
 from longlore.ram.data import QARecord, load_qa, make_dataset
-from longlore.ram.model import Compressed, RAMModel
-from longlore.ram.trainer import TrainArgs, evaluate, train
+from longlore.ram.model import Compressed, EncodedContext, RAMModel
+from longlore.ram.trainer import evaluate, train
 
 __all__ = [
     "Compressed",
+    "EncodedContext",
     "QARecord",
     "RAMConfig",
     "RAMModel",

@@ -27,6 +27,7 @@ class QARecord(BaseModel):
     answers: list[str] = Field(description="Accepted answers; the first is the training target.")
     positive_spans: list[str] = Field(default_factory=list, description="Evidence sentences (optional).")
     id: str = ""
+    doc: str = Field(default="", description="Records with the same doc share one context (optional).")
 
     @field_validator("context")
     @classmethod
@@ -56,6 +57,8 @@ class QARecord(BaseModel):
             "answer": self.answers[0],
             "answers": self.answers,
             "positive_spans": self.positive_spans,
+            "id": self.id,
+            "doc": self.doc,
         }
 
 
@@ -156,6 +159,65 @@ def make_example(
     return {"context": context, "question": question, "answers": [answer], "positive_spans": evidence}
 
 
+def _fit_text(tokenizer: Any, n_tokens: int, rng: random.Random, planted: list[str]) -> str:
+    """Public-domain text of about ``n_tokens`` tokens with the ``planted`` sentences at random depths."""
+    text = public_domain_text()
+    chars = int(n_tokens * 4.2)  # ~4.2 characters per token for this tokenizer family on KJV text
+    start = rng.randrange(0, len(text) - chars)
+    sentences = text[start : start + chars].replace("\n\n", " ").split(". ")[1:-1]
+    for fact in planted:
+        sentences.insert(rng.randint(0, len(sentences)), fact.rstrip("."))
+    context = ". ".join(s.strip() for s in sentences) + "."
+    ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    keep = {f.rstrip(".") for f in planted}
+    while len(ids) > n_tokens * 1.15 and len(sentences) > len(planted) + 1:  # trim filler, keep facts
+        victim = next(i for i in range(len(sentences) - 1, -1, -1) if sentences[i] not in keep)
+        del sentences[victim]
+        context = ". ".join(s.strip() for s in sentences) + "."
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return context
+
+
+def make_document(
+    tokenizer: Any,
+    n_tokens: int,
+    rng: random.Random,
+    brands: list[str],
+    n_questions: int,
+    two_fact_share: float,
+    distractors: int = 4,
+) -> list[dict[str, Any]]:
+    """One document of about ``n_tokens`` tokens and ``n_questions`` questions about it.
+
+    Each question is about its own target brand; the document holds its evidence, the target's
+    other facts, and ``distractors`` near-duplicates (the same relation for brands asked about
+    nowhere, so no planted fact contradicts another). Two-fact questions need the owner link and
+    the owner's city.
+    """
+    pool = rng.sample(brands, n_questions * (2 + distractors))
+    questions, planted = [], []
+    for q in range(n_questions):
+        target, parent = pool[q], pool[n_questions + q]
+        others = pool[2 * n_questions + q * distractors : 2 * n_questions + (q + 1) * distractors]
+        facts = _facts_for(target, parent, rng)
+        if rng.random() < two_fact_share:
+            parent_city = _facts_for(parent, rng.choice(brands), rng)["city"]
+            evidence = [facts["parent"][0], parent_city[0]]
+            question = f"In which city are the headquarters of the company that owns {target}?"
+            answer, relation = parent_city[2], "city"
+        else:
+            relation = rng.choice(["city", "year", "colour", "code"])
+            sentence, question, answer = facts[relation]
+            evidence = [sentence]
+            planted += [facts[r][0] for r in ("city", "year", "colour", "code") if r != relation]
+        planted += evidence + [_facts_for(o, rng.choice(brands), rng)[relation][0] for o in others]
+        questions.append({"question": question, "answers": [answer], "positive_spans": evidence})
+    planted = list(dict.fromkeys(planted))
+    rng.shuffle(planted)
+    context = _fit_text(tokenizer, n_tokens, rng, planted)
+    return [{"context": context, **q} for q in questions]
+
+
 def make_dataset(
     tokenizer: Any,
     n: int,
@@ -164,14 +226,29 @@ def make_dataset(
     seed: int = 0,
     two_fact_share: float = 0.25,
     world_seed: int = 0,
+    questions_per_doc: int = 1,
 ) -> list[dict[str, Any]]:
-    """``n`` seeded examples with lengths uniform in [min_tokens, max_tokens]."""
+    """``n`` seeded examples with lengths uniform in [min_tokens, max_tokens].
+
+    ``questions_per_doc`` > 1 asks that many questions about each document (records of one
+    document share ``doc``; ``n`` counts questions): long-document benchmarks ask several
+    questions per document, and a reader that caches the document answers them all cheaply.
+    """
     rng = random.Random(seed)
     brands = sorted({b.name_en for b in EcomWorld.generate(world_seed, n_brands=120).brands})
-    return [
-        dict(
-            make_example(tokenizer, rng.randint(min_tokens, max_tokens), rng, brands, rng.random() < two_fact_share),
-            id=f"{seed}-{i}",
-        )
-        for i in range(n)
-    ]
+    if questions_per_doc == 1:
+        return [
+            dict(
+                make_example(
+                    tokenizer, rng.randint(min_tokens, max_tokens), rng, brands, rng.random() < two_fact_share
+                ),
+                id=f"{seed}-{i}",
+            )
+            for i in range(n)
+        ]
+    rows: list[dict[str, Any]] = []
+    for doc in range(-(-n // questions_per_doc)):
+        length = rng.randint(min_tokens, max_tokens)
+        for q, row in enumerate(make_document(tokenizer, length, rng, brands, questions_per_doc, two_fact_share)):
+            rows.append(dict(row, id=f"{seed}-{doc}-{q}", doc=f"{seed}-{doc}"))
+    return rows[:n]

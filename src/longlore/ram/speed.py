@@ -33,22 +33,21 @@ def _time(fn: Any) -> float:
 
 
 @torch.no_grad()
-def measure(ram: Any, context: str, question: str, ratio: float, new_tokens: int) -> dict[str, float]:
+def measure(ram: Any, context: str, question: str, keep_ratio: float, new_tokens: int) -> dict[str, float]:
     """Seconds for: RAM compression, RAM TTFT / end-to-end, full-context TTFT / end-to-end."""
     embed = ram.decoder.get_input_embeddings()
     tok = ram.tokenizer
     compressed: dict[str, Any] = {}
 
     def compress() -> None:
-        compressed["c"] = ram.compress(context, question, rate=ratio)
+        compressed["c"] = ram.compress(context, question, keep_ratio=keep_ratio)
 
     def full_prompt() -> torch.Tensor:
         ids = tok(context, add_special_tokens=False)["input_ids"]
-        ids += tok(ram.config.question_template.format(question=question), add_special_tokens=False)["input_ids"]
-        return embed(torch.tensor(ids))
+        return embed(torch.tensor(ids + ram.question_ids(question)))
 
     t_compress = _time(compress)
-    ram_prompt = ram._prompt_embeddings(compressed["c"], question, None)[0]
+    ram_prompt = ram.prompt_embeddings(compressed["c"], question)
     ram_first = _time(lambda: ram.generate_from_embeddings([ram_prompt], max_new_tokens=1, ignore_eos=True))
     ram_all = _time(lambda: ram.generate_from_embeddings([ram_prompt], max_new_tokens=new_tokens, ignore_eos=True))
     prompt = full_prompt()
@@ -66,9 +65,20 @@ def measure(ram: Any, context: str, question: str, ratio: float, new_tokens: int
 
 
 def run_speed_benchmark(
-    lengths: list[int], ratio: float, out: str | Path, new_tokens: int = 32, model: str = "smollm2-135m"
+    lengths: list[int],
+    keep_ratio: float,
+    out: str | Path,
+    new_tokens: int = 32,
+    model: str = "smollm2-135m",
+    device: str = "cpu",
+    dtype: str = "float32",
+    ram_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot."""
+    """Measure every length (resuming from ``out`` if it holds some already); write JSON + plot.
+
+    Speed depends on the architecture, not on trained weights: by default the RAM is the paper's
+    form with ``RAMConfig`` defaults (no LoRA: unmerged adapters would add their own matmuls);
+    ``ram_dir`` measures a saved one instead."""
     from longlore.core.models import load_causal_lm
     from longlore.ram.config import RAMConfig
     from longlore.ram.model import RAMModel
@@ -77,16 +87,20 @@ def run_speed_benchmark(
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     rows = {int(r["length"]): r for r in results.get("rows", [])}
     torch.manual_seed(0)
-    decoder, tokenizer = load_causal_lm(model)
+    decoder, tokenizer = load_causal_lm(model, device=device, dtype=dtype)
     decoder.config.max_position_embeddings = max(lengths) + 1024  # timing only: rope extrapolates numerically
-    ram = RAMModel(decoder, tokenizer, RAMConfig(ratio=ratio, max_doc_tokens=max(lengths))).eval()
+    if ram_dir is not None:
+        ram = RAMModel.from_pretrained(decoder, tokenizer, ram_dir).eval()
+        ram.config.max_doc_tokens = max(lengths)
+    else:
+        ram = RAMModel(decoder, tokenizer, RAMConfig(keep_ratio=keep_ratio, max_doc_tokens=max(lengths))).eval()
     question = "What is the registration code of Lumora?"
-    measure(ram, _context_of(tokenizer, 256), question, ratio, 2)  # warm-up: first calls pay one-off costs
+    measure(ram, _context_of(tokenizer, 256), question, keep_ratio, 2)  # warm-up: first calls pay one-off costs
     for length in lengths:
         if length in rows:
             continue
         console.print(f"[bold]length {length}[/bold] ...")
-        row = {"length": length, **measure(ram, _context_of(tokenizer, length), question, ratio, new_tokens)}
+        row = {"length": length, **measure(ram, _context_of(tokenizer, length), question, keep_ratio, new_tokens)}
         row["speedup_e2e"] = row["full_e2e_s"] / row["ram_e2e_s"]
         row["speedup_ttft"] = row["full_ttft_s"] / row["ram_ttft_s"]
         rows[length] = row
@@ -94,9 +108,11 @@ def run_speed_benchmark(
         results = {
             "benchmark": "ram_speed",
             "model": model,
-            "ratio": ratio,
+            "ram": str(ram_dir) if ram_dir else "untrained RAMConfig(keep_ratio)",
+            "ram_config": ram.config.to_dict(),
+            "keep_ratio": keep_ratio,
             "new_tokens": new_tokens,
-            "command": f"longlore ram bench --lengths {','.join(map(str, lengths))} --ratio {ratio}",
+            "command": f"longlore ram bench --lengths {','.join(map(str, lengths))} --keep-ratio {keep_ratio}",
             "machine": {
                 "platform": platform.platform(),
                 "processor": platform.processor(),
@@ -126,7 +142,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
         lengths,
         [r["ram_e2e_s"] for r in rows],
         "o-",
-        label=f"RAM (keep 1/{1 / results['ratio']:.0f} of segments), end-to-end",
+        label=f"RAM (keep 1/{1 / results['keep_ratio']:.0f} of segments), end-to-end",
     )
     ax.plot(lengths, [r["full_ttft_s"] for r in rows], "x--", label="full context, TTFT")
     ax.plot(lengths, [r["ram_ttft_s"] for r in rows], "x--", label="RAM, TTFT")
