@@ -370,7 +370,9 @@ def plot(table: dict, path: Path) -> None:
             means = [s["mean"] if s else 0 for s in stats]
             errs = [(s["mean"] - s["ci_low"]) if s and s["ci_low"] is not None else 0 for s in stats]
             ax.bar([i + j * width for i in range(len(methods))], means, width, yerr=errs, capsize=2, label=protocol)
-        ax.set_xticks([i + width for i in range(len(methods))], methods, rotation=25, fontsize=8)
+        ax.set_xticks(
+            [i + width * (len(PROTOCOLS) - 1) / 2 for i in range(len(methods))], methods, rotation=25, fontsize=8
+        )
         ax.set_title(f"{bucket} facts: Hit@1")
     axes[0].legend(fontsize=8)
     fig.suptitle("PretrainRL arms on the synthetic world (mean and 95% t interval over seeds)")
