@@ -17,6 +17,10 @@ facts) and ``entrenched``. ``paired_gain`` compares arms seed by seed (same worl
 mean difference with a t interval over seeds. Each (method, seed) is saved as it completes under
 ``--work``; a rerun resumes. CPU seconds (process time, 1 torch thread) are recorded everywhere.
 
+Cheaper designs (recorded in the JSON as ``seed_design`` / ``eval_facts``): ``--world-seed W``
+shares one world and base among the seeds, which then vary only the continued training (use a
+``--work`` folder of its own); ``--eval-buckets`` / ``--eval-per-bucket`` score a seeded sample.
+
     OMP_NUM_THREADS=1 python benchmarks/pretrainrl_synthetic.py --seeds 0 1 2 3 4 \\
         --out benchmarks/results/pretrainrl_synthetic.json
 """
