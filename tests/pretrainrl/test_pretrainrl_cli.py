@@ -70,9 +70,9 @@ def test_cli_make_world_mine_train_eval(tmp_path):
             facts,
             "--out",
             str(tmp_path / "neg.jsonl"),
-            "--max-new-tokens",
+            "--mine-max-new-tokens",
             "3",
-            "--k",
+            "--num-negatives",
             "2",
         ],
     )
@@ -106,6 +106,9 @@ def test_cli_make_world_mine_train_eval(tmp_path):
     assert result.exit_code == 0, result.output
     log = json.loads((tmp_path / "model" / "train_log.json").read_text())
     assert [row["phase"] for row in log["history"]] == ["debias", "learn"]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "model" / "final").config.model_type == "llama"
     result = runner.invoke(
         app,
         [

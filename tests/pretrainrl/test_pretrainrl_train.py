@@ -203,25 +203,68 @@ def test_schedule_and_config_errors():
         )
 
 
-def test_accelerate_path_trains_like_the_plain_loop(tiny):
-    from accelerate import Accelerator
-
+def test_resume_equals_the_unbroken_run(tiny, tmp_path):
+    """Stopped mid-debias (between two minings) and resumed on a freshly built model: the same weights,
+    history and negatives as an unbroken run, because the batch is a function of the step and the
+    negatives in force are reloaded from the run folder."""
     model, tok, blocks = tiny
     facts = [
-        Fact(
-            id="f",
-            subject="Abel Karo",
-            relation="birthplace",
-            object="Tarsk",
-            prompt="Abel Karo was born in",
-            candidates=TOWNS,
-        )
+        Fact(id=f"f{i}", subject=s, relation="birthplace", object=t, prompt=f"{s} was born in", candidates=TOWNS)
+        for i, (s, t) in enumerate([("Abel Karo", "Tarsk"), ("Mira Sol", "Brin"), ("Ode Lun", "Kesh")])
     ]
     cfg = PretrainRLConfig(
-        steps=2, batch_size=2, block_size=32, fact_batch_size=1, debias_fraction=0.5, warmup=0, mine_method="candidates"
+        steps=6,
+        batch_size=2,
+        block_size=32,
+        fact_batch_size=2,
+        debias_fraction=0.5,
+        warmup=0,
+        mine_every=2,
+        mine_method="candidates",
+        num_negatives=2,
+        log_every=1,
     )
-    plain, accel = copy.deepcopy(model), copy.deepcopy(model)
-    a = train(plain, tok, cfg, blocks=blocks, facts=facts, progress=False)
-    b = train(accel, tok, cfg, blocks=blocks, facts=facts, progress=False, accelerator=Accelerator(cpu=True))
-    assert a.history == b.history  # one process: the same batches, losses and updates
-    assert all(torch.allclose(p, q) for p, q in zip(plain.parameters(), accel.parameters()))
+    unbroken = copy.deepcopy(model)
+    whole = train(unbroken, tok, cfg, blocks=blocks, facts=facts, progress=False)
+    first = train(
+        copy.deepcopy(model), tok, cfg, blocks=blocks, facts=facts, progress=False, out_dir=tmp_path, stop_after=3
+    )
+    assert not first.finished and first.step == 3 and (tmp_path / "negatives" / "step2.jsonl").exists()
+    resumed = copy.deepcopy(model)  # a fresh copy of the start model: the checkpoint brings the state
+    second = train(resumed, tok, cfg, blocks=blocks, facts=facts, progress=False, out_dir=tmp_path)
+    assert second.finished and second.step == 6
+    assert first.history == whole.history[:3] and second.history == whole.history  # the log survives the stop
+    assert all(torch.equal(a, b) for a, b in zip(unbroken.parameters(), resumed.parameters()))
+    assert whole.mined_rounds == 2  # steps 0 and 2 of the 3 debias steps
+
+
+def test_bf16_forward_and_training_step(test_device):
+    """PretrainRL adds no module: the backbone in bf16 on the test device trains under every fact term."""
+    import math
+
+    model, tok = load_model("tiny-llama:seed=1", device=test_device, dtype="bfloat16")
+    blocks = make_blocks(tok, [filler_text(2000, seed=0)], 32)
+    fact = Fact(id="f", subject="Abel Karo", relation="birthplace", object="Tarsk", prompt="Abel Karo was born in")
+    fact = fact.model_copy(update={"candidates": TOWNS})
+    logits = model(input_ids=blocks[:2].to(test_device)).logits
+    assert logits.dtype == torch.bfloat16 and logits.device.type == torch.device(test_device).type
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = PretrainRLConfig(
+        steps=2,
+        batch_size=2,
+        block_size=32,
+        fact_batch_size=1,
+        warmup=0,
+        schedule="interleaved",
+        mine_method="candidates",
+        num_negatives=2,
+        lr=1e-2,
+    )
+    result = train(model, tok, cfg, blocks=blocks, facts=[fact], progress=False)
+    assert {"ntp", "dpo", "learn"} <= set(result.history[0])
+    assert all(math.isfinite(v) for row in result.history for k, v in row.items() if k not in ("step", "phase"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert all(p.device.type == torch.device(test_device).type for p in model.parameters())
+    assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) == len(before)
+    state = evaluate_facts(model, tok, [fact])[0]
+    assert 0 < state.p_truth < 1

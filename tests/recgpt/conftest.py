@@ -35,6 +35,7 @@ def write_toy_atomic(folder: Path, n_users: int = 24, n_items: int = 40, seed: i
             t += rng.randint(3_000, 3_000_000)
             lines.append(f"{u}\t{rng.choice(pool)}\t{rng.choice([2, 3, 4, 5, 5])}\t{t}\n")
     (folder / "toy.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(lines))
+    (folder / "dataset.json").write_text('{"domain": "movie"}')
     return folder
 
 

@@ -69,3 +69,17 @@ def test_train_then_evaluate_all_users(toy_folder, tmp_path):
     table = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"popularity", "item_knn", "recgpt_b1", "recgpt_b0.5"} <= set(table) and table["popularity"]["users"] == 1
     assert table["users_with_tags"] == 1
+
+
+def test_batch_size_means_one_thing_per_verb():
+    """`mine --llm-batch` is prompts per generate call; `train --batch-size` is training pairs per step."""
+    import re
+
+    def flags(verb):
+        out = runner.invoke(app, ["recgpt", verb, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}).output
+        return set(re.findall(r"--[a-z][a-z-]+", out)), out
+
+    mine, _ = flags("mine")
+    train, text = flags("train")
+    assert "--llm-batch" in mine and "--batch-size" not in mine and "--no-prefill" in mine
+    assert "--batch-size" in train and "--llm-batch" not in train and "Training pairs per step" in text

@@ -9,6 +9,7 @@ import pytest
 from longlore.recgpt.config import RecGPTConfig
 from longlore.recgpt.llm import (
     ParseError,
+    StageOutcome,
     grounding_vocabulary,
     is_grounded,
     parse_json_list,
@@ -162,6 +163,9 @@ def test_not_json_is_retried_then_recorded_as_failure_without_crashing():
     assert out["u1"].raw == ["nope"] * 3
     stats = stage_stats(out)
     assert stats["parse_rate"] == 0.0 and stats["failures"] == 2 and stats["retries"] == 4
+    assert stats["json_parse_rate"] == 0.0 and stats["replies"] == 6
+    skipped = {"u1": StageOutcome(ok=False, error="skipped: interest mining failed")}  # no reply made
+    assert stage_stats(skipped)["json_parse_rate"] is None
 
 
 @pytest.mark.parametrize("prefix", ["", '[{"interest": "'])
@@ -206,10 +210,8 @@ def test_per_key_prefix_prefills_the_assistant_turn():
         description="t",
         prefix=prefixes,
     )
-    assert [r.prompt.endswith(prefixes[k]) and r.chat is False for k, r in zip(["u1", "u2"], model.requests)] == [
-        True,
-        True,
-    ]
+    assert [r.response_prefix for r in model.requests] == [prefixes["u1"], prefixes["u2"]]
+    assert all(r.prompt in ("p", "q") and r.system for r in model.requests)  # the pre-fill is not in the prompt
     assert out["u1"].records == [{"tag": "quirky space comedy", "interest": "sci-fi", "reason": "x"}]
     assert out["u2"].records[0]["interest"] == "comedy"
 

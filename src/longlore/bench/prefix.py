@@ -120,6 +120,9 @@ class SharedPrefixModel:
         for i, request in enumerate(requests):
             groups.setdefault(request.params(), []).append(i)
         for indices in groups.values():
+            if any(requests[i].json_schema is not None for i in indices):
+                rest.extend(indices)  # schema-constrained rows decode through the wrapped model's filter
+                continue
             if requests[indices[0]].n != 1:
                 for i in indices:
                     results[i] = self._sample_set(requests[i])

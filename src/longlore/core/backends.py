@@ -36,6 +36,13 @@ class GenerationRequest:
     ``temperature == 0`` is greedy; ``n`` completions are returned; ``stop`` strings end a
     completion and are removed from it. ``repetition_penalty`` is the CTRL-style penalty of
     ``transformers`` (1.0 = off); endpoints receive it as vLLM's ``repetition_penalty`` field.
+
+    Structured generation (both optional): ``json_schema`` (a JSON Schema, as a dict or JSON text)
+    constrains the reply to a JSON document of that schema: a local model decodes through
+    lm-format-enforcer's token filter, an endpoint gets it as ``response_format`` (chat) or
+    ``guided_json`` (vLLM completions). ``response_prefix`` is text the reply already starts with
+    (an assistant-turn pre-fill, local models only): it follows the rendered prompt, the completion
+    continues it and does not repeat it, and a schema then applies to prefix + completion.
     """
 
     prompt: str | tuple[dict[str, str], ...] | list[dict[str, str]]
@@ -47,6 +54,18 @@ class GenerationRequest:
     n: int = 1
     seed: int = 0
     repetition_penalty: float = 1.0
+    json_schema: str | dict | None = None
+    response_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.json_schema is not None:  # canonical text: hashable, and one cache key per schema
+            schema = self.json_schema
+            if isinstance(schema, str):
+                try:
+                    schema = json.loads(schema)
+                except json.JSONDecodeError as err:
+                    raise LongloreError(f"json_schema is not valid JSON ({err}); pass a dict or JSON text") from err
+            object.__setattr__(self, "json_schema", json.dumps(schema, sort_keys=True))
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages this request stands for."""
@@ -144,6 +163,7 @@ class HFTextModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._lock = threading.Lock()  # one forward at a time when served over HTTP
+        self._enforcer_data: Any = None  # lm-format-enforcer's view of the vocabulary, built on first use
 
     @classmethod
     def from_spec(
@@ -163,10 +183,23 @@ class HFTextModel:
 
     def _render(self, request: GenerationRequest) -> str:
         if request.chat:
-            return self.format_chat(request.messages())
+            return self.format_chat(request.messages()) + request.response_prefix
         if not isinstance(request.prompt, str):
             raise LongloreError("a request with chat messages needs chat=True")
-        return (request.system + "\n\n" if request.system else "") + request.prompt
+        return (request.system + "\n\n" if request.system else "") + request.prompt + request.response_prefix
+
+    def _schema_processor(
+        self, requests: Sequence[GenerationRequest], n: int, prompt_len: int, max_new_tokens: int
+    ) -> Any:
+        """A logits processor holding each row to its request's JSON schema (None if no request has one)."""
+        if not any(r.json_schema for r in requests):
+            return None
+        if self._enforcer_data is None:
+            self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
+        rows = [_schema_enforcer(self._enforcer_data, r) for r in requests for _ in range(n)]
+        return _JsonSchemaLogitsProcessor(
+            rows, self.tokenizer.eos_token_id, prompt_len, max_new_tokens, self._enforcer_data
+        )
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -174,9 +207,12 @@ class HFTextModel:
         ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
         return {i for i in ids if i is not None}
 
-    def generation_kwargs(self, request: GenerationRequest, prompt_len: int) -> dict[str, Any]:
-        """``model.generate`` keyword arguments for one request (seeds torch when it samples)."""
-        from transformers import StoppingCriteriaList
+    def generation_kwargs(
+        self, request: GenerationRequest, prompt_len: int, rows: Sequence[GenerationRequest] = ()
+    ) -> dict[str, Any]:
+        """``model.generate`` keyword arguments for one batch of ``request``-like rows (``rows``: each
+        row's own request, for its JSON schema; default one row of ``request``)."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         kwargs: dict[str, Any] = dict(
             max_new_tokens=request.max_new_tokens,
@@ -193,14 +229,19 @@ class HFTextModel:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnStrings(self.tokenizer, request.stop, prompt_len)]
             )
+        schema = self._schema_processor(rows or [request], request.n, prompt_len, request.max_new_tokens)
+        if schema is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([schema])
         return kwargs
 
     @torch.no_grad()
-    def _generate_batch(self, texts: list[str], request: GenerationRequest) -> list[list[Completion]]:
+    def _generate_batch(
+        self, texts: list[str], request: GenerationRequest, rows: Sequence[GenerationRequest] = ()
+    ) -> list[list[Completion]]:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not request.chat)
         enc = {k: v.to(self.model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         prompt_len = enc["input_ids"].shape[1]
-        kwargs = self.generation_kwargs(request, prompt_len)
+        kwargs = self.generation_kwargs(request, prompt_len, rows or [request] * len(texts))
         with self._lock:
             if request.temperature > 0:
                 # seeded under the lock: `longlore serve` runs requests in threads, and another
@@ -237,7 +278,10 @@ class HFTextModel:
             order = sorted(indices, key=lambda i: -len(texts[i]))  # similar lengths share a batch
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, completions in zip(chunk, self._generate_batch([texts[i] for i in chunk], requests[chunk[0]])):
+                batch = self._generate_batch(
+                    [texts[i] for i in chunk], requests[chunk[0]], [requests[i] for i in chunk]
+                )
+                for i, completions in zip(chunk, batch):
                     results[i] = completions
         return results  # type: ignore[return-value]
 
@@ -306,6 +350,138 @@ class HFTextModel:
             "top_logprobs": top_logprobs,
             "text_offset": offsets,
         }
+
+
+# --- structured (JSON-schema) generation for local models ----------------------------------------
+
+
+def _enforcer_tokenizer_data(tokenizer: Any) -> Any:
+    """lm-format-enforcer's per-tokenizer data (its transformers adapter does this too; it does not
+    import under transformers 5, so the few lines are here): each regular token's text as it reads
+    after another token, i.e. with its leading space."""
+    try:
+        from lmformatenforcer import TokenEnforcerTokenizerData
+    except ImportError as err:  # pragma: no cover - a declared dependency
+        raise LongloreError("structured generation needs lm-format-enforcer: pip install lm-format-enforcer") from err
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    special = set(tokenizer.all_special_ids)
+    regular = []
+    for token in range(len(tokenizer)):
+        if token in special:
+            continue
+        after_zero = tokenizer.decode([zero, token])[1:]
+        if "\ufffd" in after_zero or any(c < " " and c not in "\t\n\r" for c in after_zero):
+            continue  # a byte piece of a multi-byte character, or a control character: never valid JSON text alone
+        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+    return TokenEnforcerTokenizerData(
+        regular, lambda ids: tokenizer.decode(ids).rstrip("\ufffd"), tokenizer.eos_token_id, False, len(tokenizer)
+    )
+
+
+def _schema_enforcer(data: Any, request: GenerationRequest) -> Any:
+    """A token enforcer for one row, its parser already past the request's ``response_prefix``
+    (None: the row is free)."""
+    if not request.json_schema:
+        return None
+    from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer
+
+    # Compact JSON (one whitespace at a time) in the key order of `required`, and no raw control
+    # characters inside strings (JSON forbids them): a small model can neither spend its token
+    # budget on blank lines nor skip a key nor write an unparseable string.
+    # The alphabet is every character of every usable token (lm-format-enforcer's default, the
+    # one-character tokens, lets a multi-character token such as a CJK word into a string and then
+    # refuses its characters one by one, which ends the reply mid-string).
+    if not hasattr(data, "string_alphabet"):
+        data.string_alphabet = "".join(sorted({c for _, text, _ in data.regular_tokens for c in text if c >= " "}))
+    config = CharacterLevelParserConfig(
+        alphabet=data.string_alphabet,
+        max_consecutive_whitespaces=1,
+        force_json_field_order=True,
+    )
+    parser = JsonSchemaParser(json.loads(request.json_schema), config=config)
+    for position, char in enumerate(request.response_prefix):
+        if char not in parser.get_allowed_characters():
+            raise LongloreError(
+                f"response_prefix breaks the JSON schema at character {position} ({char!r}): "
+                f"{request.response_prefix[:80]!r}"
+            )
+        parser = parser.add_character(char)
+    enforcer = TokenEnforcer(data, parser)
+    parser.config = config  # TokenEnforcer installs a default config; keep ours
+    return enforcer
+
+
+def _closing_text(parser: Any, limit: int = 1024) -> str | None:
+    """The short ending that completes the JSON document ``parser`` has read so far: close the open
+    string, fill the remaining required keys with the shortest values (an empty string, the first
+    enum value), add no further items, close every bracket. None if there is none within ``limit``."""
+    out = []
+    for _ in range(limit):
+        if parser.can_end():
+            return "".join(out)
+        allowed = parser.get_allowed_characters()
+        char = next((c for c in '"}],:' if c in allowed), None)
+        if char is None:
+            char = next((c for c in allowed if not c.isspace()), allowed[:1] or None)
+        if char is None:
+            return None
+        out.append(char)
+        parser = parser.add_character(char)
+    return None
+
+
+class _JsonSchemaLogitsProcessor:
+    """transformers logits processor: each row may only pick the tokens its enforcer allows.
+
+    Once a row's JSON document is complete (end-of-sequence becomes allowed) it must end at once,
+    so a small model cannot pad the reply with whitespace up to ``max_new_tokens``. A row that would
+    run out of tokens mid-document is closed in time: when the tokens left are no more than the
+    characters of its shortest valid ending (:func:`_closing_text`, plus a small slack), or a new
+    array item would no longer fit, it may only write that ending (the allowed token covering most
+    of it), so the reply is complete JSON of the schema whatever ``max_new_tokens`` is (given room
+    for the shortest document). Rows that have ended are left alone (generate pads them)."""
+
+    SLACK = 2  # tokens kept in hand: a free token may lengthen the ending by a character or two
+
+    def __init__(
+        self, enforcers: list[Any], eos_token_id: int, prompt_len: int, max_new_tokens: int, data: Any = None
+    ) -> None:
+        self.enforcers, self.eos, self.prompt_len = enforcers, eos_token_id, prompt_len
+        self.max_new_tokens = max_new_tokens
+        self.text = {token: text for token, text, _ in data.regular_tokens} if data is not None else {}
+
+    def _ending(self, enforcer: Any, ids: list[int], remaining: int) -> str | None:
+        """The ending to force now, or None while the row may still write freely."""
+        parser = enforcer.prefix_states[tuple(ids)].parser
+        ending = _closing_text(parser)
+        if ending is None:
+            return None
+        if remaining <= len(ending) + self.SLACK:
+            return ending
+        if ending.startswith("]") and "," in parser.get_allowed_characters():
+            grown = _closing_text(parser.add_character(","))  # the ending once another item is opened
+            if grown is not None and remaining <= len(grown) + 1 + self.SLACK:
+                return ending
+        return None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(scores, dtype=torch.bool)  # True = forbidden
+        for row, ids in enumerate(input_ids.tolist()):
+            enforcer = self.enforcers[row]
+            if enforcer is None or self.eos in ids[self.prompt_len :]:
+                continue
+            allowed = enforcer.get_allowed_tokens(ids).allowed_tokens
+            if self.eos in allowed:
+                allowed = [self.eos]
+            elif self.text:
+                ending = self._ending(enforcer, ids, self.max_new_tokens - (len(ids) - self.prompt_len))
+                if ending:
+                    fits = [t for t in allowed if self.text.get(t) and ending.startswith(self.text[t])]
+                    if fits:
+                        allowed = [max(fits, key=lambda t: len(self.text[t]))]
+            mask[row] = True
+            mask[row, [t for t in allowed if t < scores.shape[1]]] = False
+        return scores.masked_fill(mask, float("-inf"))
 
 
 # --- OpenAI-compatible endpoint --------------------------------------------------------------
@@ -383,13 +559,26 @@ class OpenAITextModel:
             common["stop"] = list(request.stop)
         if request.repetition_penalty != 1.0:  # vLLM's extra sampling field; left out when off
             common["repetition_penalty"] = request.repetition_penalty
+        if request.response_prefix:
+            raise LongloreError(
+                f"endpoint {self.base_url}: a pre-filled reply (response_prefix) needs a local model; "
+                "send the request without it (e.g. RecGPT prefill=False)"
+            )
+        schema = json.loads(request.json_schema) if isinstance(request.json_schema, str) else None
         if request.chat:
+            if schema is not None:
+                common["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "reply", "schema": schema, "strict": True},
+                }
             data = self._post("/chat/completions", {**common, "messages": request.messages()})
             texts = [c["message"]["content"] or "" for c in data["choices"]]
         else:
             if not isinstance(request.prompt, str):
                 raise LongloreError("a request with chat messages needs chat=True")
             prompt = (request.system + "\n\n" if request.system else "") + request.prompt
+            if schema is not None:
+                common["guided_json"] = schema  # vLLM / SGLang guided decoding on /completions
             data = self._post("/completions", {**common, "prompt": prompt})
             texts = [c["text"] for c in data["choices"]]
         return [truncate_at_stop(t, request.stop) for t in texts]
@@ -430,6 +619,10 @@ class OpenAITextModel:
 
 # --- persistent request cache ----------------------------------------------------------------
 
+# Request fields added after caches were first written: left out of the key while at their default,
+# so that every earlier cache entry keeps its key.
+_KEY_OMIT_DEFAULTS: dict[str, Any] = {"json_schema": None, "response_prefix": "", "repetition_penalty": 1.0}
+
 
 @dataclass
 class CachedTextModel:
@@ -462,9 +655,7 @@ class CachedTextModel:
         return self.inner.format_chat(prompt, system)
 
     def _key(self, kind: str, request: Any) -> str:
-        fields = asdict(request)
-        if fields.get("repetition_penalty") == 1.0:  # keys of caches made before the field existed stay valid
-            del fields["repetition_penalty"]
+        fields = {k: v for k, v in asdict(request).items() if k not in _KEY_OMIT_DEFAULTS or v != _KEY_OMIT_DEFAULTS[k]}
         payload = json.dumps(
             {"model": self.inner.model_id, "kind": kind, "request": fields},
             sort_keys=True,

@@ -15,7 +15,7 @@ Public API::
                                      mine_negatives, train, evaluate_facts, summarize)
 """
 
-from longlore.pretrainrl.base import load_model, save_model
+from longlore.pretrainrl.base import load_model, save_model, save_pretrained
 from longlore.pretrainrl.config import METHODS, PretrainRLConfig, WorldConfig, method_config
 from longlore.pretrainrl.facts import Fact, build_facts, is_true, load_facts, movielens_facts, save_facts
 from longlore.pretrainrl.loss import dpo_loss, nll_loss, reinforce_loss, unlikelihood_loss
@@ -56,6 +56,7 @@ __all__ = [
     "save_facts",
     "save_model",
     "save_negatives",
+    "save_pretrained",
     "summarize",
     "train",
     "unlikelihood_loss",

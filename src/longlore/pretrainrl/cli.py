@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text, write_json
 from longlore.core.progress import console
@@ -20,7 +21,11 @@ app = typer.Typer(
 )
 
 _FACTS_HELP = "facts: a .jsonl/.tsv file, 'movielens', or kg-nations / kg-kinships / kg-umls"
-_MODEL_HELP = "model: small-llama[:seed=N] (fresh), tiny-llama, smollm2-135m or a checkpoint folder"
+_MODEL_HELP = (
+    "model: small-llama[:seed=N] (fresh), tiny-llama, smollm2-135m, a model folder or a run folder (its final/)"
+)
+# `mine` exposes only the mining fields of PretrainRLConfig; the rest is training
+_MINE_FIELDS = {"mine_method", "num_negatives", "mine_max_new_tokens", "mine_batch_size", "eval_batch_size", "seed"}
 
 
 def read_docs(path: Path) -> list[str]:
@@ -34,19 +39,18 @@ def read_docs(path: Path) -> list[str]:
 
 
 @app.command("make-world")
+@config_options(config=WorldConfig)
 def make_world(
+    config: WorldConfig,
     out: Path = typer.Option(..., help="folder for facts.jsonl, corpus.txt, heldout.txt, world.json"),
-    n_entities: int = typer.Option(150, help="people in the world (3 facts each)"),
-    max_count: int = typer.Option(120, help="corpus mentions of the most frequent person"),
-    zipf_s: float = typer.Option(1.1, help="Zipf exponent of mention counts"),
-    seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="replace existing files"),
 ) -> None:
-    """Write a seeded synthetic world whose tail facts are shadowed by a popular falsehood."""
+    """Write a seeded synthetic world whose tail facts are shadowed by a popular falsehood
+    (plus, with --n-entrenched, people whose false biography outnumbers the true one)."""
     from longlore.pretrainrl.facts import save_facts
     from longlore.pretrainrl.world import SyntheticWorld
 
-    world = SyntheticWorld.generate(WorldConfig(n_entities=n_entities, max_count=max_count, zipf_s=zipf_s, seed=seed))
+    world = SyntheticWorld.generate(config)
     save_facts(out / "facts.jsonl", world.facts, overwrite=overwrite)
     atomic_write_text(out / "corpus.txt", "\n\n".join(world.corpus) + "\n", overwrite=overwrite)
     atomic_write_text(out / "heldout.txt", "\n\n".join(world.heldout) + "\n", overwrite=overwrite)
@@ -65,90 +69,78 @@ def make_world(
 
 
 @app.command("mine")
+@config_options(config=PretrainRLConfig, exclude=set(PretrainRLConfig.__dataclass_fields__) - _MINE_FIELDS)
 def mine(
+    config: PretrainRLConfig,
     model: str = typer.Option(..., help=_MODEL_HELP),
     facts: str = typer.Option(..., help=_FACTS_HELP),
     out: Path = typer.Option(..., help="negatives cache (.jsonl)"),
-    method: str = typer.Option("beam", help="beam, sample or candidates"),
-    k: int = typer.Option(4, help="negatives per fact"),
-    max_new_tokens: int = typer.Option(8, help="generated tokens per continuation"),
     limit: Optional[int] = typer.Option(None, help="use a seeded sample of this many facts"),
-    overwrite: bool = typer.Option(False),
+    overwrite: bool = typer.Option(False, help="replace an existing negatives file"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Mine each fact prompt's high-probability wrong continuations and cache them."""
-    from longlore.pretrainrl.base import load_model
+    from longlore.core.models import load_causal_lm
     from longlore.pretrainrl.facts import load_facts
     from longlore.pretrainrl.mining import mine_negatives, save_negatives
 
-    fact_set = load_facts(facts, limit=limit)
-    lm, tok = load_model(model)
-    cfg = PretrainRLConfig(mine_method=method, num_negatives=k, mine_max_new_tokens=max_new_tokens)
-    negatives = mine_negatives(lm, tok, fact_set, cfg)
+    fact_set = load_facts(facts, limit=limit, seed=config.seed)
+    lm, tok = load_causal_lm(model, device=device, dtype=dtype)
+    negatives = mine_negatives(lm, tok, fact_set, config, seed=config.seed)
     save_negatives(out, negatives, overwrite=overwrite)
     found = sum(len(n.negatives) for n in negatives.values())
     console.print(f"{out}: {found} negatives for {len(fact_set)} facts")
 
 
 @app.command("train")
+@config_options(config=PretrainRLConfig)
 def train_cmd(
+    config: PretrainRLConfig,
     model: str = typer.Option(..., help=_MODEL_HELP),
     corpus: Path = typer.Option(..., help="pretraining text: documents separated by blank lines"),
-    out: Path = typer.Option(..., help="output checkpoint folder (+ train_log.json inside)"),
+    out: Path = typer.Option(
+        ..., help="run folder: the trained model goes to OUT/final, the log to OUT/train_log.json"
+    ),
     facts: Optional[str] = typer.Option(None, help=f"{_FACTS_HELP} (needed unless --method ntp)"),
-    method: str = typer.Option("pretrainrl", help=f"one of {', '.join(METHODS)}"),
-    steps: int = typer.Option(200, help="optimizer steps"),
-    lr: float = typer.Option(1e-3),
-    batch_size: int = typer.Option(16, help="corpus blocks per step"),
-    fact_batch_size: int = typer.Option(16, help="facts per step"),
-    block_size: int = typer.Option(64, help="tokens per corpus block"),
-    beta: float = typer.Option(0.1, help="DPO beta"),
-    debias_loss: str = typer.Option("dpo", help="dpo, unlikelihood or reinforce"),
-    schedule: str = typer.Option("phased", help="phased (debias then learn) or interleaved"),
-    debias_fraction: float = typer.Option(0.4, help="phased: share of steps that debias"),
-    mine_every: int = typer.Option(50, help="re-mine negatives every N steps (0 = once)"),
+    method: str = typer.Option(
+        "pretrainrl", help=f"one of {', '.join(METHODS)}; its overrides (config.METHODS) apply on top of the options"
+    ),
     negatives: Optional[Path] = typer.Option(None, help="start from this negatives cache instead of mining"),
-    train_layers: int = typer.Option(0, help="train only the top N layers (0 = all)"),
-    warmup: int = typer.Option(10),
-    seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False),
+    overwrite: bool = typer.Option(False, help="replace an existing OUT/final"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
-    """Continue training a model with one of the five methods and save it."""
+    """Continue training a model with one of the methods and save it to OUT/final."""
     import torch
 
-    from longlore.pretrainrl.base import load_model, save_model
+    from longlore.core.models import load_causal_lm
+    from longlore.pretrainrl.base import save_pretrained
     from longlore.pretrainrl.facts import load_facts
     from longlore.pretrainrl.mining import load_negatives
     from longlore.pretrainrl.scoring import make_blocks
     from longlore.pretrainrl.trainer import train
 
-    if out.exists() and not overwrite:
-        raise LongloreError(f"{out}: already exists; pass --overwrite or choose another folder")
-    base = PretrainRLConfig(
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        fact_batch_size=fact_batch_size,
-        block_size=block_size,
-        beta=beta,
-        debias_loss=debias_loss,
-        schedule=schedule,
-        debias_fraction=debias_fraction,
-        mine_every=mine_every,
-        train_layers=train_layers,
-        warmup=warmup,
-        seed=seed,
-    )
-    cfg = method_config(method, base)
+    if (out / "final").exists() and not overwrite:
+        raise LongloreError(f"{out / 'final'}: already exists; pass --overwrite or choose another folder")
+    cfg = method_config(method, config)
     if cfg.fact_objective != "none" and not facts:
         raise LongloreError(f"--method {method} trains on facts; pass --facts")
     fact_set = load_facts(facts) if facts else []
-    torch.manual_seed(seed)
-    lm, tok = load_model(model, seed=seed)
+    torch.manual_seed(cfg.seed)
+    lm, tok = load_causal_lm(model, seed=cfg.seed, device=device, dtype=dtype)
     blocks = make_blocks(tok, read_docs(corpus), cfg.block_size)
+    # OUT holds the loop's checkpoint and the mined negatives: rerunning the command resumes
     result = train(
-        lm, tok, cfg, blocks=blocks, facts=fact_set, negatives=load_negatives(negatives) if negatives else None
+        lm,
+        tok,
+        cfg,
+        blocks=blocks,
+        facts=fact_set,
+        negatives=load_negatives(negatives) if negatives else None,
+        out_dir=out,
     )
-    save_model(lm, tok, out, overwrite=overwrite)
+    save_pretrained(lm, tok, out / "final", overwrite=True)
     write_json(
         out / "train_log.json",
         {
@@ -156,12 +148,13 @@ def train_cmd(
             "model": model,
             "config": cfg.to_dict(),
             "seconds": round(result.seconds, 1),
+            "cpu_seconds": round(result.cpu_seconds, 1),
             "mined_rounds": result.mined_rounds,
             "history": result.history,
         },
         overwrite=True,
     )
-    console.print(f"{out}: trained {cfg.steps} steps ({method}) in {result.seconds:.0f}s")
+    console.print(f"{out / 'final'}: trained {cfg.steps} steps ({method}) in {result.seconds:.0f}s")
 
 
 @app.command("eval")
@@ -177,10 +170,12 @@ def eval_cmd(
     low_truth: float = typer.Option(0.1, help="a truth below this probability counts as low-probability"),
     high_false: float = typer.Option(0.3, help="a falsehood above this probability counts as high-probability"),
     block_size: int = typer.Option(64, help="tokens per perplexity block"),
-    overwrite: bool = typer.Option(False),
+    overwrite: bool = typer.Option(False, help="replace an existing --out file"),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """P(truth), rank, margin, Hit@1/5 and the two counts per frequency bucket; perplexity."""
-    from longlore.pretrainrl.base import load_model
+    from longlore.core.models import load_causal_lm
     from longlore.pretrainrl.facts import load_facts
     from longlore.pretrainrl.metrics import evaluate_facts, summarize
     from longlore.pretrainrl.mining import load_negatives
@@ -188,7 +183,7 @@ def eval_cmd(
 
     if prompt not in ("prompt", "question"):
         raise LongloreError(f"--prompt is '{prompt}'; use 'prompt' or 'question'")
-    lm, tok = load_model(model)
+    lm, tok = load_causal_lm(model, device=device, dtype=dtype)
     states = evaluate_facts(
         lm,
         tok,

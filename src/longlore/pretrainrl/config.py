@@ -40,6 +40,14 @@ class WorldConfig:
     filler_fraction: float = field(
         default=0.3, metadata={"help": "share of corpus characters that is general text (KJV)"}
     )
+    n_entrenched: int = field(
+        default=0,
+        metadata={"help": "extra people whose false (popular-valued) biography outnumbers the true one"},
+    )
+    entrenched_true: int = field(default=1, metadata={"help": "corpus mentions of an entrenched person's truth"})
+    entrenched_false: int = field(
+        default=8, metadata={"help": "corpus mentions of an entrenched person's falsehood (the popular values)"}
+    )
     heldout_docs: int = field(
         default=200, metadata={"help": "held-out documents for perplexity (fresh renderings + text)"}
     )
@@ -53,6 +61,11 @@ class WorldConfig:
         for name in ("popular_head", "popular_torso", "filler_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise LongloreError(f"`{name}` must be in [0, 1), got {getattr(self, name)}")
+        if self.n_entrenched < 0 or self.entrenched_true < 1 or self.entrenched_false < 0:
+            raise LongloreError(
+                "`n_entrenched` and `entrenched_false` must be >= 0 and `entrenched_true` >= 1, got "
+                f"{self.n_entrenched}, {self.entrenched_false}, {self.entrenched_true}"
+            )
         if self.tail_max_count >= self.head_min_count:
             raise LongloreError(
                 f"`tail_max_count` ({self.tail_max_count}) must be < `head_min_count` ({self.head_min_count})"

@@ -8,7 +8,7 @@ baseline, and how often its subject occurs in the training corpus (``count`` -> 
 Sources:
 
 * JSONL — one fact per line: ``subject``, ``relation``, ``object`` required; ``prompt``,
-  ``question``, ``objects``, ``candidates``, ``count``, ``bucket`` optional.
+  ``question``, ``paraphrases``, ``objects``, ``candidates``, ``count``, ``bucket`` optional.
 * TSV — ``subject<TAB>relation<TAB>object`` (the pykeen triple format; a typed header is skipped).
 * ``kg-nations`` / ``kg-kinships`` / ``kg-umls`` — pykeen's bundled graphs (train split).
 * ``movielens`` — MovieLens-100k movies rendered as facts: release year and genres.
@@ -42,6 +42,7 @@ class Fact(BaseModel):
     object: str = Field(min_length=1)
     prompt: str = ""
     question: str | None = None
+    paraphrases: list[str] = Field(default_factory=list)  # other cloze prompts, never trained on (held out)
     objects: list[str] = Field(default_factory=list)
     candidates: list[str] = Field(default_factory=list)
     count: int | None = None

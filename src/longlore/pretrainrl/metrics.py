@@ -106,6 +106,19 @@ def evaluate_facts(
     return [fact_state(f, {a: next(flat) for a in ans}, low_truth, high_false) for f, ans in zip(facts, answers)]
 
 
+def paraphrase_facts(facts: Sequence[Fact]) -> list[Fact]:
+    """One fact per (fact, held-out paraphrase): the paraphrase becomes the prompt, id ``<id>~<k>``.
+
+    Score them with :func:`evaluate_facts` (negatives mined on these prompts, e.g. after training,
+    with :func:`longlore.pretrainrl.mining.mine_negatives`) to measure transfer to prompts that no
+    fact objective trained on."""
+    return [
+        fact.model_copy(update={"id": f"{fact.id}~{k}", "prompt": text, "question": None, "paraphrases": []})
+        for fact in facts
+        for k, text in enumerate(fact.paraphrases)
+    ]
+
+
 def summarize(states: Sequence[FactState]) -> dict[str, dict[str, float]]:
     """Per bucket (plus 'all'): mean hit1/hit5/p_truth/rank/margin/max_p_false and the two counts."""
     groups: dict[str, list[FactState]] = {"all": list(states)}

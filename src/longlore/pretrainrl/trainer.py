@@ -10,40 +10,47 @@ step's phase:
 * ``learn``  — NLL of the true answer after the cloze prompt;
 * ``both``   — debias + learn in the same step (``schedule='interleaved'``).
 
-A plain PyTorch loop; pass an ``accelerate.Accelerator`` to run it data-parallel on several GPUs
-(launch with ``accelerate launch``): model, optimizer and scheduler go through ``prepare``, each
-process draws its own batches (seed + process index), generation uses the unwrapped model.
+The loop is the shared one (:func:`longlore.core.training.train_loop`): AdamW with linear warm-up
+then a constant lr, gradient clipping, checkpoints and resume (``out_dir``), data parallelism under
+``torchrun``. A step's batch is a seeded draw of corpus blocks and facts (a function of the step);
+negatives are (re-)mined from the current model when a debias step finds them stale, saved under
+``out_dir/negatives/`` so that a resumed run continues with the negatives in force at its step.
 """
 
 from __future__ import annotations
 
 import copy
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from longlore.core.distributed import dist_info
 from longlore.core.errors import LongloreError
 from longlore.core.metrics import normalize_answer
-from longlore.core.progress import console, track
+from longlore.core.progress import console
 from longlore.pretrainrl.config import PretrainRLConfig
 from longlore.pretrainrl.facts import Fact
 from longlore.pretrainrl.loss import dpo_loss, nll_loss, reinforce_loss, shared_prefix_mask, unlikelihood_loss
-from longlore.pretrainrl.mining import Negatives, answer_span, mine_negatives
+from longlore.pretrainrl.mining import Negatives, answer_span, load_negatives, mine_negatives, save_negatives
 from longlore.pretrainrl.scoring import Pair, encode_pairs, ntp_loss, score_pairs
 
 
 @dataclass
 class TrainResult:
-    """What a run leaves besides the updated model: the loss log, the last negatives, wall time."""
+    """What a run leaves besides the updated model: the loss log (every ``log_every`` steps, with
+    each step's phase and terms), the last negatives, wall and CPU seconds (summed over resumes),
+    the mining rounds of this invocation, the steps done and whether the run finished."""
 
     history: list[dict] = field(default_factory=list)
     negatives: dict[str, Negatives] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     mined_rounds: int = 0
+    step: int = 0
+    finished: bool = True
 
 
 def phase_at(step: int, cfg: PretrainRLConfig) -> str:
@@ -116,38 +123,49 @@ def _sample_rl(
     return pairs, torch.tensor(rewards).view(len(facts), K)
 
 
-class _Run:
-    """State of one training run (kept in one object so the step function stays short)."""
+class _Objective:
+    """The per-step state of a run (negatives, mining rounds) and the fact terms of a batch."""
 
     def __init__(
         self,
         model: Any,
         tokenizer: Any,
         cfg: PretrainRLConfig,
-        blocks: torch.Tensor,
         facts: Sequence[Fact],
         ref_model: Any | None,
         negatives: dict[str, Negatives] | None,
-        raw_model: Any,
-        rank: int = 0,
+        out_dir: Path | None,
     ) -> None:
-        self.model, self.tok, self.cfg, self.blocks, self.facts = model, tokenizer, cfg, blocks, list(facts)
-        self.raw = raw_model  # unwrapped (no DDP): generate() lives here
-        self.ref_model, self.negatives = ref_model, negatives
-        self.rng = random.Random(cfg.seed + rank)
-        self.gen = torch.Generator().manual_seed(cfg.seed + rank)
+        self.model, self.tok, self.cfg, self.facts = model, tokenizer, cfg, list(facts)
+        self.ref_model, self.negatives, self.given = ref_model, negatives, negatives is not None
+        self.saved = out_dir / "negatives" if out_dir is not None else None
         self.last_mined = -1
         self.mined_rounds = 0
-        self.device = next(model.parameters()).device
 
-    def corpus_batch(self, n: int) -> torch.Tensor:
-        return self.blocks[torch.randint(len(self.blocks), (n,), generator=self.gen)]
+    def _mining_steps(self) -> list[int]:
+        """The steps at which negatives are (re-)mined: the first debias step, then every ``mine_every``."""
+        debias = [s for s in range(self.cfg.steps) if phase_at(s, self.cfg) in ("debias", "both")]
+        if not debias:
+            return []
+        first, every = debias[0], self.cfg.mine_every
+        return [s for s in debias if s == first or (every and (s - first) % every == 0)]
 
-    def maybe_mine(self, step: int) -> None:
-        stale = self.cfg.mine_every and step - self.last_mined >= self.cfg.mine_every
-        if self.negatives is None or (self.last_mined >= 0 and stale):
+    def before_step(self, step: int) -> None:
+        """Make the negatives in force at ``step`` current (mining, or reloading them after a resume)."""
+        if phase_at(step, self.cfg) not in ("debias", "both") or self.cfg.debias_loss == "reinforce":
+            return
+        boundaries = [s for s in self._mining_steps() if s <= step]
+        due = boundaries[-1] if boundaries else step
+        if self.last_mined == due:
+            return
+        if self.last_mined < 0 and due < step and self.saved is not None:  # resumed between two minings
+            path = self.saved / f"step{due}.jsonl"
+            if path.exists():
+                self.negatives, self.last_mined = load_negatives(path), due
+                return
+        if due == step and not (self.given and due == boundaries[0]):
             self.negatives = mine_negatives(
-                self.raw,
+                self.model,
                 self.tok,
                 self.facts,
                 self.cfg,
@@ -155,22 +173,22 @@ class _Run:
                 seed=self.cfg.seed + step,
                 progress=False,
             )
-            self.last_mined = step
             self.mined_rounds += 1
-        elif self.last_mined < 0:
-            self.last_mined = step  # negatives were given: they count as mined now
+        self.last_mined = due
+        if self.saved is not None and self.negatives is not None and dist_info().is_main:
+            save_negatives(self.saved / f"step{due}.jsonl", self.negatives, overwrite=True)
 
-    def fact_terms(self, batch: list[Fact], phase: str, step: int) -> dict[str, torch.Tensor]:
+    def fact_terms(self, model: Any, batch: list[Fact], phase: str, step: int) -> dict[str, torch.Tensor]:
         cfg, terms = self.cfg, {}
         if phase == "sft":
             pairs = encode_pairs(self.tok, [f.question for f in batch], [f.continuation(f.object) for f in batch])
-            s = score_pairs(self.model, pairs, self.tok.pad_token_id)
+            s = score_pairs(model, pairs, self.tok.pad_token_id)
             return {"sft": cfg.learn_weight * nll_loss(s.token_logp, s.mask)}
         truth_pairs = encode_pairs(self.tok, [f.prompt for f in batch], [f.continuation(f.object) for f in batch])
         debias = phase in ("debias", "both")
         if debias and cfg.debias_loss == "reinforce":
-            pairs, rewards = _sample_rl(self.raw, self.tok, batch, cfg, seed=cfg.seed * 7919 + step)
-            logp = score_pairs(self.model, pairs, self.tok.pad_token_id).logp.view_as(rewards)
+            pairs, rewards = _sample_rl(model, self.tok, batch, cfg, seed=cfg.seed * 7919 + step)
+            logp = score_pairs(model, pairs, self.tok.pad_token_id).logp.view_as(rewards)
             terms["reinforce"] = cfg.debias_weight * reinforce_loss(logp, rewards.to(logp.device))
             debias = False
         neg_rows = []  # (fact index, negative text, reference log-prob)
@@ -186,7 +204,7 @@ class _Run:
             if neg_rows
             else []
         )
-        s = score_pairs(self.model, truth_pairs + neg_pairs, self.tok.pad_token_id)
+        s = score_pairs(model, truth_pairs + neg_pairs, self.tok.pad_token_id)
         n = len(batch)
         if phase in ("learn", "both"):
             terms["learn"] = cfg.learn_weight * nll_loss(s.token_logp[:n], s.mask[:n])
@@ -219,16 +237,21 @@ def train(
     ref_model: Any | None = None,
     negatives: dict[str, Negatives] | None = None,
     progress: bool = True,
-    accelerator: Any | None = None,
+    out_dir: str | Path | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Continue training ``model`` in place under ``cfg``; see the module docstring for the phases.
 
     ``blocks`` are (n, block_size) corpus token blocks (:func:`scoring.make_blocks`). With a DPO debias
     phase and no ``ref_model``, a frozen copy of ``model`` as it is now becomes the reference.
+    ``out_dir``: checkpoints (every ``log_every`` steps and at the end) and mined negatives; a rerun
+    with the same folder resumes, ending as an unbroken run would. ``stop_after``: stop at that step.
 
     Raises:
         LongloreError: a fact objective without facts, or SFT facts without a question form.
     """
+    from longlore.core.training import StepBatches, TrainingArgs, train_loop
+
     if cfg.fact_objective != "none" and not facts:
         raise LongloreError(f"fact_objective '{cfg.fact_objective}' needs a fact set; pass facts (or use 'none')")
     if cfg.fact_objective == "sft" and any(not f.question for f in facts):
@@ -240,51 +263,82 @@ def train(
     if ref_model is not None:
         for p in ref_model.parameters():
             p.requires_grad_(False)
-    torch.manual_seed(cfg.seed)
     restrict_trainable(model, cfg.train_layers)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)))
-    raw_model, rank = model, 0
-    if accelerator is not None:
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-        if ref_model is not None:
-            ref_model = ref_model.to(accelerator.device)
-        raw_model, rank = accelerator.unwrap_model(model), accelerator.process_index
-        progress = progress and accelerator.is_main_process
-    run = _Run(model, tokenizer, cfg, blocks, facts, ref_model, negatives, raw_model, rank)
-    result, start = TrainResult(), time.time()
-    model.train()
-    steps = range(cfg.steps)
-    for step in track(steps, f"training ({cfg.fact_objective})") if progress else steps:
+    out_dir = Path(out_dir) if out_dir is not None else None
+    objective = _Objective(model, tokenizer, cfg, facts, ref_model, negatives, out_dir)
+    fact_list = objective.facts
+
+    def draw(rng: Any, step: int) -> list[tuple[str, int]]:
+        """The step's batch: corpus blocks, then facts (continued NTP fills the fact slot with blocks)."""
+        objective.before_step(step)
         phase = phase_at(step, cfg)
-        if phase in ("debias", "both") and cfg.debias_loss != "reinforce":
-            run.maybe_mine(step)
         extra = cfg.fact_batch_size if phase == "ntp" else 0
-        terms = {"ntp": cfg.ntp_weight * ntp_loss(model, run.corpus_batch(cfg.batch_size + extra))}
+        items = [("block", rng.randrange(len(blocks))) for _ in range(cfg.batch_size + extra)]
         if phase != "ntp":
-            terms.update(
-                run.fact_terms(run.rng.sample(run.facts, min(cfg.fact_batch_size, len(run.facts))), phase, step)
-            )
-        loss = sum(terms.values())
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator is not None:
-            accelerator.backward(loss)
-            if cfg.grad_clip:
-                accelerator.clip_grad_norm_(params, cfg.grad_clip)
-        else:
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            row = {"step": step, "phase": phase, **{k: round(v.item(), 4) for k, v in terms.items()}}
-            result.history.append(row)
-            if progress:
-                console.log(row)
+            picked = rng.sample(range(len(fact_list)), min(cfg.fact_batch_size, len(fact_list)))
+            items += [("fact", j) for j in picked]
+        return items
+
+    def loss_fn(model: Any, items: list[tuple[str, int]], ctx: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        # Each term is a mean over the step's blocks or facts; a micro-batch holding part of them
+        # returns its share scaled so that the loop's size weighting restores the full-batch loss.
+        phase = phase_at(ctx.step, cfg)
+        block_ids = [i for kind, i in items if kind == "block"]
+        fact_ids = [i for kind, i in items if kind == "fact"]
+        n_blocks = cfg.batch_size + (cfg.fact_batch_size if phase == "ntp" else 0)
+        n_facts = max(ctx.global_size - n_blocks, 1)
+        terms: dict[str, torch.Tensor] = {}
+        if block_ids:
+            share = len(block_ids) / n_blocks
+            terms["ntp"] = share * cfg.ntp_weight * ntp_loss(model, blocks[torch.tensor(block_ids)])
+        if fact_ids and phase != "ntp":
+            share = len(fact_ids) / n_facts
+            for name, value in objective.fact_terms(model, [fact_list[j] for j in fact_ids], phase, ctx.step).items():
+                terms[name] = share * value
+        scale = ctx.global_size / len(items)
+        loss = scale * sum(terms.values())
+        return loss, {name: scale * float(value.detach()) for name, value in terms.items()}
+
+    args = TrainingArgs(
+        steps=cfg.steps,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup,
+        schedule="constant",
+        grad_clip=cfg.grad_clip,
+        checkpoint_every=cfg.log_every,
+        log_every=0,
+        seed=cfg.seed,
+        stop_after=stop_after,
+    )
+    result = train_loop(
+        model,
+        loss_fn,
+        StepBatches(draw, seed=cfg.seed),
+        args,
+        out_dir,
+        description=f"training ({cfg.fact_objective})",
+        progress=progress,
+    )
+    history = [
+        {
+            "step": row["step"],
+            "phase": phase_at(row["step"], cfg),
+            **{k: round(v, 4) for k, v in row.items() if k not in ("step", "lr", "loss")},
+        }
+        for row in result.history
+        if row["step"] % cfg.log_every == 0 or row["step"] == cfg.steps - 1
+    ]
+    if progress:
+        for row in history:
+            console.log(row)
     model.eval()
-    result.negatives = run.negatives or {}
-    result.mined_rounds = run.mined_rounds
-    result.seconds = time.time() - start
-    return result
+    return TrainResult(
+        history=history,
+        negatives=objective.negatives or {},
+        seconds=result.cost.get("wall_seconds", 0.0),
+        cpu_seconds=result.cost.get("cpu_seconds", 0.0),
+        mined_rounds=objective.mined_rounds,
+        step=result.step,
+        finished=result.finished,
+    )

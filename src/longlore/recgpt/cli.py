@@ -8,8 +8,45 @@ from pathlib import Path
 
 import typer
 
+from longlore.core.config_cli import config_options, device_option, dtype_option
 from longlore.core.errors import LongloreError
 from longlore.core.progress import console
+from longlore.recgpt.config import RecGPTConfig
+
+# Which RecGPTConfig fields each verb exposes (one option per field, default and help from the
+# dataclass): the LLM stages, the three-tower retriever, and what serving/evaluation reads.
+_BEHAVIOUR = {"strong_rating", "min_rating", "history_token_budget"}
+_LLM = {
+    "model",
+    "prefill",
+    "structured",
+    "domain",
+    "max_retries",
+    "retry_temperature",
+    "n_interests",
+    "n_tags",
+    "interest_tokens",
+    "tag_tokens",
+    "llm_batch",
+}
+_RETRIEVER = {
+    "dim",
+    "history_len",
+    "alpha",
+    "semantic_weight",
+    "temperature",
+    "n_negatives",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "beta",
+    "tag_merge",
+    "merge_depth",
+    "tag_embedder",
+    "seed",
+}
+_ALL = set(RecGPTConfig.__dataclass_fields__)
 
 app = typer.Typer(
     help="RecGPT: intent-centric recommendation (interests -> tags -> three-tower retrieval -> explanations).",
@@ -60,29 +97,31 @@ def prepare(
 
 
 @app.command()
+@config_options(config=RecGPTConfig, exclude=_ALL - _BEHAVIOUR - _LLM - {"seed"})
 def mine(
+    config: RecGPTConfig,
     data: str = typer.Option("movielens-100k", help=DATA_HELP),
     run_dir: Path = typer.Option(..., help="Run folder: mined.json and mine_outcomes.json are written here."),
-    model: str = typer.Option("smollm2-135m", help="Model spec or openai:MODEL@http://host:port/v1."),
     users: int = typer.Option(8, help="Seeded random test users to mine (ignored with --user-ids)."),
     user_ids: str | None = typer.Option(None, help="Comma-separated user ids."),
-    seed: int = typer.Option(0),
-    max_retries: int = typer.Option(2),
-    batch_size: int = typer.Option(8),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
-    """Interest mining and tag prediction through the request cache (rerun to resume)."""
+    """Interest mining and tag prediction through the request cache (rerun to resume).
+
+    --model openai:MODEL@URL needs --no-prefill (an endpoint cannot continue a pre-filled reply)."""
     from longlore.core.backends import load_text_model
     from longlore.core.io import read_json, write_json
-    from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
     from longlore.recgpt.llm import stage_stats
     from longlore.recgpt.mining import run_interest_and_tags, to_mined
 
-    config = RecGPTConfig(model=model, max_retries=max_retries)
     dataset = load_dataset(data)
     split = leave_last_out(dataset)
-    chosen = _pick_users(split, users, user_ids, seed)
-    text_model = load_text_model(model, cache=run_dir / "llm_cache.sqlite", batch_size=batch_size)
+    chosen = _pick_users(split, users, user_ids, config.seed)
+    text_model = load_text_model(
+        config.model, cache=run_dir / "llm_cache.sqlite", batch_size=config.llm_batch, device=device, dtype=dtype
+    )
     result = run_interest_and_tags(text_model, dataset, split.train, chosen, config)
     outcomes = {
         u: {
@@ -102,32 +141,18 @@ def mine(
 
 
 @app.command()
+@config_options(config=RecGPTConfig, exclude=_ALL - _RETRIEVER)
 def train(
+    config: RecGPTConfig,
     data: str = typer.Option("movielens-100k", help=DATA_HELP),
     run_dir: Path = typer.Option(..., help="The retriever is saved to RUN_DIR/retriever."),
-    epochs: int = typer.Option(8),
-    alpha: float = typer.Option(0.5, help="a in L_col + a L_tag + (1-a) L_cate."),
-    semantic_weight: float = typer.Option(1.0, help="0 trains the collaborative tower alone (baseline)."),
-    beta: float = typer.Option(0.8, help="Default serving b in y = b y_col + (1-b) y_sem."),
-    tag_embedder: str = typer.Option("minilm"),
-    dim: int = typer.Option(64),
-    seed: int = typer.Option(0),
 ) -> None:
-    """Train the user-item-tag three-tower retriever on the training logs."""
+    """Train the user-item-tag three-tower retriever on the training logs (--semantic-weight 0:
+    the collaborative tower alone, the baseline)."""
     from longlore.core.io import write_json
-    from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
     from longlore.recgpt.trainer import train_retriever
 
-    config = RecGPTConfig(
-        epochs=epochs,
-        alpha=alpha,
-        semantic_weight=semantic_weight,
-        beta=beta,
-        tag_embedder=tag_embedder,
-        dim=dim,
-        seed=seed,
-    )
     dataset = load_dataset(data)
     retriever, summary = train_retriever(dataset, leave_last_out(dataset), config, log_every=1)
     retriever.save(run_dir / "retriever")
@@ -136,17 +161,17 @@ def train(
 
 
 @app.command()
+@config_options(config=RecGPTConfig, exclude=_ALL - _LLM - {"n_explain", "explain_tokens", "min_rating"})
 def explain(
+    config: RecGPTConfig,
     data: str = typer.Option("movielens-100k", help=DATA_HELP),
-    run_dir: Path = typer.Option(...),
-    model: str = typer.Option("smollm2-135m"),
-    k: int = typer.Option(3, help="Items explained per user."),
-    max_retries: int = typer.Option(2),
+    run_dir: Path = typer.Option(..., help="Run folder with retriever/ and mined.json."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
-    """Explanation table for the mined users' top-k recommendations (RUN_DIR/explanations.json)."""
+    """Explanation table for the mined users' top recommendations (RUN_DIR/explanations.json)."""
     from longlore.core.backends import load_text_model
     from longlore.core.io import write_json
-    from longlore.recgpt.config import RecGPTConfig
     from longlore.recgpt.data import leave_last_out, load_dataset
     from longlore.recgpt.llm import stage_stats
     from longlore.recgpt.mining import explain_top_items
@@ -156,9 +181,11 @@ def explain(
     dataset = load_dataset(data)
     split = leave_last_out(dataset)
     retriever, mined, _ = load_run(run_dir)
+    k = config.n_explain
     top = {u: recommend(retriever, dataset, split, u, k, [t["tag"] for t in m["tags"]]) for u, m in mined.items()}
-    config = RecGPTConfig(model=model, max_retries=max_retries, n_explain=k)
-    text_model = load_text_model(model, cache=run_dir / "llm_cache.sqlite")
+    text_model = load_text_model(
+        config.model, cache=run_dir / "llm_cache.sqlite", batch_size=config.llm_batch, device=device, dtype=dtype
+    )
     table, outcomes = explain_top_items(text_model, dataset, mined, top, config, split.train)
     write_json(run_dir / "explanations.json", table, overwrite=True)
     typer.echo(json.dumps(stage_stats(outcomes)))

@@ -30,7 +30,20 @@ class RecGPTConfig:
     # --- LLM stages -------------------------------------------------------------------------
     model: str = field(default="smollm2-135m", metadata={"help": "Text model spec or openai:MODEL@URL endpoint."})
     prefill: bool = field(
-        default=True, metadata={"help": "Pre-fill the reply with the JSON opening (small models need it)."}
+        default=True,
+        metadata={
+            "help": "Pre-fill the reply with a demonstration record (small local models need it; not on endpoints)."
+        },
+    )
+    structured: bool = field(
+        default=True,
+        metadata={
+            "help": "Constrain each stage's reply to its JSON schema (structured generation): every reply parses."
+        },
+    )
+    domain: str = field(
+        default="",
+        metadata={"help": "What the items are in the prompts (movie, book, product); empty = the dataset's."},
     )
     max_retries: int = field(
         default=2, metadata={"help": "Re-asks after an unparseable reply (then recorded as a failure)."}
@@ -39,14 +52,14 @@ class RecGPTConfig:
         default=0.9, metadata={"help": "Sampling temperature of re-asks (the first ask is greedy)."}
     )
     n_interests: int = field(
-        default=3, metadata={"help": "Interests asked for per user (paper: > 10; kept small for CPU)."}
+        default=2, metadata={"help": "Interests asked for per user (paper: > 10; kept small for CPU)."}
     )
-    n_tags: int = field(default=3, metadata={"help": "Tags asked for per user (one per mined interest, at most)."})
+    n_tags: int = field(default=2, metadata={"help": "Tags asked for per user (one per mined interest, at most)."})
     interest_tokens: int = field(
-        default=56, metadata={"help": "max_new_tokens of interest mining (after the pre-filled demonstration)."}
+        default=64, metadata={"help": "max_new_tokens of interest mining (after the pre-filled demonstration)."}
     )
-    tag_tokens: int = field(default=44, metadata={"help": "max_new_tokens of tag prediction."})
-    explain_tokens: int = field(default=40, metadata={"help": "max_new_tokens of explanation generation."})
+    tag_tokens: int = field(default=60, metadata={"help": "max_new_tokens of tag prediction."})
+    explain_tokens: int = field(default=64, metadata={"help": "max_new_tokens of explanation generation."})
     llm_batch: int = field(default=16, metadata={"help": "Prompts per generate call (left-padded batch)."})
     n_explain: int = field(default=2, metadata={"help": "Interest-item pairs explained per user."})
     # --- three-tower retriever ----------------------------------------------------------------

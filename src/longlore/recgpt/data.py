@@ -14,6 +14,7 @@ Behaviour mapping on explicit ratings (documented in docs/recgpt.md): rating >= 
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from longlore.core.errors import LongloreError
-from longlore.core.io import read_jsonl, write_jsonl
+from longlore.core.io import atomic_write_text, read_jsonl, write_jsonl
 
 # KG relations (head = the film) kept as item attributes; inverse relations are redundant.
 KG_RELATIONS = (
@@ -59,14 +60,22 @@ class Item(BaseModel):
 
 @dataclass
 class Dataset:
-    """Users, items and a time-ordered log; indices are positions in ``user_ids`` / ``item_ids``."""
+    """Users, items and a time-ordered log; indices are positions in ``user_ids`` / ``item_ids``.
+
+    ``domain`` names what the items are ("movie", "book", "product"; plural ``domain_plural``,
+    default domain + "s"): the LLM prompts and descriptor tags speak of it. A dataset folder sets it
+    in ``dataset.json`` (``{"domain": "book"}``); MovieLens is "movie"; otherwise "item".
+    """
 
     interactions: list[Interaction]
     items: dict[str, Item]
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
+    domain: str = "item"
+    domain_plural: str = ""
 
     def __post_init__(self) -> None:
+        self.domain_plural = self.domain_plural or f"{self.domain}s"
         for inter in self.interactions:  # items seen only in the log still get a (bare) record
             self.items.setdefault(inter.item_id, Item(item_id=inter.item_id, title=f"item {inter.item_id}"))
         self.item_ids = sorted(self.items, key=_natural)
@@ -189,6 +198,26 @@ def _require(row: dict, name: str, path: Path, line_no: int) -> Any:
     return row[name]
 
 
+def read_domain(folder: Path) -> dict[str, str]:
+    """``domain`` / ``domain_plural`` from ``folder/dataset.json`` (empty when the file is absent)."""
+    path = folder / "dataset.json"
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise LongloreError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    out = {}
+    for key in ("domain", "domain_plural"):
+        value = meta.get(key) if isinstance(meta, dict) else None
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise LongloreError(f"{path}: field '{key}' must be a non-empty string such as \"book\", got {value!r}")
+        out[key] = value.strip().lower()
+    return out
+
+
 def load_atomic(folder: Path) -> Dataset:
     """Read ``<name>.inter`` (+ ``.item``, ``.user``, ``.kg``/``.link``) from a RecBole-style folder."""
     inters = sorted(folder.glob("*.inter"))
@@ -226,7 +255,7 @@ def load_atomic(folder: Path) -> Dataset:
     kg_file, link_file = stem.with_suffix(".kg"), stem.with_suffix(".link")
     if kg_file.exists() and link_file.exists():
         _attach_kg(items, _read_atomic(link_file), _read_atomic(kg_file))
-    return Dataset(interactions, items, users, source=str(folder))
+    return Dataset(interactions, items, users, source=str(folder), **read_domain(folder))
 
 
 def _attach_kg(items: dict[str, Item], links: list[dict], triples: list[dict]) -> None:
@@ -264,7 +293,7 @@ def load_jsonl_folder(folder: Path) -> Dataset:
             if not isinstance(row, dict) or "user_id" not in row:
                 raise LongloreError(f"{folder / 'users.jsonl'}:{line_no}: field 'user_id' is missing")
             users[str(row["user_id"])] = {k: v for k, v in row.items() if k != "user_id"}
-    return Dataset(interactions, items, users, source=str(folder))
+    return Dataset(interactions, items, users, source=str(folder), **read_domain(folder))
 
 
 def load_dataset(source: str | Path) -> Dataset:
@@ -272,7 +301,9 @@ def load_dataset(source: str | Path) -> Dataset:
     if str(source) == "movielens-100k":
         from longlore.core.assets import asset_path
 
-        return load_atomic(asset_path("movielens-100k"))
+        data = load_atomic(asset_path("movielens-100k"))
+        data.domain, data.domain_plural = "movie", "movies"
+        return data
     folder = Path(source)
     if not folder.is_dir():
         raise LongloreError(
@@ -290,26 +321,32 @@ def write_jsonl_folder(data: Dataset, folder: Path, overwrite: bool = False) -> 
     write_jsonl(folder / "interactions.jsonl", data.interactions, overwrite=overwrite)
     write_jsonl(folder / "items.jsonl", [data.items[i] for i in data.item_ids], overwrite=overwrite)
     write_jsonl(folder / "users.jsonl", [{"user_id": u, **f} for u, f in data.users.items()], overwrite=overwrite)
+    atomic_write_text(
+        folder / "dataset.json",
+        json.dumps({"domain": data.domain, "domain_plural": data.domain_plural}),
+        overwrite=overwrite,
+    )
 
 
 # --- item descriptors: the tags of training pairs and their categories ----------------------
 
 
-def descriptor_tags(item: Item) -> list[tuple[str, str | None]]:
+def descriptor_tags(item: Item, plural: str = "movies") -> list[tuple[str, str | None]]:
     """Readable "modifier + core word" descriptors of an item with the category each maps to.
 
     These stand in for LLM tags when training the tag tower: genres ("thriller movies"), genre
-    pairs ("comedy romance movies"), decades ("1990s movies") and KG award flags.
+    pairs ("comedy romance movies"), decades ("1990s movies") and KG award flags; ``plural`` is the
+    dataset's ``domain_plural`` ("books": "thriller books").
     """
     genres = [g for g in item.genres if g.lower() != "unknown"]
-    tags: list[tuple[str, str | None]] = [(f"{g.lower()} movies", g) for g in genres]
-    tags += [(f"{a.lower()} {b.lower()} movies", a) for i, a in enumerate(genres) for b in genres[i + 1 :]]
+    tags: list[tuple[str, str | None]] = [(f"{g.lower()} {plural}", g) for g in genres]
+    tags += [(f"{a.lower()} {b.lower()} {plural}", a) for i, a in enumerate(genres) for b in genres[i + 1 :]]
     first = genres[0] if genres else None
     if item.year:
-        tags.append((f"{item.year // 10 * 10}s movies", first))
+        tags.append((f"{item.year // 10 * 10}s {plural}", first))
         if item.year < 1970:
-            tags.append(("classic old movies", first))
-    tags += [(f"{flag} movies", first) for flag in item.flags]
+            tags.append((f"classic old {plural}", first))
+    tags += [(f"{flag} {plural}", first) for flag in item.flags]
     return tags
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,8 +93,15 @@ def evaluate_scorer(
     tail: set[int],
     k_top: int = 20,
     cutoffs: Sequence[int] = CUTOFFS,
-) -> dict[str, float]:
-    """Rank each user's target among all unseen items; accuracy @cutoffs + beyond-accuracy @k_top."""
+    per_user: bool = False,
+) -> dict[str, Any]:
+    """Rank each user's target among all unseen items; accuracy @cutoffs + beyond-accuracy @k_top.
+
+    A catalogue with fewer unseen items than ``k_top`` gives shorter top lists (k is clamped per
+    user, never an error). With ``per_user`` the result also holds, per user in ``users`` order,
+    ``rank``, ``hit@{k_top}``, ``genres@{k_top}`` (distinct genres) and ``tail@{k_top}`` (tail
+    share) under ``"per_user"``: what bootstrap intervals resample.
+    """
     ranks, tops = [], []
     genres = [data.items[i].genres for i in data.item_ids]
     for u in users:
@@ -103,8 +111,34 @@ def evaluate_scorer(
         ranks.append(rank_of(scores, target, exclude))
         if exclude:
             scores[torch.tensor(exclude)] = float("-inf")
-        tops.append(torch.topk(scores, k_top).indices.tolist())
-    metrics = ranking_metrics(ranks, cutoffs)
+        k = min(k_top, int(torch.isfinite(scores).sum()))
+        tops.append(torch.topk(scores, k).indices.tolist())
+    metrics: dict[str, Any] = ranking_metrics(ranks, cutoffs)
     metrics.update({f"{k}@{k_top}": v for k, v in beyond_accuracy(tops, data.n_items, tail, genres).items()})
     metrics["users"] = len(users)
+    if per_user:
+        metrics["per_user"] = {
+            "rank": ranks,
+            f"hit@{k_top}": [float(r <= k_top) for r in ranks],
+            f"genres@{k_top}": [float(len({g for i in t for g in genres[i]})) for t in tops],
+            f"tail@{k_top}": [sum(i in tail for i in t) / max(len(t), 1) for t in tops],
+        }
     return metrics
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Mean of per-user ``values`` with a percentile bootstrap interval (users resampled with replacement).
+
+    For a paired comparison pass the per-user differences of two methods on the same users."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return {
+        "mean": float(x.mean()),
+        "ci_low": float(np.quantile(means, alpha)),
+        "ci_high": float(np.quantile(means, 1 - alpha)),
+        "n": len(x),
+    }

@@ -20,6 +20,18 @@ from typing import Any
 
 from longlore.core.backends import GenerationRequest
 from longlore.core.progress import track
+from longlore.recgpt.prompts import (  # noqa: F401 (re-exported: the stages' texts live in prompts.py)
+    GENRE_FORMS,
+    explanation_prefix,
+    explanation_prompt,
+    explanation_seed,
+    interest_prompt,
+    interest_seed,
+    retry_prompt,
+    tag_prefix,
+    tag_prompt,
+    tag_seed,
+)
 
 SYSTEM = "You are a careful recommendation analyst. You answer with JSON only."
 VAGUE_WORDS = {
@@ -120,28 +132,6 @@ GENRE_TERMS = {
     "thriller": {"thriller", "thrillers", "suspense", "tense", "suspenseful", "psychological"},
     "war": {"war", "military", "soldiers", "soldier", "battle", "battles", "wartime"},
     "western": {"western", "westerns", "cowboy", "cowboys", "frontier", "outlaw", "outlaws"},
-}
-# Adjective and plural-noun forms of each genre, used to build the demonstration records that
-# pre-fill the replies from the user's own history (see ``*_seed`` below).
-GENRE_FORMS = {
-    "action": ("action-packed", "action films"),
-    "adventure": ("adventurous", "adventures"),
-    "animation": ("animated", "cartoons"),
-    "children's": ("family", "family films"),
-    "comedy": ("comic", "comedies"),
-    "crime": ("crime", "crime films"),
-    "documentary": ("documentary", "documentaries"),
-    "drama": ("dramatic", "dramas"),
-    "fantasy": ("fantasy", "fantasies"),
-    "film-noir": ("noir", "noir films"),
-    "horror": ("horror", "horror films"),
-    "musical": ("musical", "musicals"),
-    "mystery": ("mysterious", "mysteries"),
-    "romance": ("romantic", "romances"),
-    "sci-fi": ("sci-fi", "sci-fi films"),
-    "thriller": ("suspenseful", "thrillers"),
-    "war": ("wartime", "war films"),
-    "western": ("western", "westerns"),
 }
 _STOP = {
     "the",
@@ -347,12 +337,22 @@ def validate_interests(
     return out, repaired, dropped
 
 
+def _vague(domain: str) -> set[str]:
+    """Vague words, plus the domain's own nouns ("book", "books"): "good books" names no kind of book."""
+    return VAGUE_WORDS | {domain, f"{domain}s", domain.rstrip("s")}
+
+
 def tag_problem(
-    tag: str, interests: Sequence[str], recent_titles: Sequence[str], catalogue: set[str] | None = None
+    tag: str,
+    interests: Sequence[str],
+    recent_titles: Sequence[str],
+    catalogue: set[str] | None = None,
+    domain: str = "movie",
 ) -> str | None:
     """Why a tag breaks the tag-prediction constraints, or None if it is fine.
 
-    ``catalogue`` (lower-cased titles) rejects a tag that is a movie title: a tag names a kind of movie."""
+    ``catalogue`` (lower-cased titles) rejects a tag that is an item title: a tag names a kind of
+    item (``domain``: movie, book, product)."""
     words = _words(tag)
     if is_placeholder(tag):
         return "copied the prompt's example"
@@ -360,12 +360,12 @@ def tag_problem(
         return "echoes the history format (dates, brackets)"
     if "_" in tag or not 2 <= len(words) <= 5 or len({_stem(w) for w in words}) < 2:
         return "not 'modifier + core word' (2-5 words)"
-    if all(w in VAGUE_WORDS for w in words):
+    if all(w in _vague(domain) for w in words):
         return "vague"
     if any(t and t.lower() in tag.lower() for t in recent_titles):
         return "not fresh (names an item seen in the last month)"
     if catalogue and tag.strip().lower() in catalogue:
-        return "a movie title, not a kind of movie"
+        return f"a {domain} title, not a kind of {domain}"
     return None
 
 
@@ -382,6 +382,7 @@ def validate_tags(
     recent_titles: Sequence[str],
     seeded: Sequence[str] = (),
     catalogue: set[str] | None = None,
+    domain: str = "movie",
 ) -> tuple[list[dict], bool, dict]:
     """``{tag, interest, reason}`` records meeting the constraints; also counts what was dropped.
 
@@ -391,20 +392,21 @@ def validate_tags(
     seeds = {" ".join(_words(x)) for x in seeded}
     records = _skip_seed(records, "tag", seeds)
     out, seen, dropped = [], set(), {}
-    interest_words = [{_stem(w) for w in _words(i)} - VAGUE_WORDS for i in interests]
+    vague = _vague(domain)
+    interest_words = [{_stem(w) for w in _words(i)} - vague for i in interests]
     for rec in records:
         tag = str(rec.get("tag", "")).strip()
-        problem = tag_problem(tag, interests, recent_titles, catalogue)
+        problem = tag_problem(tag, interests, recent_titles, catalogue, domain)
         if problem is None and " ".join(_words(tag)) in seeds:
             problem = "copied the prompt's example"
         key = frozenset(_stem(w) for w in _words(tag))
         if problem is None and key in seen:
             problem = "duplicate (diversity)"
-        linked = {_stem(w) for w in _words(str(rec.get("interest", "")))} - VAGUE_WORDS
+        linked = {_stem(w) for w in _words(str(rec.get("interest", "")))} - vague
         if problem is None and interest_words and not any(linked & w for w in interest_words):
             problem = "inconsistent (interest not among the mined interests)"
-        if problem is None and key - {_stem(w) for w in VAGUE_WORDS} <= linked:
-            problem = "repeats its interest (not a new kind of movie)"
+        if problem is None and key - {_stem(w) for w in vague} <= linked:
+            problem = f"repeats its interest (not a new kind of {domain})"
         if problem:
             dropped[problem] = dropped.get(problem, 0) + 1
             continue
@@ -425,17 +427,20 @@ def validate_explanations(
     seeded: Sequence[str] = (),
     vocabs: Sequence[set[str]] = (),
     interests: Sequence[str] = (),
+    domain: str = "movie",
 ) -> tuple[list[dict], bool, dict]:
     """``{id, explanation}`` records with ``skip`` < id <= n_pairs and a short (3-12 word) explanation.
 
-    ``titles[id - 1]`` is pair ``id``'s movie title: an explanation must say more than the title
-    (>= 2 words besides the title's, "movie"/"film" and stop words). Pairs ``1..skip`` are
+    ``titles[id - 1]`` is pair ``id``'s item title: an explanation must say more than the title
+    (>= 2 words besides the title's, the domain's nouns ("movie", "film", "book") and stop words). Pairs ``1..skip`` are
     pre-filled demonstrations (see :func:`explanation_seed`), not counted; repeats of ``seeded``
     texts are copies. With ``vocabs[id - 1]`` (the pair's movie genres and interest words, see
     :func:`grounding_vocabulary`) an explanation must share a word with it (relevance); with
     ``interests[id - 1]`` one that only repeats the pair's interest is dropped."""
     records, repaired = parse_json_list(reply)
     seeds = {" ".join(_words(x)) for x in seeded}
+    nouns = {"movie", "film", domain}
+    vague = _vague(domain)
     out, dropped = {}, {}
     for rec in records:
         try:
@@ -446,7 +451,7 @@ def validate_explanations(
             continue
         text = str(rec.get("explanation", rec.get("reason", ""))).strip()
         title = set(_words(titles[pid - 1])) if 0 < pid <= len(titles) else set()
-        own = [w for w in _words(text) if w not in title and w not in _STOP and w not in {"movie", "film"}]
+        own = [w for w in _words(text) if w not in title and w not in _STOP and w not in nouns]
         problem = (
             "id out of range"
             if not 0 < pid <= n_pairs
@@ -456,12 +461,12 @@ def validate_explanations(
             if not 3 <= len(_words(text)) <= 12
             else "copied the prompt's example"
             if is_placeholder(text) or " ".join(_words(text)) in seeds
-            else "only names the movie"
+            else f"only names the {domain}"
             if len(own) < 2
             else "repeats the interest"
             if pid <= len(interests)
-            and {_stem(w) for w in own} - VAGUE_WORDS <= {_stem(w) for w in _words(interests[pid - 1])}
-            else "not relevant (no word of the movie's genres or the interest)"
+            and {_stem(w) for w in own} - vague <= {_stem(w) for w in _words(interests[pid - 1])}
+            else f"not relevant (no word of the {domain}'s categories or the interest)"
             if pid <= len(vocabs) and not is_grounded(text, vocabs[pid - 1])
             else None
         )
@@ -472,94 +477,6 @@ def validate_explanations(
     if not out:
         raise ParseError(f"no valid {{id, explanation}} record (dropped: {dropped or 'none given'})")
     return [{"id": k, "explanation": v} for k, v in sorted(out.items())], repaired, dropped
-
-
-# --- prompts --------------------------------------------------------------------------------
-
-
-def interest_prompt(history: str, profile: str, n: int, genre_counts: str = "") -> str:
-    """Interest mining: the compressed history (+ genre counts) and the keys in words. No example
-    object: SmolLM2-135M copies any example verbatim; the format is shown by :func:`interest_seed`."""
-    counts = f"Genres in the history (count): {genre_counts}\n" if genre_counts else ""
-    return (
-        f"A user's movie history, newest first, as Time(Behaviour)|Movies:\n{history}\n{counts}"
-        f"User profile: {profile}\n\n"
-        f"List {n} more interests of this user as a JSON array. Each element has three keys: "
-        '"interest" (a theme of these movies: a genre, mood or subject, 1 to 4 words, not a title or a date), '
-        '"stage" ("long-term" if steady over time, "short-term" if recent) and "reason" (two movies of the history that show it).'
-    )
-
-
-def _forms(genre: str) -> tuple[str, str]:
-    return GENRE_FORMS.get(genre.lower(), (genre.lower(), f"{genre.lower()} films"))
-
-
-def interest_seed(genre: str, titles: Sequence[str]) -> dict[str, str]:
-    """The demonstration record that pre-fills the interest reply, built from the user's most
-    frequent genre and two of its titles: the format, in the user's own domain. It is not counted
-    as a mined interest, and a model that merely repeats it gets no credit (see validate_interests)."""
-    return {"interest": f"{genre.lower()} movies", "stage": "long-term", "reason": ", ".join(titles[:2])}
-
-
-def tag_seed(interest: str, top_genre: str, new_genre: str) -> dict[str, str]:
-    """The demonstration record that pre-fills the tag reply: a modifier from the user's top genre
-    on a genre the user rarely watches ("dramatic westerns"). Not counted; copies are rejected."""
-    return {
-        "interest": interest,
-        "tag": f"{_forms(top_genre)[0]} {_forms(new_genre)[1]}",
-        "reason": f"{_forms(new_genre)[1]} are new to this viewer",
-    }
-
-
-def explanation_seed(interest: str, genres: Sequence[str]) -> str:
-    """The demonstration explanation (pair 1, a movie from the user's own history): its genres in
-    words plus the interest. Not counted; copies are rejected."""
-    genres = list(genres) or ["drama"]
-    words = f"{_forms(genres[0])[0]} {_forms(genres[1])[1]}" if len(genres) > 1 else _forms(genres[0])[1]
-    return f"{words} for a fan of {interest}"
-
-
-def tag_prompt(interests: Sequence[str], recent: Sequence[str]) -> str:
-    """Tag prediction from the interests (not the full history, to keep the prompt short): one tag
-    per interest, each a modifier plus a core word, excluding recently watched titles. With
-    pre-fill, ``interests[0]`` is the demonstration's interest (see :func:`tag_seed`)."""
-    listed = "\n".join(f"{i}. {interest}" for i, interest in enumerate(interests, 1))
-    return (
-        f"A movie fan's interests:\n{listed}\n"
-        f"Recently watched (do not name these): {', '.join(recent[:5]) or 'none'}.\n\n"
-        "For each interest, suggest one new kind of movie to watch next, as a short tag: a modifier "
-        "plus a core word, 2 to 4 words, no titles, no vague words, all tags different. Answer with a "
-        'JSON array; each element has the keys "interest" (copied from the list), "tag" and "reason".'
-    )
-
-
-def tag_prefix(seed: dict[str, str] | None, interests: Sequence[str]) -> str:
-    """Assistant-turn pre-fill of the tag reply: the demonstration record, then the opening of the
-    record for the first mined interest, so the model writes its tag and continues with the others."""
-    head = "[" + (json.dumps(seed) + ", " if seed else "")
-    return head + '{"interest": ' + json.dumps(interests[0]) + ', "tag": "'
-
-
-def explanation_prompt(pairs: Sequence[tuple[str, str]]) -> str:
-    lines = "\n".join(f"{i}. interest: {interest}; movie: {item}" for i, (interest, item) in enumerate(pairs, 1))
-    return (
-        "For each numbered pair, say in 4 to 10 words why the movie fits the interest: name its mood, "
-        "genre or subject; do not repeat the title. Be factual and safe.\n"
-        + lines
-        + '\nAnswer with a JSON array; each element has the keys "id" (the pair number) and "explanation".'
-    )
-
-
-def explanation_prefix(seed: str | None) -> str:
-    """Pre-fill: pair 1's demonstration explanation (when given), then the opening of the next."""
-    if seed is None:
-        return '[{"id": 1, "explanation": "'
-    return '[{"id": 1, "explanation": ' + json.dumps(seed) + '}, {"id": 2, "explanation": "'
-
-
-def retry_prompt(prompt: str, error: str) -> str:
-    """The prompt of a re-ask: the original plus why the last reply was rejected."""
-    return f"{prompt}\n\nA previous answer was rejected ({error[:160]}). Write a new, different answer."
 
 
 # --- the stage runner -------------------------------------------------------------------------
@@ -601,13 +518,17 @@ def run_stage(
     prefix: str | dict[str, str] = "",
     retry_temperature: float = 0.9,
     stop_at_close: bool = True,
+    schema: dict | None = None,
 ) -> dict[str, StageOutcome]:
     """Ask ``prompts`` (key -> prompt) in batches; re-ask failures with sampling, then record them.
 
     ``prefix`` (one string, or one per key) pre-fills the assistant turn (e.g. ``[{"interest": "``)
     so that small models start inside the JSON instead of writing a numbered list; the reply
-    validated is prefix + completion. The request is then the chat-formatted text with
-    ``chat=False`` (an OpenAI endpoint serves it through /v1/completions).
+    validated is prefix + completion (``GenerationRequest.response_prefix``; local models only).
+
+    ``schema`` (one JSON schema per key) constrains each reply to that schema (structured
+    generation, see :mod:`longlore.recgpt.prompts`): it then always parses, and the validators
+    judge only its content. Without a schema, generation stops at the first ``]`` (below).
 
     ``validate(key, reply)`` returns ``(records, repaired[, dropped])`` or raises ParseError. The
     first attempt is greedy; retry ``r`` differs from every earlier attempt in three ways: the
@@ -632,21 +553,14 @@ def run_stage(
             starts = {k: prefix.get(k, "") if isinstance(prefix, dict) else prefix for k in keys}
             requests = [
                 GenerationRequest(
-                    prompt=model.format_chat(texts[k], SYSTEM) + starts[k],
-                    chat=False,
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    seed=attempt,
-                    stop=("]",) if stop_at_close else (),
-                )
-                if starts[k]
-                else GenerationRequest(
                     prompt=texts[k],
                     system=SYSTEM,
                     max_new_tokens=max_new_tokens,
                     temperature=temperature,
                     seed=attempt,
-                    stop=("]",) if stop_at_close else (),
+                    stop=("]",) if stop_at_close and not (schema and schema.get(k)) else (),
+                    json_schema=schema.get(k) if schema else None,
+                    response_prefix=starts[k],
                 )
                 for k in keys
             ]
@@ -654,7 +568,7 @@ def run_stage(
                 outcome = outcomes[key]
                 outcome.attempts += 1
                 reply = starts[key] + completions[0]
-                if stop_at_close and reply.count("[") > reply.count("]"):
+                if stop_at_close and not (schema and schema.get(key)) and reply.count("[") > reply.count("]"):
                     reply += "]"  # the stop string, cut off by the backend
                 outcome.raw.append(reply)
                 try:
@@ -669,12 +583,25 @@ def run_stage(
     return outcomes
 
 
+def _strict_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def stage_stats(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
-    """Parse rate, first-try rate, repairs, retries and failures of one stage."""
+    """Rates of one stage: ``parse_rate`` = users with valid records (after the content validators),
+    ``json_parse_rate`` = replies (every attempt) that are strict JSON as written (None when no
+    reply was made), first-try rate, repairs, retries and failures."""
     n = max(len(outcomes), 1)
     values = list(outcomes.values())
+    raws = [r for o in values for r in o.raw]
     return {
         "n": len(values),
+        "json_parse_rate": sum(map(_strict_json, raws)) / len(raws) if raws else None,  # None: no reply made
+        "replies": len(raws),
         "parse_rate": sum(o.ok for o in values) / n,
         "first_try_rate": sum(o.ok and o.attempts == 1 for o in values) / n,
         "repaired": sum(o.ok and o.repaired for o in values),

@@ -16,19 +16,24 @@ from longlore.recgpt.config import RecGPTConfig
 from longlore.recgpt.data import Dataset
 from longlore.recgpt.llm import (
     StageOutcome,
-    explanation_prefix,
-    explanation_prompt,
-    explanation_seed,
     grounding_vocabulary,
-    interest_prompt,
-    interest_seed,
     run_stage,
-    tag_prefix,
-    tag_prompt,
-    tag_seed,
     validate_explanations,
     validate_interests,
     validate_tags,
+)
+from longlore.recgpt.prompts import (
+    explanation_prefix,
+    explanation_prompt,
+    explanation_schema,
+    explanation_seed,
+    interest_prompt,
+    interest_schema,
+    interest_seed,
+    tag_prefix,
+    tag_prompt,
+    tag_schema,
+    tag_seed,
 )
 
 
@@ -63,41 +68,30 @@ def recent_titles(data: Dataset, events: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(data.items[e.item_id].title for e in reversed(events) if last - e.timestamp < 31 * DAY))
 
 
-# Genres a "fresh" demonstration tag may point to (broad, well-populated MovieLens genres).
-FRESH_GENRES = [
-    "Western",
-    "Musical",
-    "Documentary",
-    "Film-Noir",
-    "War",
-    "Mystery",
-    "Fantasy",
-    "Horror",
-    "Animation",
-    "Crime",
-    "Sci-Fi",
-    "Romance",
-    "Adventure",
-    "Comedy",
-    "Thriller",
-    "Drama",
-]
+def fresh_genres(data: Dataset) -> list[str]:
+    """Categories a "fresh" demonstration tag may point to: the catalogue's categories, least
+    populated first (a user has usually seen the big ones), those with fewer than 10 items left out."""
+    sizes = Counter(g for item in data.items.values() for g in item.genres if g.lower() != "unknown")
+    usable = [g for g, n in sizes.items() if n >= 10] or list(sizes)
+    return sorted(usable, key=lambda g: (sizes[g], g))
 
 
 def history_facts(data: Dataset, events: Sequence[Any], minimum: float) -> dict[str, Any]:
-    """What the prompts and validators use from the (behaviour-filtered) log: genre counts as
-    text, the grounding vocabulary, the top genre, the least-watched common genre, the seed
-    interest record and a demonstration item (the newest item of the top genre)."""
+    """What the prompts and validators use from the (behaviour-filtered) log: category counts as
+    text, the grounding vocabulary, the top category, the least-chosen catalogue category, the seed
+    interest record and a demonstration item (the newest item of the top category)."""
     kept = [(e.item_id, data.items[e.item_id]) for e in events if e.rating >= minimum]
     counts = Counter(g for _, item in kept for g in item.genres if g.lower() != "unknown")
     top = counts.most_common(1)[0][0] if counts else ""
     newest = [(iid, item) for iid, item in reversed(kept) if top in item.genres]
+    fresh = fresh_genres(data) or [top]
+    titles = list(dict.fromkeys(item.title for _, item in newest))
     return {
         "counts": ", ".join(f"{g} {c}" for g, c in counts.most_common(6)),
         "vocab": grounding_vocabulary(list(counts), [item.title for _, item in kept]),
         "top": top,
-        "rare": min(FRESH_GENRES, key=lambda g: (counts.get(g, 0), FRESH_GENRES.index(g))),
-        "seed": interest_seed(top, list(dict.fromkeys(item.title for _, item in newest))) if top else None,
+        "rare": min(fresh, key=lambda g: (counts.get(g, 0), fresh.index(g))),
+        "seed": interest_seed(top, titles, data.domain_plural) if top else None,
         "demo_item": newest[0][0] if newest else None,
     }
 
@@ -111,8 +105,10 @@ def mine_interests(
     user's top genre (the format in the user's own domain) and the opening of the next record;
     the demonstration is not counted as a mined interest."""
     facts = {u: history_facts(data, train[u], config.min_rating) for u in hist}
+    domain = config.domain or data.domain
     prompts = {
-        u: interest_prompt(h.text, _profile(data, u), config.n_interests, facts[u]["counts"]) for u, h in hist.items()
+        u: interest_prompt(h.text, _profile(data, u), config.n_interests, facts[u]["counts"], domain)
+        for u, h in hist.items()
     }
     prefixes = (
         {
@@ -123,6 +119,7 @@ def mine_interests(
         else ""
     )
     seeds = {u: [facts[u]["seed"]["interest"]] if config.prefill and facts[u]["seed"] else [] for u in hist}
+    schemas = {u: interest_schema(config.n_interests, len(seeds[u])) for u in hist} if config.structured else None
     return run_stage(
         model,
         prompts,
@@ -133,6 +130,7 @@ def mine_interests(
         description="RecGPT: mining interests",
         chunk=config.llm_batch,
         prefix=prefixes,
+        schema=schemas,
     )
 
 
@@ -143,8 +141,9 @@ def predict_tags(
 
     With ``config.prefill`` the reply starts with a demonstration tag for the user's top genre
     (:func:`tag_seed`; not counted, copies rejected), then the record of the first mined interest."""
-    prompts, names, recents, prefixes, seeds = {}, {}, {}, {}, {}
+    prompts, names, recents, prefixes, seeds, schemas = {}, {}, {}, {}, {}, {}
     catalogue = {item.title.lower() for item in data.items.values()}
+    domain = config.domain or data.domain
     for u, outcome in interests.items():
         if not outcome.ok:
             continue
@@ -152,16 +151,18 @@ def predict_tags(
         names[u] = [r["interest"] for r in outcome.records][: config.n_tags]
         recents[u] = recent_titles(data, train[u])
         seed = (
-            tag_seed(facts["seed"]["interest"], facts["top"], facts["rare"])
+            tag_seed(facts["seed"]["interest"], facts["top"], facts["rare"], data.domain_plural)
             if config.prefill and facts["seed"]
             else None
         )
         seeds[u] = [seed["tag"]] if seed else []
-        prompts[u] = tag_prompt(([seed["interest"]] if seed else []) + names[u], recents[u])
+        listed = ([seed["interest"]] if seed else []) + names[u]
+        prompts[u] = tag_prompt(listed, recents[u], domain)
         prefixes[u] = tag_prefix(seed, names[u])
+        schemas[u] = tag_schema(listed, len(names[u]), len(seeds[u]))
 
     def validate(u: str, reply: str) -> tuple:
-        return validate_tags(reply, names[u], recents[u], seeds[u], catalogue)
+        return validate_tags(reply, names[u], recents[u], seeds[u], catalogue, domain)
 
     return run_stage(
         model,
@@ -173,6 +174,7 @@ def predict_tags(
         description="RecGPT: predicting tags",
         chunk=config.llm_batch,
         prefix=prefixes if config.prefill else "",
+        schema=schemas if config.structured else None,
     )
 
 
@@ -190,10 +192,13 @@ def explain(
     then serves the tag alone); outcomes come back too.
     """
     demos = (demos or {}) if config.prefill else {}
+    domain = config.domain or data.domain
     full = {u: ([demos[u]] if u in demos else []) + list(ps) for u, ps in pairs.items() if ps}
     skip = {u: int(u in demos) for u in full}
-    seeds = {u: explanation_seed(demos[u][0], data.items[demos[u][1]].genres) for u in full if u in demos}
-    prompts = {u: explanation_prompt([(i, data.item_text(v)) for i, v in ps]) for u, ps in full.items()}
+    seeds = {
+        u: explanation_seed(demos[u][0], data.items[demos[u][1]].genres, data.domain_plural) for u in full if u in demos
+    }
+    prompts = {u: explanation_prompt([(i, data.item_text(v)) for i, v in ps], domain) for u, ps in full.items()}
     titles = {u: [data.items[v].title for _, v in ps] for u, ps in full.items()}
     vocabs = {
         u: [grounding_vocabulary(data.items[v].genres, []) | grounding_vocabulary([], [i]) for i, v in ps]
@@ -210,6 +215,7 @@ def explain(
             [seeds[u]] if u in seeds else [],
             vocabs[u],
             [i for i, _ in full[u]],
+            domain,
         ),
         max_new_tokens=config.explain_tokens,
         max_retries=config.max_retries,
@@ -217,6 +223,7 @@ def explain(
         description="RecGPT: explaining",
         chunk=config.llm_batch,
         prefix={u: explanation_prefix(seeds.get(u)) for u in full} if config.prefill else "",
+        schema={u: explanation_schema(len(full[u])) for u in full} if config.structured else None,
     )
     table = {u: {full[u][r["id"] - 1][1]: r["explanation"] for r in o.records} for u, o in outcomes.items() if o.ok}
     return {"table": table, "outcomes": outcomes}  # type: ignore[return-value]
@@ -258,7 +265,8 @@ def explain_top_items(
     pairs, demos = {}, {}
     for u, items in top_items.items():
         interests = {t["tag"]: t["interest"] for t in mined.get(u, {}).get("tags", [])}
-        default = (mined.get(u, {}).get("interests") or [{"interest": "movies like the ones watched"}])[0]["interest"]
+        fallback = f"{data.domain_plural} like the ones chosen before"
+        default = (mined.get(u, {}).get("interests") or [{"interest": fallback}])[0]["interest"]
         pairs[u] = [(interests.get(it.get("tag") or "", default), it["item_id"]) for it in items[: config.n_explain]]
         facts = history_facts(data, train[u], config.min_rating) if train and u in train else None
         if facts and facts["demo_item"]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from safetensors.torch import load_file, save_file
 
 from longlore.core.errors import LongloreError
 from longlore.core.io import atomic_write_text
-from longlore.core.progress import console, track
 from longlore.recgpt.config import RecGPTConfig
 from longlore.recgpt.data import Dataset, Split, descriptor_tags, frequent_attributes
 from longlore.recgpt.loss import multi_positive_softmax, recgpt_loss, sampled_softmax
@@ -229,17 +226,65 @@ def _new_model(f: Features, text_dim: int, dim: int) -> ThreeTower:
     )
 
 
+def batch_losses(
+    model: ThreeTower,
+    feats: Features,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    histories: torch.Tensor,
+    tag_texts: torch.Tensor,
+    categories: torch.Tensor,
+    has_tag: torch.Tensor,
+    negatives: torch.Tensor,
+    tau: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L_col, L_tag and L_cate of one batch of (user, next item, item tag) pairs.
+
+    users, items (B,); histories (B, L); tag_texts (B, E) frozen text embeddings of each pair's
+    descriptor tag; categories (B,) the tag's category index (-1: none); has_tag (B,) bool;
+    negatives (K,) sampled item indices. Candidates are the B positives then the K negatives; a
+    candidate equal to a row's own positive elsewhere in the list (an accidental hit) is masked
+    out of that row's softmax. L_cate counts every candidate of the tag's category as positive.
+    """
+    cand_ids = torch.cat([items, negatives])  # (C,) = B + K
+    cand = model.item(cand_ids)  # (C, D)
+    positive = torch.arange(len(items))
+    hit = cand_ids[None, :] == items[:, None]  # (B, C) accidental hits
+    hit[positive, positive] = False
+    h_u = model.user(users, feats.user_feats[users], histories)
+    l_col = sampled_softmax(h_u, cand, positive, tau, hit)
+    h_t = model.tag(tag_texts[has_tag])
+    l_tag = sampled_softmax(h_t, cand, positive[has_tag], tau, hit[has_tag])
+    cat_ok = categories[has_tag] >= 0
+    same_cat = feats.item_genres[cand_ids][:, categories[has_tag].clamp(min=0)].T > 0  # (B', C)
+    l_cate = multi_positive_softmax(h_t[cat_ok], cand, same_cat[cat_ok], tau)
+    return l_col, l_tag, l_cate
+
+
 def train_retriever(
-    data: Dataset, split: Split, config: RecGPTConfig, embedder: Any = None, log_every: int = 0
+    data: Dataset,
+    split: Split,
+    config: RecGPTConfig,
+    embedder: Any = None,
+    log_every: int = 0,
+    out_dir: str | Path | None = None,
+    stop_after: int | None = None,
 ) -> tuple[Retriever, dict]:
     """Train on every (user, next item) pair of the training logs; each pair also draws one of the
-    item's descriptor tags for L_tag / L_cate. Returns the retriever and a summary with losses."""
+    item's descriptor tags for L_tag / L_cate. Returns the retriever and a summary with per-epoch
+    losses and CPU seconds.
+
+    Runs on the shared loop (:func:`longlore.core.training.train_loop`): shuffled epochs of
+    ``config.batch_size`` pairs, AdamW at a constant ``config.lr``. With ``out_dir`` a checkpoint
+    is written there every epoch (and at ``stop_after``) and a rerun resumes from it, ending with
+    the same weights as an unbroken run."""
+    from longlore.core.training import EpochBatches, TrainingArgs, train_loop
+
     if embedder is None:
         from longlore.core.models import load_embedder
 
         embedder = load_embedder(config.tag_embedder)
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     feats = Features.build(data)
     item_index = {iid: i for i, iid in enumerate(feats.item_ids)}
     gi = {g: i for i, g in enumerate(feats.genres)}
@@ -250,7 +295,7 @@ def train_retriever(
         item_tags.append(
             [
                 (tag_vocab.setdefault(t, len(tag_vocab)), gi.get(c, -1) if c else -1)
-                for t, c in descriptor_tags(data.items[iid])
+                for t, c in descriptor_tags(data.items[iid], data.domain_plural)
             ]
         )
     tag_text = embed_texts(embedder, list(tag_vocab))  # (T, E), frozen
@@ -265,46 +310,56 @@ def train_retriever(
         raise LongloreError("no training interactions: every user needs at least one training event")
     users_t, items_t, hists_t = torch.tensor(users), torch.tensor(items), torch.tensor(hists)
     model = _new_model(feats, tag_text.shape[1], config.dim)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(items) // config.batch_size)
-    history: list[dict] = []
-    start = time.time()
-    for epoch in track(range(config.epochs), "RecGPT: training the three towers"):
-        order = torch.randperm(len(items))
-        totals = {"loss": 0.0, "col": 0.0, "tag": 0.0, "cate": 0.0}
-        for step in range(steps_per_epoch):
-            b = order[step * config.batch_size : (step + 1) * config.batch_size]
-            v = items_t[b]
-            choices = [rng.choice(item_tags[i]) if item_tags[i] else (-1, -1) for i in v.tolist()]
-            has_tag = torch.tensor([t >= 0 for t, _ in choices])
-            tags = torch.tensor([max(t, 0) for t, _ in choices])
-            cats = torch.tensor([c for _, c in choices])
-            negatives = torch.randint(0, len(feats.item_ids), (config.n_negatives,))
-            cand_ids = torch.cat([v, negatives])  # (C,) = B + K
-            cand = model.item(cand_ids)  # (C, D)
-            positive = torch.arange(len(b))
-            hit = cand_ids[None, :] == v[:, None]  # (B, C) accidental hits
-            hit[positive, positive] = False
-            h_u = model.user(users_t[b], feats.user_feats[users_t[b]], hists_t[b])
-            l_col = sampled_softmax(h_u, cand, positive, config.temperature, hit)
-            h_t = model.tag(tag_text[tags[has_tag]])
-            l_tag = sampled_softmax(h_t, cand, positive[has_tag], config.temperature, hit[has_tag])
-            cat_ok = cats[has_tag] >= 0
-            same_cat = feats.item_genres[cand_ids][:, cats[has_tag].clamp(min=0)].T > 0  # (B', C)
-            l_cate = multi_positive_softmax(h_t[cat_ok], cand, same_cat[cat_ok], config.temperature)
-            loss = recgpt_loss(l_col, l_tag, l_cate, config.alpha, config.semantic_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            for key, value in (("loss", loss), ("col", l_col), ("tag", l_tag), ("cate", l_cate)):
-                totals[key] += value.item() / steps_per_epoch
-        history.append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in totals.items()}})
-        if log_every and (epoch + 1) % log_every == 0:
-            console.print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items()))
+
+    def loss_fn(model: ThreeTower, pairs: list[int], ctx: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        b = torch.tensor(pairs)
+        v = items_t[b]
+        # the pair's descriptor tag and the shared negatives come from ctx.rng: a resumed run redraws them
+        choices = [ctx.rng.choice(item_tags[i]) if item_tags[i] else (-1, -1) for i in v.tolist()]
+        has_tag = torch.tensor([t >= 0 for t, _ in choices])
+        tags = torch.tensor([max(t, 0) for t, _ in choices])
+        cats = torch.tensor([c for _, c in choices])
+        gen = torch.Generator().manual_seed(ctx.rng.randrange(2**62))
+        negatives = torch.randint(0, len(feats.item_ids), (config.n_negatives,), generator=gen)
+        l_col, l_tag, l_cate = batch_losses(
+            model, feats, users_t[b], v, hists_t[b], tag_text[tags], cats, has_tag, negatives, config.temperature
+        )
+        loss = recgpt_loss(l_col, l_tag, l_cate, config.alpha, config.semantic_weight)
+        return loss, {"col": l_col.item(), "tag": l_tag.item(), "cate": l_cate.item()}
+
+    batches = EpochBatches(list(range(len(items))), config.batch_size, seed=config.seed)
+    args = TrainingArgs(
+        steps=config.epochs * batches.per_epoch,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        schedule="constant",
+        grad_clip=0.0,
+        checkpoint_every=batches.per_epoch,
+        log_every=batches.per_epoch * log_every,
+        seed=config.seed,
+        stop_after=stop_after,
+    )
+    result = train_loop(
+        model,
+        loss_fn,
+        batches,
+        args,
+        out_dir,
+        description="RecGPT: training the three towers",
+        progress=bool(log_every),
+    )
+    history = []
+    for epoch in range(-(-len(result.history) // batches.per_epoch)):
+        rows = result.history[epoch * batches.per_epoch : (epoch + 1) * batches.per_epoch]
+        means = {k: sum(r[k] for r in rows) / len(rows) for k in ("loss", "col", "tag", "cate")}
+        history.append({"epoch": epoch + 1, **{k: round(v, 4) for k, v in means.items()}})
     summary = {
         "pairs": len(items),
         "epochs": config.epochs,
-        "seconds": round(time.time() - start, 1),
+        "steps": result.step,
+        "finished": result.finished,
+        "seconds": round(result.cost.get("wall_seconds", 0.0), 1),
+        "cpu_seconds": round(result.cost.get("cpu_seconds", 0.0), 1),
         "descriptor_tags": len(tag_vocab),
         "history": history,
     }
