@@ -140,6 +140,10 @@ def train_cmd(
         negatives=load_negatives(negatives) if negatives else None,
         out_dir=out,
     )
+    from longlore.core.distributed import dist_info
+
+    if not dist_info().is_main:  # under torchrun every rank holds the same model; rank 0 saves it
+        return
     save_pretrained(lm, tok, out / "final", overwrite=True)
     write_json(
         out / "train_log.json",
