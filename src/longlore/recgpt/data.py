@@ -282,14 +282,15 @@ def _attach_kg(items: dict[str, Item], links: list[dict], triples: list[dict]) -
 
 
 def load_jsonl_folder(folder: Path) -> Dataset:
-    """Read ``interactions.jsonl`` (+ optional ``items.jsonl``, ``users.jsonl``)."""
+    """Read ``interactions.jsonl`` (+ optional ``items.jsonl``, ``users.jsonl``; those two may be empty:
+    a dataset without item metadata or user features is saved so)."""
     interactions = read_jsonl(folder / "interactions.jsonl", schema=Interaction)
     items = {}
     if (folder / "items.jsonl").exists():
-        items = {it.item_id: it for it in read_jsonl(folder / "items.jsonl", schema=Item)}
+        items = {it.item_id: it for it in read_jsonl(folder / "items.jsonl", schema=Item, allow_empty=True)}
     users = {}
     if (folder / "users.jsonl").exists():
-        for line_no, row in enumerate(read_jsonl(folder / "users.jsonl"), start=1):
+        for line_no, row in enumerate(read_jsonl(folder / "users.jsonl", allow_empty=True), start=1):
             if not isinstance(row, dict) or "user_id" not in row:
                 raise LongloreError(f"{folder / 'users.jsonl'}:{line_no}: field 'user_id' is missing")
             users[str(row["user_id"])] = {k: v for k, v in row.items() if k != "user_id"}
