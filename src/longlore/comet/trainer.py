@@ -122,11 +122,16 @@ def planned_examples(model: CometModel, batch: Batch, rng: random.Random) -> lis
     ]
 
 
-def example_loss(model: CometModel, items: list[Example], ctx: StepContext | None = None) -> torch.Tensor:
-    """Mean next-token CE over the text tokens of a micro-batch (weighted where weights are given)."""
+def prepare_examples(model: CometModel, items: list[Example]) -> list:
+    """The micro-batch as the model's chunks (labels default to the ids; weights where any are given)."""
     labels = [x.labels if x.labels is not None else list(x.ids) for x in items]
     weights = [x.weights or [1.0] * len(x.ids) for x in items] if any(x.weights for x in items) else None
-    out = model.forward(model.prepare([x.ids for x in items], labels, sizes=[x.sizes for x in items], weights=weights))
+    return model.prepare([x.ids for x in items], labels, sizes=[x.sizes for x in items], weights=weights)
+
+
+def example_loss(model: CometModel, items: list[Example], ctx: StepContext | None = None) -> torch.Tensor:
+    """Mean next-token CE over the text tokens of a micro-batch (weighted where weights are given)."""
+    out = model.forward(prepare_examples(model, items))
     if out.loss is None:
         raise LongloreError("comet train: no text token in this batch carries a label")
     return out.loss
@@ -138,12 +143,18 @@ def train(
     out_dir: str | Path,
     args: TrainArgs | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    loss_fn: Callable[[CometModel, list[Example], StepContext], torch.Tensor] = example_loss,
+    shard_batch: bool = True,
+    description: str = "CoMeT training",
+    summary_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on batches from ``batch_fn(rng, step)``; resume from ``out_dir/checkpoint.pt``.
 
     Returns a summary (steps, wall and CPU seconds summed over every call that trained this
-    checkpoint, final loss) and writes it with the loss history to ``out_dir/train_history.json``.
-    ``on_step(step, loss)`` is called after each step.
+    checkpoint, final loss, plus ``summary_extra``) and writes it with the loss history to
+    ``out_dir/train_history.json``. ``on_step(step, loss)`` is called after each step. ``loss_fn`` and
+    ``shard_batch`` are :func:`longlore.core.training.train_loop`'s (the pipeline mode passes its
+    per-rank share of the loss and ``shard_batch=False``).
     """
     args = args or TrainArgs()
     out_dir = Path(out_dir)
@@ -165,19 +176,21 @@ def train(
     )
     result = train_loop(
         model,
-        example_loss,
+        loss_fn,
         StepBatches(lambda rng, step: planned_examples(model, batch_fn(rng, step), rng), seed=args.seed),
         loop_args,
         out_dir,
         param_groups=groups,
         lr_lambda=lambda s: restarted_lr_factor(s, cfg.warmup_steps, args.steps, args.restarts),
         on_step=(lambda step, row: on_step(step, row["loss"])) if on_step else None,
-        description="CoMeT training",
+        description=description,
+        shard_batch=shard_batch,
     )
     losses = [round(row["loss"], 5) for row in result.history]
     summary = {
         "steps_done": result.step,
         "steps": args.steps,
+        **(summary_extra or {}),
         **{f"{k}_total": round(v, 3) for k, v in result.cost.items()},
         "final_loss": losses[-1] if losses else None,
         "args": asdict(args),
