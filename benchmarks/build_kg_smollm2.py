@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
-import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,7 +34,7 @@ from longlore.bench.config import BenchConfig
 from longlore.bench.report import write_run
 from longlore.bench.runner import evaluate
 from longlore.core.backends import CachedTextModel, HFTextModel
-from longlore.core.io import read_json, write_json
+from longlore.core.io import read_json, run_provenance, write_json
 from longlore.core.metrics import bootstrap_ci
 from longlore.core.models import load_causal_lm
 
@@ -153,14 +150,7 @@ def main() -> None:
             },
             "cpu_seconds": cpu,
             "cpu_seconds_total": round(sum(cpu.values()), 1),
-            "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
-            "machine": {
-                "platform": platform.platform(),
-                "processor": platform.processor() or platform.machine(),
-                "torch_threads": 1,
-            },
-            "seed": 0,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **run_provenance(seed=0),
         }
     )
     target = args.results or work / "results.json"

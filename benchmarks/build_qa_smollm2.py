@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
-import sys
-import time
 from pathlib import Path
 
 import torch
 
 from longlore.bench.build.config import QABuildConfig
 from longlore.bench.build.qa import build_qa_benchmark
-from longlore.core.io import write_json
+from longlore.core.io import run_provenance, write_json
 
 
 def main() -> None:
@@ -75,14 +72,7 @@ def main() -> None:
             "fact_check": "bm25s + MiniLM (en) / e5-small (zh), reciprocal-rank fusion, top 3",
         },
         "cpu_seconds": round(cpu, 1),
-        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": 1,
-        },
-        "seed": 0,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_provenance(seed=0),
     }
     target = args.results or args.work / "results.json"
     write_json(target, result, overwrite=True)

@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +43,7 @@ from longlore.bench.report import write_run
 from longlore.bench.runner import Grader, evaluate, run_task
 from longlore.bench.tasks import TASKS
 from longlore.core.backends import CachedTextModel, HFTextModel
-from longlore.core.io import read_json, write_json, write_jsonl
+from longlore.core.io import read_json, run_provenance, write_json, write_jsonl
 from longlore.core.metrics import bootstrap_ci
 from longlore.core.models import load_causal_lm
 
@@ -256,14 +253,7 @@ def main() -> None:
         "cpu_seconds_note": "per stage, the CPU of the process that finished it: a stage resumed after an "
         "interruption counts only the resuming process (train.*.train_cost holds each fine-tune's whole CPU, "
         "carried in its checkpoint), and `before` counts only what its --before-cache did not already hold",
-        "command": "OMP_NUM_THREADS=1 python " + " ".join(sys.argv),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch_threads": 1,
-        },
-        "seed": 0,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_provenance(seed=0),
     }
     target = args.results or work / "results.json"
     write_json(target, result, overwrite=True)

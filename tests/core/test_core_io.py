@@ -74,3 +74,13 @@ def test_atomic_write_uses_normal_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_run_provenance_records_the_command_threads_and_seed(monkeypatch):
+    from longlore.core.io import run_provenance
+
+    monkeypatch.setattr("sys.argv", ["benchmarks/x.py", "--results", "out.json"])
+    record = run_provenance(seed=7, torch_threads=2)
+    assert record["command"] == "OMP_NUM_THREADS=2 python benchmarks/x.py --results out.json"
+    assert record["machine"]["torch_threads"] == 2 and record["seed"] == 7
+    assert set(record) == {"command", "machine", "seed", "date"}

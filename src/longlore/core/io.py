@@ -206,6 +206,25 @@ def write_json(path: str | Path, obj: Any, overwrite: bool = False) -> Path:
     return atomic_write_text(path, dumps(obj, indent=2) + "\n", overwrite=overwrite)
 
 
+def run_provenance(seed: int = 0, torch_threads: int = 1) -> dict[str, Any]:
+    """What a benchmark's results JSON records about its run: the command (as run with
+    ``OMP_NUM_THREADS=torch_threads``), the machine, the seed and the date."""
+    import platform
+    import sys
+    import time
+
+    return {
+        "command": f"OMP_NUM_THREADS={torch_threads} python " + " ".join(sys.argv),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch_threads,
+        },
+        "seed": seed,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def write_jsonl(path: str | Path, records: Iterable[Any], overwrite: bool = False) -> Path:
     """Write records (dicts or pydantic models), one per line, atomically."""
     return atomic_write_text(path, "".join(dumps(r) + "\n" for r in records), overwrite=overwrite)
