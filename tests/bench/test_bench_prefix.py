@@ -88,3 +88,25 @@ def test_bench_bf16_evaluation_on_the_test_device(test_device: str) -> None:
     assert all(lp < 0 and lp == lp for lp in lps)  # finite log-probabilities
     assert lps == pytest.approx([lp for s in plain_samples["eckgbench/main_mc"] for lp in s["logprobs"]], rel=0.05)
     assert plain["n-samples"] == shared["n-samples"]
+
+
+def test_schema_constrained_rows_keep_their_own_constraint_beside_plain_rows(wild: HFTextModel) -> None:
+    """Rows under a JSON schema decode through the wrapped model's per-row filter, plain rows that
+    share their prefix stay free: the same outputs as the wrapped model, and only the schema rows
+    are held to the schema."""
+    import json
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 6}}, "required": ["a"]}
+    questions = ["alpha", "beta gamma", "delta"]
+    constrained = [GenerationRequest(HEAD + q, chat=False, max_new_tokens=24, json_schema=schema) for q in questions]
+    plain = [GenerationRequest(HEAD + q + " more", chat=False, max_new_tokens=24) for q in questions]
+    requests = [r for pair in zip(constrained, plain) for r in pair]  # one parameter group, mixed rows
+    expected = wild.generate(requests)
+    got = SharedPrefixModel(wild, min_shared=8).generate(requests)
+    assert got == expected
+    for i, [reply] in enumerate(got):
+        if i % 2 == 0:
+            assert set(json.loads(reply)) == {"a"}, reply
+        else:
+            with pytest.raises(ValueError):  # a random model left free writes no JSON document
+                json.loads(reply)
